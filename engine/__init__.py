@@ -1,0 +1,27 @@
+"""The domain-free core of gouache: node declaration, registry, workflows, executor, cache, plugins.
+
+It imports no torch: everything here runs and is tested with toy nodes.
+"""
+
+from gouache.engine.api import Engine
+from gouache.engine.cache import OutputCache, cache_size
+from gouache.engine.context import Interrupted, RunContext
+from gouache.engine.events import Event
+from gouache.engine.executor import NodeError, RunResult
+from gouache.engine.hookspecs import hookimpl
+from gouache.engine.models import ModelEntry, ModelFolder
+from gouache.engine.nodes import CachePolicy, Input, Node, NodeInfo, Output
+from gouache.engine.plugins import PackReport, WebExtension
+from gouache.engine.problems import Problem, WorkflowInvalid
+from gouache.engine.registry import DefinitionError, Registry
+from gouache.engine.settings import Settings
+from gouache.engine.sockets import ANY, SocketType
+from gouache.engine.validate import ValidWorkflow
+from gouache.engine.workflow import Workflow
+
+__all__ = [
+    "ANY", "CachePolicy", "DefinitionError", "Engine", "Event", "Input", "Interrupted", "ModelEntry",
+    "ModelFolder", "Node", "NodeError", "NodeInfo", "Output", "OutputCache", "PackReport", "Problem",
+    "Registry", "RunContext", "RunResult", "Settings", "SocketType", "ValidWorkflow", "WebExtension",
+    "Workflow", "WorkflowInvalid", "cache_size", "hookimpl",
+]

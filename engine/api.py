@@ -1,0 +1,94 @@
+"""The Python API: ``Engine`` loads packs, validates and runs workflows, and keeps the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gouache.engine.cache import OutputCache
+from gouache.engine.events import EventBus, Subscriber
+from gouache.engine.executor import Executor, RunResult, default_targets
+from gouache.engine.models import ModelIndex
+from gouache.engine.plugins import PackSource, entry_point_sources, load_packs, module_pack
+from gouache.engine.problems import Problem, WorkflowInvalid
+from gouache.engine.settings import Settings
+from gouache.engine.validate import ValidWorkflow, validate
+from gouache.engine.workflow import Workflow, apply_overrides, load_source, parse
+
+WorkflowSource = str | Path | dict[str, Any] | Workflow
+
+
+class Engine:
+    """Loads node packs once, then validates and runs workflows, reusing cached outputs.
+
+    ``Engine()`` loads every installed pack (the built-in one included) from the ``gouache``
+    entry-point group. ``packs`` adds packs given as objects (``{"name": module}``);
+    ``entry_points=False`` loads only those.
+    """
+
+    def __init__(self, *, packs: dict[str, Any] | None = None, entry_points: bool = True,
+                 safe_mode: bool = False, settings: Settings | None = None,
+                 home: str | Path | None = None, **options: Any) -> None:
+        self.settings = settings or Settings.load(home, **options)
+        sources: list[PackSource] = entry_point_sources() if entry_points else []
+        sources += [module_pack(name, plugin) for name, plugin in (packs or {}).items()]
+        loaded = load_packs(sources, safe_mode=safe_mode)
+        self.registry = loaded.registry
+        self.packs = loaded.reports
+        self.web_extensions = loaded.web_extensions
+        self.models = ModelIndex(self.settings, loaded.model_folders)
+        self.cache = OutputCache(self.settings.cache_bytes)
+        self.events = EventBus()
+        self._executor = Executor(self.settings, self.models, self.cache, self.events)
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Receive every event of every run; returns a function that unsubscribes."""
+        return self.events.subscribe(subscriber)
+
+    def check(self, workflow: WorkflowSource, overrides: dict[str, Any] | None = None,
+              outputs: list[str] | None = None) -> tuple[ValidWorkflow | None, list[Problem]]:
+        """Parse and validate; return the valid workflow (or ``None``) and every problem found."""
+        try:
+            raw = load_source(workflow)
+        except (OSError, ValueError) as error:
+            return None, [Problem(None, None, "unreadable_workflow", f"cannot read the workflow: {error}")]
+        problems = apply_overrides(raw, overrides)
+        parsed, parse_problems = parse(raw)
+        problems += parse_problems
+        if parsed is None:
+            return None, problems
+        valid, validation_problems = validate(parsed, self.registry, self.models.names)
+        problems += validation_problems
+        for node_id in outputs or []:
+            if node_id not in parsed.nodes:
+                problems.append(Problem(node_id, None, "unknown_output_node",
+                                        f"output node {node_id!r} is not in the workflow"))
+        return (valid if not problems else None), problems
+
+    def validate(self, workflow: WorkflowSource, overrides: dict[str, Any] | None = None,
+                 outputs: list[str] | None = None) -> ValidWorkflow:
+        """The valid workflow, or :class:`WorkflowInvalid` listing every problem."""
+        valid, problems = self.check(workflow, overrides, outputs)
+        if valid is None:
+            raise WorkflowInvalid(problems)
+        return valid
+
+    def run(self, workflow: WorkflowSource | ValidWorkflow, overrides: dict[str, Any] | None = None,
+            outputs: list[str] | None = None, run_id: str | None = None) -> RunResult:
+        """Run a workflow (path, dict, parsed or validated) and return what happened.
+
+        ``overrides`` sets inputs: ``{"sampler.seed": 5}``. ``outputs`` names the nodes wanted
+        (default: every output node). Raises :class:`WorkflowInvalid` if it cannot run; a node
+        failing at run time is reported in ``RunResult.error`` instead.
+        """
+        if isinstance(workflow, ValidWorkflow) and not overrides:
+            valid = workflow
+        else:
+            source = workflow.workflow if isinstance(workflow, ValidWorkflow) else workflow
+            valid = self.validate(source, overrides, outputs)
+        return self._executor.run(valid, outputs or default_targets(valid), run_id)
+
+    def interrupt(self) -> None:
+        """Stop the current run at its next check."""
+        self._executor.interrupt()

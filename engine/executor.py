@@ -1,0 +1,180 @@
+"""Runs a valid workflow: prune to the wanted outputs, order, reuse cached outputs, run the rest."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from gouache.engine.cache import OutputCache, node_key
+from gouache.engine.context import Interrupted, Resources, RunContext
+from gouache.engine.events import EventBus
+from gouache.engine.models import ModelIndex
+from gouache.engine.nodes import CachePolicy
+from gouache.engine.settings import Settings
+from gouache.engine.validate import ValidWorkflow
+
+
+@dataclass(frozen=True)
+class NodeError:
+    """A node that failed at run time."""
+
+    node: str
+    type: str
+    message: str
+    traceback: str
+
+    def to_json(self) -> dict[str, str]:
+        """The error as a JSON-ready dict."""
+        return {"node": self.node, "type": self.type, "message": self.message, "traceback": self.traceback}
+
+    def __str__(self) -> str:
+        return f"node {self.node!r} ({self.type}) failed: {self.message}"
+
+
+@dataclass
+class RunResult:
+    """What a run did: ``status`` is succeeded, failed or interrupted."""
+
+    run_id: str
+    status: str = "succeeded"
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    """Files nodes wrote, by node id: ``[{"kind": "output", "path": "x.png"}]``."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per executed node."""
+    seconds: float = 0.0
+    error: NodeError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run succeeded."""
+        return self.status == "succeeded"
+
+
+def plan(valid: ValidWorkflow, targets: list[str]) -> list[str]:
+    """The nodes ``targets`` need, in topological order: one reverse walk, linear in the graph."""
+    needed = set(targets)
+    queue = deque(targets)
+    predecessors = valid.graph.pred
+    while queue:
+        for source in predecessors[queue.popleft()]:
+            if source not in needed:
+                needed.add(source)
+                queue.append(source)
+    if len(needed) == len(valid.order):
+        return list(valid.order)
+    return [node_id for node_id in valid.order if node_id in needed]
+
+
+def default_targets(valid: ValidWorkflow) -> list[str]:
+    """The output nodes (those saving results); every sink when the workflow has none."""
+    outputs = [node_id for node_id in valid.order if valid.nodes[node_id].node_class.output_node]
+    if outputs:
+        return outputs
+    return [node_id for node_id in valid.order if valid.graph.out_degree(node_id) == 0]
+
+
+@dataclass
+class Executor:
+    """Runs workflows one at a time with a shared cache, event bus and resources."""
+
+    settings: Settings
+    models: ModelIndex
+    cache: OutputCache
+    bus: EventBus
+    resources: Resources = field(default_factory=Resources)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def interrupt(self) -> None:
+        """Ask the current run to stop at the next check (between nodes, at sampler steps)."""
+        self._stop.set()
+
+    def run(self, valid: ValidWorkflow, targets: list[str], run_id: str | None = None) -> RunResult:
+        """Run the nodes ``targets`` need; never raises for a node's failure (see ``error``)."""
+        with self._lock:
+            self._stop.clear()
+            return self._run(valid, plan(valid, targets), run_id or uuid.uuid4().hex)
+
+    def _run(self, valid: ValidWorkflow, order: list[str], run_id: str) -> RunResult:
+        result = RunResult(run_id)
+        bus = self.bus
+        started = time.perf_counter()
+        bus.emit("started", run_id=run_id, nodes=order)
+        keys: dict[str, str] = {}
+        values = result.outputs
+        node_id = ""
+        try:
+            for node_id in order:
+                if self._stop.is_set():
+                    raise Interrupted(f"interrupted before node {node_id!r}")
+                node = valid.nodes[node_id]
+                node_class = node.node_class
+                upstream = {name: f"{keys[src]}:{out}" for name, (src, out) in node.links.items()}
+                inputs = dict(node.literals)
+                for name, (src, out) in node.links.items():
+                    inputs[name] = values[src][out]
+                ctx = RunContext(run_id, node_id, node_class.type_name, self.settings, self.models,
+                                 self.resources, valid.workflow, bus, self._stop)
+                instance = node_class()
+                extra = ""
+                if node_class.cache is CachePolicy.FINGERPRINT:
+                    extra = instance.fingerprint(ctx, **inputs)
+                elif node_class.cache is CachePolicy.NEVER:
+                    extra = uuid.uuid4().hex
+                key = keys[node_id] = node_key(node, upstream, extra)
+                entry = self.cache.get(key) if node_class.cache is not CachePolicy.NEVER else None
+                if entry is not None:
+                    values[node_id] = entry.outputs
+                    if entry.ui.get("images"):
+                        result.images[node_id] = entry.ui["images"]
+                    result.cached.append(node_id)
+                    bus.emit("node_cached", run_id=run_id, node=node_id)
+                    continue
+                bus.emit("node_started", run_id=run_id, node=node_id, type=node_class.type_name)
+                node_started = time.perf_counter()
+                outputs = instance.run(ctx, **inputs)
+                _check_outputs(node_class, outputs)
+                seconds = time.perf_counter() - node_started
+                values[node_id] = outputs
+                ui = {"images": ctx.images} if ctx.images else {}
+                if ctx.images:
+                    result.images[node_id] = ctx.images
+                if node_class.cache is not CachePolicy.NEVER:
+                    self.cache.put(key, outputs, ui)
+                result.executed.append(node_id)
+                result.timings[node_id] = seconds
+                bus.emit("node_finished", run_id=run_id, node=node_id, seconds=seconds,
+                         images=ctx.images)
+        except Interrupted:
+            result.status = "interrupted"
+            bus.emit("interrupted", run_id=run_id, node=node_id)
+        except Exception as error:
+            node_type = valid.nodes[node_id].node_class.type_name if node_id else ""
+            result.status = "failed"
+            result.error = NodeError(node_id, node_type, _message(error), traceback.format_exc())
+            bus.emit("node_error", run_id=run_id, **result.error.to_json())
+        result.seconds = time.perf_counter() - started
+        bus.emit("finished", run_id=run_id, status=result.status, seconds=result.seconds,
+                 executed=len(result.executed), cached=len(result.cached))
+        return result
+
+
+def _message(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _check_outputs(node_class: type, outputs: Any) -> None:
+    declared = {output.name for output in node_class.outputs}
+    if not isinstance(outputs, dict) or set(outputs) != declared:
+        got = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+        raise TypeError(f"{node_class.__name__}.run() must return a dict with the outputs "
+                        f"{sorted(declared)}, got {got}")

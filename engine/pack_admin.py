@@ -1,0 +1,62 @@
+"""``gouache plugins``: list and inspect node packs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from gouache.engine.api import Engine
+from gouache.engine.plugins import PackReport
+
+
+def _reports(args: argparse.Namespace) -> tuple[Engine, list[PackReport]]:
+    engine = Engine(home=args.home)
+    return engine, engine.packs
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print every pack with its version, status and node types."""
+    _, reports = _reports(args)
+    if args.json:
+        print(json.dumps([report.to_json() for report in reports], indent=2))
+        return 0
+    for report in reports:
+        version = f" {report.version}" if report.version else ""
+        where = f" ({report.distribution}{version})" if report.distribution else ""
+        line = f"{report.name}{where}: {report.status}, {len(report.node_types)} node types"
+        if report.error:
+            line += f"\n  error: {report.error}"
+        print(line)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print one pack in detail: status, error, and each node type with its category."""
+    engine, reports = _reports(args)
+    report = next((r for r in reports if args.name in (r.name, r.distribution)), None)
+    if report is None:
+        known = ", ".join(r.name for r in reports) or "none"
+        print(f"error: no pack named {args.name!r}; installed packs: {known}")
+        return 2
+    extensions = [ext for name, ext in engine.web_extensions.items()]
+    if args.json:
+        print(json.dumps({**report.to_json(), "web_extensions": [ext.name for ext in extensions]}, indent=2))
+        return 0
+    print(f"name: {report.name}\ndistribution: {report.distribution}\nversion: {report.version}\n"
+          f"status: {report.status}")
+    if report.error:
+        print(f"error: {report.error}")
+    for type_name in report.node_types:
+        node_class = engine.registry.get(type_name)
+        print(f"  {node_class.category}/{type_name} v{node_class.version}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Dispatch ``gouache plugins SUBCOMMAND``."""
+    handlers = {"list": cmd_list, "info": cmd_info}
+    if args.plugins_command in ("install", "remove"):
+        from gouache.engine import pack_install
+
+        return pack_install.main(args)
+    return handlers[args.plugins_command](args)

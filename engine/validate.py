@@ -1,0 +1,168 @@
+"""Validation of a parsed workflow against a registry, reporting every problem at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from gouache.engine.nodes import Node
+from gouache.engine.problems import Problem
+from gouache.engine.registry import Registry
+from gouache.engine.values import check_value
+from gouache.engine.workflow import Link, Workflow
+
+ChoiceProvider = Callable[[str], list[str]]
+
+
+@dataclass(frozen=True)
+class ValidNode:
+    """A node whose type is known and whose inputs all check out."""
+
+    id: str
+    node_class: type[Node]
+    literals: dict[str, Any]
+    """Typed-in values (defaults filled in), by input name."""
+    links: dict[str, tuple[str, str]]
+    """Wired inputs: input name -> (source node id, source output name)."""
+
+
+@dataclass
+class ValidWorkflow:
+    """A workflow that passed validation, with its dependency graph (edges source -> consumer)."""
+
+    workflow: Workflow
+    nodes: dict[str, ValidNode]
+    graph: nx.DiGraph
+    order: list[str] = field(default_factory=list)
+    """Every node in a topological order."""
+
+
+def _link_of(value: Any) -> Link | None:
+    return value if isinstance(value, Link) else None
+
+
+def validate(workflow: Workflow, registry: Registry,
+             choices_for: ChoiceProvider | None = None) -> tuple[ValidWorkflow | None, list[Problem]]:
+    """Check every node and input; return the valid workflow or ``None`` and every problem."""
+    problems: list[Problem] = []
+    nodes: dict[str, ValidNode] = {}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(workflow.nodes)
+    dynamic: dict[str, list[str]] = {}
+
+    def choices(kind: str) -> list[str]:
+        if kind not in dynamic:
+            dynamic[kind] = choices_for(kind) if choices_for else []
+        return dynamic[kind]
+
+    for node_id, entry in workflow.nodes.items():
+        node_class = registry.get(entry.type)
+        if node_class is None:
+            problems.append(Problem(node_id, None, "unknown_node_type",
+                                    f"node {node_id!r}: unknown node type {entry.type!r}; "
+                                    "check the spelling or install the pack that provides it "
+                                    "(`gouache nodes` lists the known types)"))
+            continue
+        specs = {spec.name: spec for spec in node_class.inputs}
+        for name in entry.inputs:
+            if name not in specs:
+                known = ", ".join(specs) or "none"
+                problems.append(Problem(node_id, name, "unknown_input",
+                                        f"node {node_id!r} ({entry.type}): unknown input {name!r}; "
+                                        f"its inputs are: {known}"))
+        literals: dict[str, Any] = {}
+        links: dict[str, tuple[str, str]] = {}
+        for name, spec in specs.items():
+            where = f"node {node_id!r} ({entry.type}) input {name!r}"
+            if name not in entry.inputs:
+                if spec.has_default:
+                    literals[name] = spec.default
+                else:
+                    how = "connect a link" if not spec.accepts_literal else "set a value or connect a link"
+                    problems.append(Problem(node_id, name, "missing_input",
+                                            f"{where} is required: {how} ({spec.type})"))
+                continue
+            value = entry.inputs[name]
+            link = _link_of(value)
+            if link is not None:
+                problem = _check_link(workflow, registry, where, node_id, name, spec.type,
+                                      spec.accepts_link, link)
+                if problem is None:
+                    links[name] = (link.node, link.output)
+                    graph.add_edge(link.node, node_id)
+                else:
+                    problems.append(problem)
+                continue
+            if not spec.accepts_literal:
+                problems.append(Problem(node_id, name, "literal_not_allowed",
+                                        f"{where} takes a {spec.type} from a link, not a typed-in value; "
+                                        f"connect the output of a node that makes a {spec.type}"))
+                continue
+            checked, problem = check_value(spec, value)
+            if problem is None and spec.choices_from is not None and checked not in choices(spec.choices_from):
+                found = ", ".join(map(repr, choices(spec.choices_from)[:12])) or f"none found in {spec.choices_from}"
+                problem_message = f"{checked!r} is not one of the available {spec.choices_from}: {found}"
+                problems.append(Problem(node_id, name, "not_a_choice", f"{where}: {problem_message}"))
+                continue
+            if problem is not None:
+                problems.append(Problem(node_id, name, problem.code, f"{where}: {problem.message}"))
+                continue
+            literals[name] = checked
+        nodes[node_id] = ValidNode(node_id, node_class, literals, links)
+
+    order: list[str] = []
+    try:
+        order = list(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:
+        problems.extend(_cycle_problems(graph, workflow))
+    if problems or len(nodes) != len(workflow.nodes):
+        return None, problems
+    return ValidWorkflow(workflow, nodes, graph, order), problems
+
+
+def _check_link(workflow: Workflow, registry: Registry, where: str, node_id: str, name: str,
+                input_type: str, accepts_link: bool, link: Link) -> Problem | None:
+    if not accepts_link:
+        return Problem(node_id, name, "link_not_allowed", f"{where} takes a typed-in value, not a link")
+    source = workflow.nodes.get(link.node)
+    if source is None:
+        return Problem(node_id, name, "missing_node",
+                       f"{where} links to node {link.node!r}, which is not in the workflow")
+    source_class = registry.get(source.type)
+    if source_class is None:
+        # The source's own unknown_node_type problem says what is wrong.
+        return Problem(node_id, name, "missing_output",
+                       f"{where} links to {link.node!r}, whose type {source.type!r} is unknown")
+    outputs = {output.name: output.type for output in source_class.outputs}
+    if link.output not in outputs:
+        known = ", ".join(outputs) or "none"
+        return Problem(node_id, name, "missing_output",
+                       f"{where} links to output {link.output!r} of {link.node!r} ({source.type}), "
+                       f"which has no such output; its outputs are: {known}")
+    if not registry.types.compatible(outputs[link.output], input_type):
+        return Problem(node_id, name, "type_mismatch",
+                       f"{where} expects {input_type} but {link.node!r}.{link.output} is "
+                       f"{outputs[link.output]}; connect an output of type {input_type}")
+    return None
+
+
+def _cycle_problems(graph: nx.DiGraph, workflow: Workflow) -> Iterable[Problem]:
+    """One problem per cycle-carrying component, naming the nodes on a cycle in it (linear time)."""
+    for component in nx.strongly_connected_components(graph):
+        if len(component) == 1:
+            (only,) = component
+            if not graph.has_edge(only, only):
+                continue
+        cycle_edges = nx.find_cycle(graph.subgraph(component))
+        on_cycle = [edge[0] for edge in cycle_edges]
+        first, second = cycle_edges[-1][0], cycle_edges[-1][1]
+        entry = workflow.nodes[second]
+        input_name = next((name for name, value in entry.inputs.items()
+                           if isinstance(value, Link) and value.node == first), None)
+        path = " -> ".join(on_cycle + [on_cycle[0]])
+        yield Problem(second, input_name, "cycle",
+                      f"node {second!r} input {input_name!r} closes a cycle: {path}; "
+                      "a workflow must not feed a node's output back into itself")

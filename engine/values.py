@@ -1,0 +1,51 @@
+"""Checking a typed-in value against an input's declaration."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from gouache.engine.nodes import Input
+
+
+@dataclass(frozen=True)
+class ValueProblem:
+    """Why a literal value does not fit an input: a problem code and a sentence."""
+
+    code: str
+    message: str
+
+
+def _type_problem(spec: Input, value: Any) -> ValueProblem | None:
+    kind = spec.type
+    if kind == "INT" and (isinstance(value, bool) or not isinstance(value, int)):
+        return ValueProblem("wrong_value_type", f"expects a whole number, got {value!r}")
+    if kind == "FLOAT" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return ValueProblem("wrong_value_type", f"expects a number, got {value!r}")
+    if kind == "FLOAT" and not math.isfinite(value):
+        return ValueProblem("wrong_value_type", f"expects a finite number, got {value!r}")
+    if kind == "STRING" and not isinstance(value, str):
+        return ValueProblem("wrong_value_type", f"expects text, got {value!r}")
+    if kind == "BOOLEAN" and not isinstance(value, bool):
+        return ValueProblem("wrong_value_type", f"expects true or false, got {value!r}")
+    return None
+
+
+def check_value(spec: Input, value: Any) -> tuple[Any, ValueProblem | None]:
+    """Return the value as the node receives it (INT widened to FLOAT) and the problem, if any."""
+    problem = _type_problem(spec, value)
+    if problem is not None:
+        return value, problem
+    if spec.choices is not None and value not in spec.choices:
+        shown = ", ".join(repr(choice) for choice in spec.choices[:12])
+        more = f" (and {len(spec.choices) - 12} more)" if len(spec.choices) > 12 else ""
+        return value, ValueProblem("not_a_choice", f"{value!r} is not one of the choices: {shown}{more}")
+    if spec.type in ("INT", "FLOAT"):
+        if spec.min is not None and value < spec.min:
+            return value, ValueProblem("out_of_range", f"{value!r} is below the minimum {spec.min:g}")
+        if spec.max is not None and value > spec.max:
+            return value, ValueProblem("out_of_range", f"{value!r} is above the maximum {spec.max:g}")
+        if spec.type == "FLOAT":
+            value = float(value)
+    return value, None

@@ -1,0 +1,156 @@
+"""The workflow file format ``gouache/1``: pydantic models, lenient parsing into problems, schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gouache.engine.problems import Problem
+
+FORMAT = "gouache/1"
+JsonLiteral = Union[str, int, float, bool, None, list[Any], dict[str, Any]]
+
+
+class Link(BaseModel):
+    """A wire from another node's named output: ``{"node": ID, "output": NAME}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node: str
+    output: str
+
+
+class NodeEntry(BaseModel):
+    """One node of a workflow: its type and its inputs (links or literal values)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    inputs: dict[str, Union[Link, JsonLiteral]] = Field(default_factory=dict)
+
+
+class Workflow(BaseModel):
+    """A workflow file. ``layout``, ``groups`` and ``meta`` are for the editor and people only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["gouache/1"] = FORMAT
+    nodes: dict[str, NodeEntry]
+    layout: dict[str, Any] = Field(default_factory=dict)
+    groups: list[Any] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The workflow as a JSON-ready dict, in the file format."""
+        return self.model_dump(mode="json")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the file format, as published in ``docs/``."""
+    schema = Workflow.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://gouache.dev/schema/workflow-1.json"
+    schema["title"] = "gouache workflow (format gouache/1)"
+    return schema
+
+
+def load_source(source: str | Path | dict[str, Any] | Workflow) -> dict[str, Any]:
+    """Read a workflow from a path (JSON file or a PNG saved by gouache), a dict or a model."""
+    if isinstance(source, Workflow):
+        return source.to_json()
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    path = Path(source)
+    data = path.read_bytes()
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return json.loads(_png_text(data, path)["workflow"])
+    return json.loads(data)
+
+
+def _png_text(data: bytes, path: Path) -> dict[str, str]:
+    """The tEXt chunks of a PNG file, read without an imaging library."""
+    import struct
+    import zlib
+
+    chunks: dict[str, str] = {}
+    offset = 8
+    while offset + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        if kind == b"tEXt" and b"\0" in body:
+            key, _, text = body.partition(b"\0")
+            chunks[key.decode("latin-1")] = text.decode("latin-1")
+        elif kind == b"iTXt" and b"\0" in body:
+            key, _, rest = body.partition(b"\0")
+            compressed, rest = rest[0], rest[2:]
+            _lang, _, rest = rest.partition(b"\0")
+            _tkey, _, text = rest.partition(b"\0")
+            chunks[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+        offset += 12 + length
+    if "workflow" not in chunks:
+        raise ValueError(f"{path} is a PNG without an embedded gouache workflow")
+    return chunks
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> list[Problem]:
+    """Set ``"node.input": value`` pairs in a raw workflow dict in place; report unknown nodes."""
+    problems: list[Problem] = []
+    nodes = raw.get("nodes") if isinstance(raw, dict) else None
+    for target, value in (overrides or {}).items():
+        node_id, dot, input_name = str(target).rpartition(".")
+        if not dot or not node_id or not input_name:
+            problems.append(Problem(None, None, "invalid_override",
+                                    f"override {target!r} must look like NODE.INPUT (e.g. sampler.seed)"))
+            continue
+        entry = nodes.get(node_id) if isinstance(nodes, dict) else None
+        if not isinstance(entry, dict):
+            problems.append(Problem(node_id, input_name, "unknown_node",
+                                    f"override {target!r}: the workflow has no node {node_id!r}"))
+            continue
+        inputs = entry.setdefault("inputs", {})
+        if isinstance(inputs, dict):
+            inputs[input_name] = value
+    return problems
+
+
+def parse(raw: Any) -> tuple[Workflow | None, list[Problem]]:
+    """Parse a raw workflow, returning the model and every structural problem found."""
+    if not isinstance(raw, dict):
+        return None, [Problem(None, None, "invalid_workflow",
+                              f"a workflow is a JSON object, got {type(raw).__name__}")]
+    fmt = raw.get("format")
+    if fmt != FORMAT:
+        shown = "no format field" if fmt is None else f"format {fmt!r}"
+        return None, [Problem(None, None, "unknown_format",
+                              f"{shown}: this version of gouache reads {FORMAT!r} files; "
+                              "upgrade gouache or set \"format\": \"gouache/1\"")]
+    problems: list[Problem] = []
+    nodes = raw.get("nodes")
+    if not isinstance(nodes, dict):
+        return None, [Problem(None, None, "invalid_workflow", "\"nodes\" must be an object of node id -> node")]
+    parsed: dict[str, NodeEntry] = {}
+    for node_id, entry in nodes.items():
+        try:
+            parsed[node_id] = NodeEntry.model_validate(entry)
+        except ValidationError as error:
+            for detail in error.errors():
+                loc = [str(part) for part in detail["loc"]]
+                input_name = loc[1] if len(loc) > 1 and loc[0] == "inputs" else None
+                where = ".".join(loc) or "node"
+                problems.append(Problem(node_id, input_name, "invalid_node",
+                                        f"node {node_id!r}: {where}: {detail['msg']}"))
+    rest = {key: value for key, value in raw.items() if key != "nodes"}
+    try:
+        workflow = Workflow.model_validate({**rest, "nodes": {}})
+    except ValidationError as error:
+        for detail in error.errors():
+            where = ".".join(str(part) for part in detail["loc"])
+            problems.append(Problem(None, None, "invalid_workflow", f"{where}: {detail['msg']}"))
+        return None, problems
+    workflow.nodes = parsed
+    return workflow, problems

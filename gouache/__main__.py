@@ -1,0 +1,5 @@
+"""Allow ``python -m gouache``."""
+
+from gouache.engine.cli import main
+
+raise SystemExit(main())
