@@ -62,6 +62,10 @@ class Input(BaseModel):
     multiline: bool = False
     seed: bool = False
     """An integer seed: the editor offers to randomise it after each run."""
+    widget: str | None = None
+    """A custom editor widget by name, provided by a pack's web extension."""
+    upload: str | None = None
+    """The editor offers an upload button for this kind of file (``image``)."""
     description: str = ""
 
     def __init__(self, name: str, type: str, /, **kwargs: Any) -> None:
