@@ -58,12 +58,12 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def load_source(source: str | Path | dict[str, Any] | Workflow) -> dict[str, Any]:
+def load_source(source: str | Path | dict[str, Any] | Workflow) -> Any:
     """Read a workflow from a path (JSON file or a PNG saved by gouache), a dict or a model."""
     if isinstance(source, Workflow):
         return source.to_json()
-    if isinstance(source, dict):
-        return copy.deepcopy(source)
+    if not isinstance(source, (str, Path)):
+        return copy.deepcopy(source)  # parse() reports anything that is not a workflow object
     path = Path(source)
     data = path.read_bytes()
     if data[:8] == b"\x89PNG\r\n\x1a\n":

@@ -1,0 +1,101 @@
+"""The ``gouache`` command line, run as a user runs it: a subprocess with packs installed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import chain, subprocess_env
+from gouache.engine.cli import parse_assignment
+
+
+@pytest.fixture
+def cli(toy_site, tmp_path):
+    home = tmp_path / "home"
+    env = subprocess_env(toy_site, home)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gouache", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=120)
+
+    return run
+
+
+def write(tmp_path: Path, workflow: dict) -> str:
+    path = tmp_path / "workflow.json"
+    path.write_text(json.dumps(workflow))
+    return str(path)
+
+
+def test_set_values_are_json_when_they_parse_else_strings():
+    assert parse_assignment("sampler.seed=5") == ("sampler.seed", 5)
+    assert parse_assignment("a.b=[1, 2]") == ("a.b", [1, 2])
+    assert parse_assignment("positive.text=a red circle") == ("positive.text", "a red circle")
+    assert parse_assignment('positive.text="5"') == ("positive.text", "5")
+
+
+def test_run_succeeds_with_json_result_and_set(cli, tmp_path):
+    path = write(tmp_path, chain(3))
+    done = cli("run", path, "--json", "--set", "n0.value=10")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded" and result["executed"] == ["n0", "n1", "n2", "out"]
+    assert result["outputs"]["n2"]["sum"] == 12.0 and set(result["timings"]) == set(result["executed"])
+
+
+def test_invalid_workflow_exits_2_listing_every_problem_without_traceback(cli, tmp_path):
+    workflow = chain(2)
+    workflow["nodes"]["n0"]["inputs"]["value"] = "ten"
+    workflow["nodes"]["x"] = {"type": "Nope"}
+    done = cli("run", write(tmp_path, workflow))
+    assert done.returncode == 2
+    assert "[wrong_value_type] node 'n0' (Number) input 'value'" in done.stderr
+    assert "[unknown_node_type] node 'x'" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = cli("validate", write(tmp_path, workflow), "--json")
+    assert done.returncode == 2 and len(json.loads(done.stdout)["problems"]) == 2
+
+
+def test_bad_arguments_exit_2(cli, tmp_path):
+    done = cli("run", write(tmp_path, chain(2)), "--set", "novalue")
+    assert done.returncode == 2 and "NODE.INPUT=VALUE" in done.stderr
+    done = cli("run", str(tmp_path / "missing.json"))
+    assert done.returncode == 2 and "cannot read the workflow" in done.stderr
+
+
+def test_failing_node_exits_1_with_message_and_traceback_only_with_debug(cli, tmp_path):
+    workflow = {"format": "gouache/1", "nodes": {"f": {"type": "Fail"}}}
+    done = cli("run", write(tmp_path, workflow))
+    assert done.returncode == 1
+    assert "node 'f' (Fail) failed: RuntimeError: this node always fails" in done.stderr
+    assert "Traceback" not in done.stderr
+    debug = cli("--debug", "run", write(tmp_path, workflow))
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_validate_and_nodes(cli, tmp_path):
+    done = cli("validate", write(tmp_path, chain(2)))
+    assert done.returncode == 0 and "valid (3 nodes)" in done.stdout
+    nodes = json.loads(cli("nodes", "--json").stdout)
+    add = next(node for node in nodes if node["type"] == "Add")
+    assert add["pack"] == "toy" and [i["name"] for i in add["inputs"]] == ["a", "b"]
+    assert add["outputs"] == [{"name": "sum", "type": "FLOAT", "description": ""}]
+    text = cli("nodes").stdout
+    assert "toy/Add v1 [toy]" in text
+
+
+def test_plugins_list_shows_status(cli):
+    listing = json.loads(cli("plugins", "list", "--json").stdout)
+    status = {pack["name"]: pack for pack in listing}
+    assert status["toy"]["status"] == "loaded" and "Add" in status["toy"]["node_types"]
+    assert status["broken"]["status"] == "error" and "not installed" in status["broken"]["error"]
+
+
+def test_engine_imports_no_torch():
+    script = "import sys, gouache.engine, gouache.engine.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

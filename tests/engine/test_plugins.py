@@ -1,0 +1,89 @@
+"""Packs are found through the ``gouache`` entry-point group, filtered by env vars, and isolated."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from gouache.engine import Engine
+
+
+@pytest.fixture
+def installed(toy_site, monkeypatch):
+    """The toy and broken packs installed as distributions (on sys.path)."""
+    monkeypatch.syspath_prepend(str(toy_site))
+    monkeypatch.delenv("GOUACHE_PLUGINS_BLOCK", raising=False)
+    monkeypatch.delenv("GOUACHE_PLUGINS_ALLOW", raising=False)
+    yield toy_site
+    sys.modules.pop("toy_pack", None)
+
+
+def reports(engine):
+    return {report.name: report for report in engine.packs}
+
+
+def test_entry_point_packs_load_and_a_broken_one_is_reported_by_name(installed, tmp_path):
+    engine = Engine(home=tmp_path)
+    status = reports(engine)
+    assert status["toy"].status == "loaded"
+    assert (status["toy"].distribution, status["toy"].version) == ("gouache-toy", "1.2.3")
+    assert "Add" in engine.registry
+    assert status["broken"].status == "error"
+    assert "failed to import" in status["broken"].error and "not installed" in status["broken"].error
+
+
+def test_block_list(installed, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOUACHE_PLUGINS_BLOCK", "toy, other")
+    engine = Engine(home=tmp_path)
+    assert reports(engine)["toy"].status == "blocked" and "Add" not in engine.registry
+
+
+def test_allow_list_loads_only_the_named_third_party_packs(installed, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOUACHE_PLUGINS_ALLOW", "gouache-toy")
+    status = reports(Engine(home=tmp_path))
+    assert status["toy"].status == "loaded" and status["broken"].status == "blocked"
+
+
+def test_safe_mode_loads_no_third_party_pack(installed, tmp_path):
+    status = reports(Engine(home=tmp_path, safe_mode=True))
+    assert status["toy"].status == "blocked" and status["broken"].status == "blocked"
+    first_party = [r for r in status.values() if r.distribution == "gouache"]
+    assert all(r.status != "blocked" for r in first_party)
+
+
+def test_a_hook_that_raises_is_reported_and_the_rest_loads(tmp_path):
+    import toy_pack
+    from gouache.engine import hookimpl
+
+    class Raises:
+        @hookimpl
+        def gouache_register_nodes(self):
+            raise RuntimeError("boom")
+
+    engine = Engine(packs={"toy": toy_pack, "raises": Raises()}, entry_points=False, home=tmp_path)
+    status = reports(engine)
+    assert status["raises"].status == "error" and "boom" in status["raises"].error
+    assert status["toy"].status == "loaded"
+
+
+def test_model_folder_and_web_extension_hooks(tmp_path):
+    from gouache.engine import ModelFolder, WebExtension, hookimpl
+
+    class Pack:
+        @hookimpl
+        def gouache_register_model_folders(self):
+            return [ModelFolder("controlnet", (".safetensors",), describe=lambda path: {"size": path.stat().st_size})]
+
+        @hookimpl
+        def gouache_register_web_extensions(self):
+            return [WebExtension("pack-ui", tmp_path, scripts=("main.js",))]
+
+    home = tmp_path / "home"
+    (home / "models" / "controlnet" / "sub").mkdir(parents=True)
+    (home / "models" / "controlnet" / "sub" / "canny.safetensors").write_bytes(b"12345")
+    (home / "models" / "controlnet" / "notes.txt").write_text("ignored")
+    engine = Engine(packs={"pack": Pack()}, entry_points=False, home=home)
+    assert engine.models.as_json() == {"controlnet": [
+        {"name": "sub/canny.safetensors", "path": str(home / "models" / "controlnet" / "sub" / "canny.safetensors"), "size": 5}]}
+    assert engine.web_extensions["pack-ui"].scripts == ("main.js",)
