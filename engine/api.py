@@ -53,7 +53,7 @@ class Engine:
             raw = load_source(workflow)
         except (OSError, ValueError) as error:
             return None, [Problem(None, None, "unreadable_workflow", f"cannot read the workflow: {error}")]
-        problems = apply_overrides(raw, overrides)
+        raw, problems = apply_overrides(raw, overrides)
         parsed, parse_problems = parse(raw)
         problems += parse_problems
         if parsed is None:

@@ -128,7 +128,8 @@ def confirm(question: str, assume_yes: bool) -> None:
     if assume_yes:
         return
     if sys.stdin is None or not sys.stdin.isatty():
-        raise Refused(f"{question} stdin is not a terminal, so nobody can answer: pass --yes to go ahead")
+        raise Refused(f"cannot ask {question!r}: stdin is not a terminal; pass --yes to go ahead "
+                      "(nothing was changed)")
     answer = input(f"{question} [y/N] ").strip().lower()
     if answer not in ("y", "yes"):
         raise Refused("nothing changed")

@@ -45,6 +45,7 @@ class PackReport:
     version: str | None = None
     error: str | None = None
     node_types: list[str] = field(default_factory=list)
+    web_extensions: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The report as ``gouache plugins list --json`` prints it."""
@@ -144,6 +145,7 @@ def load_packs(sources: list[PackSource], *, safe_mode: bool = False) -> LoadedP
         for item in items:
             if isinstance(item, WebExtension) and item.name not in loaded.web_extensions:
                 loaded.web_extensions[item.name] = item
+                reports[pack].web_extensions.append(item.name)
             else:
                 _fail(reports[pack], f"web extension {item!r} is not a WebExtension or its name is taken")
     return loaded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import networkx as nx
@@ -123,6 +124,12 @@ def validate(workflow: Workflow, registry: Registry,
     return ValidWorkflow(workflow, nodes, graph, order), problems
 
 
+@lru_cache(maxsize=4096)
+def output_types(node_class: type[Node]) -> dict[str, str]:
+    """A node class's outputs as name -> socket type (classes are immutable once registered)."""
+    return {output.name: output.type for output in node_class.outputs}
+
+
 def _check_link(workflow: Workflow, registry: Registry, where: str, node_id: str, name: str,
                 input_type: str, accepts_link: bool, link: Link) -> Problem | None:
     if not accepts_link:
@@ -136,7 +143,7 @@ def _check_link(workflow: Workflow, registry: Registry, where: str, node_id: str
         # The source's own unknown_node_type problem says what is wrong.
         return Problem(node_id, name, "missing_output",
                        f"{where} links to {link.node!r}, whose type {source.type!r} is unknown")
-    outputs = {output.name: output.type for output in source_class.outputs}
+    outputs = output_types(source_class)
     if link.output not in outputs:
         known = ", ".join(outputs) or "none"
         return Problem(node_id, name, "missing_output",

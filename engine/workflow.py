@@ -63,7 +63,8 @@ def load_source(source: str | Path | dict[str, Any] | Workflow) -> Any:
     if isinstance(source, Workflow):
         return source.to_json()
     if not isinstance(source, (str, Path)):
-        return copy.deepcopy(source)  # parse() reports anything that is not a workflow object
+        return source  # never mutated: apply_overrides copies what it changes
+
     path = Path(source)
     data = path.read_bytes()
     if data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -97,10 +98,14 @@ def _png_text(data: bytes, path: Path) -> dict[str, str]:
     return chunks
 
 
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> list[Problem]:
-    """Set ``"node.input": value`` pairs in a raw workflow dict in place; report unknown nodes."""
+def apply_overrides(raw: Any, overrides: dict[str, Any] | None) -> tuple[Any, list[Problem]]:
+    """Set ``"node.input": value`` pairs; returns a changed copy (the original is left alone)."""
     problems: list[Problem] = []
-    nodes = raw.get("nodes") if isinstance(raw, dict) else None
+    if not overrides or not isinstance(raw, dict) or not isinstance(raw.get("nodes"), dict):
+        nodes = None
+    else:
+        raw = {**raw, "nodes": dict(raw["nodes"])}
+        nodes = raw["nodes"]
     for target, value in (overrides or {}).items():
         node_id, dot, input_name = str(target).rpartition(".")
         if not dot or not node_id or not input_name:
@@ -112,10 +117,11 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | None) -> li
             problems.append(Problem(node_id, input_name, "unknown_node",
                                     f"override {target!r}: the workflow has no node {node_id!r}"))
             continue
+        entry = nodes[node_id] = copy.deepcopy(entry)
         inputs = entry.setdefault("inputs", {})
         if isinstance(inputs, dict):
             inputs[input_name] = value
-    return problems
+    return raw, problems
 
 
 def parse(raw: Any) -> tuple[Workflow | None, list[Problem]]:
@@ -133,6 +139,10 @@ def parse(raw: Any) -> tuple[Workflow | None, list[Problem]]:
     nodes = raw.get("nodes")
     if not isinstance(nodes, dict):
         return None, [Problem(None, None, "invalid_workflow", "\"nodes\" must be an object of node id -> node")]
+    try:  # the common case in one call; node by node only to attribute errors
+        return Workflow.model_validate(raw), []
+    except ValidationError:
+        pass
     parsed: dict[str, NodeEntry] = {}
     for node_id, entry in nodes.items():
         try:
