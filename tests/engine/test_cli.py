@@ -99,3 +99,26 @@ def test_engine_imports_no_torch():
     script = "import sys, gouache.engine, gouache.engine.cli; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_progress_goes_to_stderr_and_results_to_stdout(cli, tmp_path):
+    workflow = {"format": "gouache/1", "nodes": {"s": {"type": "Slow", "inputs": {"steps": 3}}}}
+    done = cli("run", write(tmp_path, workflow))
+    assert done.returncode == 0
+    assert "node" in done.stderr and "succeeded" in done.stderr and "1 ran, 0 cached" in done.stderr
+    assert done.stdout == ""
+
+
+def test_a_png_carrying_a_workflow_runs(cli, tmp_path):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("workflow", json.dumps(chain(2)))
+    Image.new("RGB", (4, 4)).save(tmp_path / "made.png", pnginfo=info)
+    done = cli("run", str(tmp_path / "made.png"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outputs"]["n1"]["sum"] == 2.0
+    Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
+    done = cli("run", str(tmp_path / "plain.png"))
+    assert done.returncode == 2 and "without an embedded gouache workflow" in done.stderr
