@@ -1,0 +1,86 @@
+"""Read checkpoint files safely, and fingerprint them for the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .errors import ModelLoadError
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read every tensor of a ``.safetensors`` or ``.ckpt`` file onto the CPU.
+
+    Pickled files are read with ``torch.load(weights_only=True)`` only, which refuses code and
+    arbitrary objects. A ``state_dict`` wrapper (as Lightning saves) is unwrapped and non-tensor
+    entries (step counters and the like) are dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        try:
+            data: object = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as error:
+            raise ModelLoadError(
+                f"{path}: not a readable safetensors file ({error}); an interrupted download is the usual cause"
+            ) from error
+    elif suffix in PICKLE_SUFFIXES:
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ModelLoadError(
+                f"{path}: holds Python objects beyond tensors, which gouache will not unpickle ({error}). "
+                "Convert it to .safetensors with a tool you trust, or get a .safetensors release."
+            ) from error
+        except (RuntimeError, EOFError, OSError) as error:
+            raise ModelLoadError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
+    else:
+        accepted = ", ".join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)
+        raise ModelLoadError(f"{path}: unknown checkpoint format {suffix!r}; expected one of {accepted}")
+    while isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: holds a {type(data).__name__}, not a dictionary of tensors")
+    tensors = {str(k): v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ModelLoadError(f"{path}: holds no tensors")
+    return tensors
+
+
+def _stat_line(path: Path, name: str) -> str:
+    stat = path.stat()
+    return f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+
+
+def fingerprint(path: Path) -> str:
+    """Return a stable key for the content of a model file or folder, for cache keys.
+
+    The key hashes the resolved path, size and modification time (nanoseconds) of the file, or of
+    every file in a folder. That costs one ``stat`` instead of reading gigabytes, changes whenever a
+    file is rewritten, and is the same in every process. Two copies of one file at different paths get
+    different keys, which only costs a cache miss.
+    """
+    path = Path(path).resolve()
+    digest = hashlib.sha256(str(path).encode("utf-8") + b"\n")
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            dirs.sort()  # os.walk order is the file system's; sort for a stable key
+            for name in sorted(files):
+                file = Path(root) / name
+                digest.update(_stat_line(file, file.relative_to(path).as_posix()).encode("utf-8"))
+    elif path.is_file():
+        digest.update(_stat_line(path, path.name).encode("utf-8"))
+    else:
+        raise ModelLoadError(f"{path}: no such file or folder")
+    return digest.hexdigest()
