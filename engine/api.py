@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gouache.engine.cache import OutputCache
+from gouache.engine.context import Resources
 from gouache.engine.events import EventBus, Subscriber
 from gouache.engine.executor import Executor, RunResult, default_targets
 from gouache.engine.models import ModelIndex
@@ -41,6 +42,11 @@ class Engine:
         self.cache = OutputCache(self.settings.cache_bytes)
         self.events = EventBus()
         self._executor = Executor(self.settings, self.models, self.cache, self.events)
+
+    @property
+    def resources(self) -> Resources:
+        """Long-lived objects packs share across this engine's runs (e.g. a model manager)."""
+        return self._executor.resources
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Receive every event of every run; returns a function that unsubscribes."""

@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import toy_pack  # noqa: E402
+from engine_helpers import chain, subprocess_env  # noqa: E402,F401
 
 from gouache.engine import Engine  # noqa: E402
 
@@ -22,16 +23,6 @@ def engine(tmp_path: Path) -> Engine:
     toy_pack.Record.log.clear()
     toy_pack.Slow.on_step = None
     return Engine(packs={"toy": toy_pack}, entry_points=False, home=tmp_path / "home")
-
-
-def chain(length: int, first: float = 1.0) -> dict:
-    """A workflow: Number -> Add -> Add -> ... -> Record."""
-    nodes = {"n0": {"type": "Number", "inputs": {"value": first}}}
-    for index in range(1, length):
-        nodes[f"n{index}"] = {"type": "Add", "inputs": {"a": {"node": f"n{index - 1}", "output": "value" if index == 1 else "sum"}, "b": 1}}
-    last = f"n{length - 1}"
-    nodes["out"] = {"type": "Record", "inputs": {"value": {"node": last, "output": "value" if length == 1 else "sum"}}}
-    return {"format": "gouache/1", "nodes": nodes}
 
 
 @pytest.fixture
@@ -55,13 +46,3 @@ def toy_site(tmp_path: Path) -> Path:
         raise ImportError("this pack needs a library that is not installed")
     """))
     return site
-
-
-def subprocess_env(site: Path, home: Path) -> dict[str, str]:
-    """Environment for running ``gouache`` with the toy distribution installed and a temp home."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
-    env["GOUACHE_HOME"] = str(home)
-    env.pop("GOUACHE_PLUGINS_BLOCK", None)
-    env.pop("GOUACHE_PLUGINS_ALLOW", None)
-    return env

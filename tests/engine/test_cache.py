@@ -8,7 +8,7 @@ import sys
 import time
 
 import toy_pack
-from conftest import chain
+from engine_helpers import chain
 from gouache.engine import OutputCache, cache_size
 
 

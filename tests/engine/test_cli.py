@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import chain, subprocess_env
+from engine_helpers import chain, subprocess_env
 from gouache.engine.cli import parse_assignment
 
 

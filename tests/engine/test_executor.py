@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import toy_pack
-from conftest import chain
+from engine_helpers import chain
 
 
 def wf(**nodes) -> dict:

@@ -1,0 +1,107 @@
+"""Every hook a pack can implement, each on its own, with a toy pack (no torch)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from gouache.engine import Engine, ModelFolder, SocketType, WebExtension, hookimpl, hookspecs
+
+import greet_pack
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def engine_with(tmp_path: Path, **packs) -> Engine:
+    return Engine(packs=packs, entry_points=False, home=tmp_path / "home")
+
+
+def report(engine: Engine, name: str):
+    return next(r for r in engine.packs if r.name == name)
+
+
+def test_register_nodes_adds_node_types_attributed_to_the_pack(tmp_path):
+    engine = engine_with(tmp_path, greet=greet_pack)
+    assert report(engine, "greet").status == "loaded"
+    assert report(engine, "greet").node_types == ["Greet", "Shout"]
+    assert engine.registry.pack_of("Greet") == "greet"
+    result = engine.run({"format": "gouache/1", "nodes": {
+        "hi": {"type": "Greet", "inputs": {"name": "gouache"}},
+        "out": {"type": "Shout", "inputs": {"text": {"node": "hi", "output": "text"}}}}})
+    assert result.ok and result.outputs["hi"]["text"] == "hello, gouache"
+
+
+def test_register_types_adds_socket_types_with_their_editor_colour(tmp_path):
+    engine = engine_with(tmp_path, greet=greet_pack)
+    greeting = engine.registry.types["GREETING"]
+    assert (greeting.color, greeting.description) == ("#ff66aa", "A greeting.")
+    # The type is what links are checked against: a GREETING output cannot feed a FLOAT input.
+    assert not engine.registry.types.compatible("GREETING", "FLOAT")
+
+
+def test_register_types_rejects_a_different_definition_of_a_taken_name(tmp_path):
+    class Recolour:
+        @hookimpl
+        def gouache_register_types(self):
+            return [SocketType("GREETING", "#000000")]
+
+    engine = engine_with(tmp_path, greet=greet_pack, recolour=Recolour())
+    assert report(engine, "recolour").status == "error"
+    assert "already registered" in report(engine, "recolour").error
+    assert engine.registry.types["GREETING"].color == "#ff66aa"
+
+
+def test_register_model_folders_adds_a_model_kind_found_under_models(tmp_path):
+    class ControlNets:
+        @hookimpl
+        def gouache_register_model_folders(self):
+            return [ModelFolder("controlnet", (".safetensors", ".pth"), description="ControlNet weights")]
+
+    folder = tmp_path / "home" / "models" / "controlnet"
+    folder.mkdir(parents=True)
+    (folder / "canny.safetensors").write_bytes(b"0")
+    (folder / "readme.txt").write_text("not a model")
+    engine = engine_with(tmp_path, controlnets=ControlNets())
+    assert engine.models.names("controlnet") == ["canny.safetensors"]
+    assert engine.models.directories("controlnet")[0] == folder
+
+
+def test_register_web_extensions_publishes_a_static_folder(tmp_path):
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "widget.js").write_text("export default function register(gouache) {}\n")
+
+    class Widgets:
+        @hookimpl
+        def gouache_register_web_extensions(self):
+            return [WebExtension("toy-widgets", static, scripts=("widget.js",))]
+
+    engine = engine_with(tmp_path, widgets=Widgets())
+    extension = engine.web_extensions["toy-widgets"]
+    assert (extension.directory, extension.scripts) == (static, ("widget.js",))
+    assert report(engine, "widgets").web_extensions == ["toy-widgets"]
+
+
+def test_a_hook_returning_the_wrong_thing_is_reported_not_fatal(tmp_path):
+    class NotAList:
+        @hookimpl
+        def gouache_register_model_folders(self):
+            return "controlnet"
+
+    class NotAnExtension:
+        @hookimpl
+        def gouache_register_web_extensions(self):
+            return ["static/widget.js"]
+
+    engine = engine_with(tmp_path, not_a_list=NotAList(), not_an_extension=NotAnExtension(), greet=greet_pack)
+    assert "must return a list" in report(engine, "not_a_list").error
+    assert "not a WebExtension" in report(engine, "not_an_extension").error
+    assert report(engine, "greet").status == "loaded" and "Greet" in engine.registry
+
+
+def test_every_hook_is_documented_in_the_plugin_guide():
+    guide = (REPO / "docs" / "plugins.md").read_text()
+    hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("gouache_")]
+    assert len(hooks) == 4
+    for name in hooks:
+        assert f"`{name}`" in guide, f"docs/plugins.md does not document {name}"
