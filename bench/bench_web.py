@@ -1,0 +1,194 @@
+"""Web server benchmarks; prints a Markdown table.
+
+    python bench/bench_web.py [--diffusion]
+
+- event latency: from a progress event emitted in the worker thread to its arrival in the
+  editor's websocket handler in Chromium (both stamped with the same wall clock);
+- editor load: navigation to a ready editor showing a 400-node workflow (floor: under 2 s);
+- GET /api/runs while a run samples (floor: under 50 ms). By default the run is a toy node that
+  spins in pure Python and so holds the GIL (worse for the server than torch, which releases it);
+  ``--diffusion`` samples text-to-image with the built-in pack and gouache-tiny instead.
+
+Needs Debian's Chromium at /usr/bin/chromium (or GOUACHE_CHROMIUM) and the Playwright package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "web"), str(ROOT / "tests" / "engine")]
+
+from web_browser import ARGS, CHROMIUM  # noqa: E402
+from web_support import Client, chain, toy_engine  # noqa: E402
+
+from gouache.web.background import BackgroundServer  # noqa: E402
+from gouache.web.server import favour_responsiveness  # noqa: E402
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def big_workflow(count: int = 400) -> dict:
+    """``count`` nodes: Number sources feeding a long chain of Add nodes, laid out on a grid."""
+    nodes, layout = {}, {}
+    sources = count // 4
+    for index in range(sources):
+        nodes[f"n{index}"] = {"type": "Number", "inputs": {"value": float(index)}}
+    previous = "n0"
+    for index in range(count - sources):
+        node_id = f"add{index}"
+        nodes[node_id] = {"type": "Add", "inputs": {"a": {"node": previous, "output": "value" if previous.startswith("n") else "sum"},
+                                                    "b": {"node": f"n{index % sources}", "output": "value"}}}
+        previous = node_id
+    for position, node_id in enumerate(nodes):
+        layout[node_id] = {"pos": [(position % 20) * 300, (position // 20) * 180], "size": [240, 100]}
+    return {"format": "gouache/1", "nodes": nodes, "layout": layout, "meta": {"title": f"{count} nodes"}}
+
+
+def event_latency(server: BackgroundServer, browser) -> list[float]:
+    """Milliseconds from ``progress`` emitted in the worker to its arrival in the editor."""
+    emitted: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def stamp(event) -> None:
+        if event.type == "progress" and event.data["node"] == "steps":
+            with lock:
+                emitted[event.data["value"]] = time.time() * 1000
+
+    unsubscribe = server.engine.subscribe(stamp)
+    page = browser.new_page()
+    page.goto(server.url + "/?new=1")
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("#connection[data-state=open]")
+    page.evaluate("""() => { window.arrivals = [];
+        window.gouache.on('progress', (d) => window.arrivals.push([d.value, performance.timeOrigin + performance.now()])); }""")
+    steps = 40
+    workflow = chain(("steps", {"type": "Steps", "inputs": {"steps": steps, "delay": 0.15}}))
+    client = Client(server.url)
+    client.wait_run(client.post("/api/runs", {"workflow": workflow}).json["run_id"], timeout=120)
+    # (page.wait_for_function evaluates strings, which the editor's CSP forbids: poll instead)
+    deadline = time.monotonic() + 30
+    while page.evaluate("window.arrivals.length ? window.arrivals.at(-1)[0] : 0") != steps:
+        assert time.monotonic() < deadline, "the last progress event never arrived"
+        time.sleep(0.05)
+    arrivals = page.evaluate("window.arrivals")
+    page.close()
+    unsubscribe()
+    return [arrived - emitted[value] for value, arrived in arrivals if value in emitted]
+
+
+def editor_load(server: BackgroundServer, browser, repeats: int = 5) -> list[float]:
+    """Seconds from navigation to a ready editor showing the 400-node workflow."""
+    Client(server.url).put("/api/workflows/bench-400", big_workflow())
+    seconds = []
+    for _ in range(repeats):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        started = time.perf_counter()
+        page.goto(server.url + "/?workflow=bench-400")
+        page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+        seconds.append(time.perf_counter() - started)
+        assert page.evaluate("window.gouache.nodeIds().length") == 400
+        page.close()
+    return seconds
+
+
+PROBE = """
+import json, sys, time, urllib.request
+url, samples = sys.argv[1], int(sys.argv[2])
+timings = []
+for _ in range(samples):
+    started = time.perf_counter()
+    with urllib.request.urlopen(url + "/api/runs", timeout=30) as reply:
+        reply.read()
+    timings.append((time.perf_counter() - started) * 1000)
+    time.sleep(0.02)
+print(json.dumps(timings))
+"""
+
+
+def runs_latency(server: BackgroundServer, workflow: dict, samples: int = 100) -> list[float]:
+    """Milliseconds per GET /api/runs while ``workflow`` runs, asked by another process (as a browser is)."""
+    client = Client(server.url)
+    run_id = client.post("/api/runs", {"workflow": workflow}).json["run_id"]
+    deadline = time.monotonic() + 600
+    while client.get(f"/api/runs/{run_id}").json["status"] == "queued":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    probe = subprocess.run([sys.executable, "-c", PROBE, server.url, str(samples)],
+                           capture_output=True, text=True, check=True)
+    still_running = client.get(f"/api/runs/{run_id}").json["status"] == "running"
+    client.delete(f"/api/runs/{run_id}")
+    client.wait_run(run_id, timeout=600)
+    if not still_running:
+        print("warning: the run ended before the probe did; measure with a longer run", file=sys.stderr)
+    return json.loads(probe.stdout)
+
+
+def row(name: str, values: list[float], unit: str, floor: str = "") -> str:
+    return (f"| {name} | {len(values)} | {statistics.median(values):.1f} {unit} | {percentile(values, 0.95):.1f} {unit}"
+            f" | {max(values):.1f} {unit} | {floor} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--diffusion", action="store_true", help="also sample text-to-image with the built-in pack")
+    parser.add_argument("--home", help="with --diffusion: the home folder (default: a fresh one)")
+    parser.add_argument("--checkpoint", default="gouache-tiny", help="with --diffusion: the checkpoint to sample with")
+    parser.add_argument("--steps", type=int, default=200, help="with --diffusion: sampler steps (long enough to measure)")
+    options = parser.parse_args()
+    favour_responsiveness()  # as `gouache serve` does
+    home = Path(tempfile.mkdtemp(prefix="gouache-bench-web-"))
+    try:
+        rows = measure(options, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    print("| measure | n | median | p95 | max | floor |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+def measure(options: argparse.Namespace, home: Path) -> list[str]:
+    """Run every measure; returns the table rows."""
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with BackgroundServer(toy_engine(home / "toy")) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        latency = event_latency(server, browser)
+        load = [s * 1000 for s in editor_load(server, browser)]
+        browser.close()
+        busy = chain(("busy", {"type": "Busy", "inputs": {"steps": 1000, "seconds": 0.1}}))
+        runs_toy = runs_latency(server, busy)
+    rows.append(row("event: worker -> editor (progress)", latency, "ms"))
+    rows.append(row("editor load, 400-node workflow", load, "ms", "< 2000 ms"))
+    rows.append(row("GET /api/runs while a GIL-holding node runs", runs_toy, "ms", "< 50 ms"))
+    if options.diffusion:
+        from gouache.engine import Engine
+
+        engine = Engine(home=options.home or home / "real")
+        overrides = {"checkpoint.name": options.checkpoint, "sampler.steps": options.steps}
+        workflow, problems = engine.check(str(ROOT / "workflows" / "text-to-image.json"), overrides)
+        if workflow is None:
+            print("text-to-image does not validate here:", *problems, sep="\n  ", file=sys.stderr)
+        else:
+            with BackgroundServer(engine) as server:
+                rows.append(row(f"GET /api/runs while text-to-image samples ({options.checkpoint})",
+                                runs_latency(server, workflow.workflow.to_json()), "ms", "< 50 ms"))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""GET /ws: every event as JSON, throttled progress, previews as binary frames, catch-up on connect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+
+from web_support import Client, steps_workflow
+from gouache.web.hub import parse_preview_frame, preview_frame
+
+
+async def collect(url: str, until, timeout: float = 30.0, on_open=None):
+    """Messages (JSON dicts, or (node, jpeg) for previews) until ``until(message)`` is true."""
+    messages = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url.replace("http", "ws") + "/ws") as ws:
+            if on_open is not None:
+                await asyncio.to_thread(on_open)
+            deadline = time.monotonic() + timeout
+            while True:
+                message = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    item = parse_preview_frame(message.data)
+                else:
+                    item = json.loads(message.data)
+                messages.append(item)
+                if until(item):
+                    return messages
+
+
+def is_finished(message) -> bool:
+    return isinstance(message, dict) and message["type"] == "finished"
+
+
+def test_a_client_sees_the_whole_run(server):
+    client = Client(server.url)
+    posted = {}
+    messages = asyncio.run(collect(server.url, is_finished, on_open=lambda: posted.update(
+        client.post("/api/runs", {"workflow": steps_workflow(steps=4, delay=0.02)}).json)))
+    assert messages[0]["type"] == "state" and messages[0]["data"] == {"queue": [], "running": None}
+    types = [m["type"] if isinstance(m, dict) else "preview" for m in messages[1:]]
+    assert types[:2] == ["queued", "started"]
+    assert "preview" in types and "node_finished" in types
+    run_id = posted["run_id"]
+    assert all(m["data"]["run_id"] == run_id for m in messages[1:] if isinstance(m, dict))
+    progress = [m["data"] for m in messages if isinstance(m, dict) and m["type"] == "progress"]
+    assert progress[-1] == {"run_id": run_id, "node": "steps", "value": 4, "max": 4}
+    finished_swatch = [m for m in messages if isinstance(m, dict) and m["type"] == "node_finished" and m["data"]["node"] == "swatch"]
+    assert finished_swatch[0]["data"]["images"] == [{"kind": "output", "path": "swatch_00000.png"}]
+    node, jpeg = next(m for m in messages if isinstance(m, tuple))
+    assert node == "steps" and jpeg[:2] == b"\xff\xd8"
+    # the run's record is final by the time "finished" arrives
+    assert client.get(f"/api/runs/{run_id}").json["status"] == "succeeded"
+
+
+def test_progress_is_throttled_and_the_last_always_arrives(server):
+    client = Client(server.url)
+    messages = asyncio.run(collect(server.url, is_finished, on_open=lambda: client.post(
+        "/api/runs", {"workflow": steps_workflow(steps=300, delay=0.001)})))
+    progress = [m["data"] for m in messages if isinstance(m, dict) and m["type"] == "progress"]
+    previews = [m for m in messages if isinstance(m, tuple)]
+    assert progress[-1]["value"] == 300
+    assert len(progress) < 60 and len(previews) < 60  # 300 events in well under 6 s
+    order = [(m["type"], m["data"].get("node")) if isinstance(m, dict) else ("preview", m[0]) for m in messages]
+    last_progress = max(i for i, m in enumerate(order) if m[0] in ("progress", "preview"))
+    assert order.index(("node_finished", "steps")) > last_progress
+
+
+def test_a_reconnecting_client_catches_up(server):
+    client = Client(server.url)
+    run_id = client.post("/api/runs", {"workflow": steps_workflow(steps=100, delay=0.03)}).json["run_id"]
+    queued = client.post("/api/runs", {"workflow": steps_workflow(steps=1, delay=0)}).json["run_id"]
+    deadline = time.monotonic() + 10
+    while client.get(f"/api/runs/{run_id}").json["status"] != "running" or time.monotonic() < deadline - 9.7:
+        time.sleep(0.05)
+    messages = asyncio.run(collect(server.url, lambda m: isinstance(m, tuple) or (
+        isinstance(m, dict) and m["type"] == "progress")))
+    state = messages[0]
+    assert state["type"] == "state"
+    assert [entry["run_id"] for entry in state["data"]["queue"]] == [run_id, queued]
+    running = state["data"]["running"]
+    assert running["run_id"] == run_id and running["node"] == "steps"
+    assert running["executed"] == ["number"] and running["progress"]["max"] == 100
+    client.delete(f"/api/runs/{run_id}")
+    client.wait_run(queued)
+
+
+def test_preview_frame_round_trip():
+    frame = preview_frame("sampler é", b"\xff\xd8jpeg")
+    assert frame[0] == 1 and int.from_bytes(frame[1:3], "big") == len("sampler é".encode())
+    assert parse_preview_frame(frame) == ("sampler é", b"\xff\xd8jpeg")

@@ -1,0 +1,209 @@
+"""Delivers run events to every websocket client: JSON text frames, previews as binary frames.
+
+Progress and previews are throttled per node (at most one per ``interval`` seconds, and the last
+one is always delivered before the node's next event). A client that (re)connects first gets a
+``state`` message: the queue and the running run's state, so a reloaded page catches up.
+
+Binary frame layout (previews)::
+
+    byte 0      frame kind: 1 = latent preview JPEG
+    bytes 1-2   N, the length of the node id in bytes (unsigned, big-endian)
+    bytes 3..   the node id, UTF-8 (N bytes), then the JPEG image to the end of the frame
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gouache.engine import Event
+
+log = logging.getLogger(__name__)
+
+PREVIEW_FRAME = 1
+CLIENT_BACKLOG = 512
+"""Messages a client may fall behind by before it is dropped (it reconnects and catches up)."""
+
+
+def preview_frame(node: str, jpeg: bytes) -> bytes:
+    """A binary websocket frame carrying a preview JPEG for ``node``."""
+    name = node.encode("utf-8")
+    return struct.pack(">BH", PREVIEW_FRAME, len(name)) + name + jpeg
+
+
+def parse_preview_frame(frame: bytes) -> tuple[str, bytes]:
+    """The node id and JPEG of a preview frame (the inverse of :func:`preview_frame`)."""
+    kind, length = struct.unpack(">BH", frame[:3])
+    if kind != PREVIEW_FRAME:
+        raise ValueError(f"unknown binary frame kind {kind}")
+    return frame[3 : 3 + length].decode("utf-8"), frame[3 + length :]
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value)
+
+
+@dataclass
+class RunningState:
+    """What a reconnecting client needs to know about the run in progress."""
+
+    run_id: str
+    nodes: list[str]
+    node: str | None = None
+    progress: dict[str, int] | None = None
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    images: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    preview: tuple[str, bytes] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``running`` part of the ``state`` message."""
+        return {"run_id": self.run_id, "nodes": self.nodes, "node": self.node, "progress": self.progress,
+                "executed": self.executed, "cached": self.cached, "images": self.images}
+
+
+class Client:
+    """One websocket connection with its own send queue, so a slow client delays nobody."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(CLIENT_BACKLOG)
+
+    def send(self, message: str | bytes) -> bool:
+        """Queue a message; ``False`` when the client is too far behind."""
+        try:
+            self.queue.put_nowait(message)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+    async def pump(self) -> None:
+        """Send queued messages until the connection closes."""
+        try:
+            while (message := await self.queue.get()) is not None:
+                if self.ws.closed:
+                    return
+                if isinstance(message, bytes):
+                    await self.ws.send_bytes(message)
+                else:
+                    await self.ws.send_str(message)
+        except (ConnectionError, RuntimeError) as error:  # the client went away mid-send
+            log.debug("websocket client gone: %s", error)
+
+
+class Hub:
+    """Fan-out of events to websocket clients; all methods but :meth:`publish` run on the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue_snapshot: Callable[[], list[dict[str, Any]]],
+                 interval: float = 0.1) -> None:
+        self.loop = loop
+        self.queue_snapshot = queue_snapshot
+        self.interval = interval
+        self.clients: set[Client] = set()
+        self.running: RunningState | None = None
+        self._pending: dict[tuple[str, str], Event] = {}
+        self._last: dict[tuple[str, str], float] = {}
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+
+    def publish(self, event: Event) -> None:
+        """Hand an event over from any thread."""
+        self.loop.call_soon_threadsafe(self._dispatch, event)
+
+    def state(self) -> dict[str, Any]:
+        """The ``state`` message a client gets on connecting."""
+        queue = [{"run_id": run["run_id"], "status": run["status"], "position": run["position"],
+                  "created": run["created"]} for run in self.queue_snapshot()]
+        running = self.running.to_json() if self.running else None
+        return {"type": "state", "data": {"queue": queue, "running": running}}
+
+    def attach(self, ws: web.WebSocketResponse) -> Client:
+        """Register a connected client and queue its catch-up messages first."""
+        client = Client(ws)
+        client.send(json.dumps(self.state(), default=_jsonable))
+        if self.running and self.running.preview:
+            client.send(preview_frame(*self.running.preview))
+        self.clients.add(client)
+        return client
+
+    def detach(self, client: Client) -> None:
+        """Forget a client that went away."""
+        self.clients.discard(client)
+
+    def _dispatch(self, event: Event) -> None:
+        self._track(event)
+        node = event.data.get("node")
+        if event.type in ("progress", "preview"):
+            self._throttle((event.type, node), event)
+            return
+        if node is not None:
+            # The last progress and preview of a node always arrive before what follows them.
+            self._flush(("progress", node))
+            self._flush(("preview", node))
+        if event.type == "finished":
+            for key in list(self._pending):
+                self._flush(key)
+            self._last.clear()
+        self._broadcast(event)
+
+    def _track(self, event: Event) -> None:
+        data = event.data
+        if event.type == "started":
+            self.running = RunningState(data["run_id"], list(data.get("nodes", [])))
+            return
+        running = self.running
+        if running is None or data.get("run_id") != running.run_id:
+            return
+        if event.type == "node_started":
+            running.node, running.progress = data["node"], None
+        elif event.type == "progress":
+            running.node, running.progress = data["node"], {"value": data["value"], "max": data["max"]}
+        elif event.type == "preview":
+            running.preview = (data["node"], data["jpeg"])
+        elif event.type == "node_cached":
+            running.cached.append(data["node"])
+        elif event.type == "node_finished":
+            running.executed.append(data["node"])
+            if data.get("images"):
+                running.images[data["node"]] = data["images"]
+            running.node, running.progress, running.preview = None, None, None
+        elif event.type == "finished":
+            self.running = None
+
+    def _throttle(self, key: tuple[str, str], event: Event) -> None:
+        self._pending[key] = event
+        now = self.loop.time()
+        last = self._last.get(key)
+        if last is None or now - last >= self.interval:
+            self._flush(key)
+        elif key not in self._timers:
+            self._timers[key] = self.loop.call_at(last + self.interval, self._flush, key)
+
+    def _flush(self, key: tuple[str, str]) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        event = self._pending.pop(key, None)
+        if event is None:
+            return
+        self._last[key] = self.loop.time()
+        self._broadcast(event)
+
+    def _broadcast(self, event: Event) -> None:
+        if not self.clients:
+            return
+        if event.type == "preview":
+            message: str | bytes = preview_frame(event.data["node"], event.data["jpeg"])
+        else:
+            message = json.dumps({"type": event.type, "data": event.data}, default=_jsonable)
+        for client in list(self.clients):
+            if not client.send(message):
+                log.warning("dropping a websocket client that fell %d messages behind", CLIENT_BACKLOG)
+                self.clients.discard(client)
+                self.loop.create_task(client.ws.close(code=1013, message=b"too slow; reconnect"))

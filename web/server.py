@@ -1,0 +1,487 @@
+"""The aiohttp server: the editor's static files, the REST API, the websocket, and ``gouache serve``.
+
+Node types come only from ``engine.registry``: a pack's nodes appear here with no code of ours.
+Runs are queued in SQLite (:mod:`gouache.web.store`) and run one at a time by a worker thread
+(:mod:`gouache.web.worker`), so the event loop answers requests while a model samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from yarl import URL
+
+from gouache.engine import Engine
+from gouache.engine.workflow import parse
+
+from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
+from gouache.web.hub import Hub
+from gouache.web.schemas import RunRequest
+from gouache.web.store import RunStore
+from gouache.web.worker import Worker
+from gouache.web.workflows import WorkflowLibrary, WorkflowNameError, check_name, shipped_folder
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+FILE_KINDS = ("output", "input", "temp")
+TOKEN_COOKIE = "gouache_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+       "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits on what clients send."""
+
+    json_bytes: int = 8 * 1024 * 1024
+    upload_bytes: int = 32 * 1024 * 1024
+    ws_message_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Security:
+    """Who may talk to the server: the bound host, extra allowed origins, an optional token."""
+
+    host: str = "127.0.0.1"
+    allow_origins: tuple[str, ...] = ()
+    token: str | None = None
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server listens on the loopback interface only."""
+        return is_loopback(self.host)
+
+
+@dataclass
+class State:
+    """Everything the handlers share, created when the app starts."""
+
+    engine: Engine
+    security: Security
+    limits: Limits
+    library: WorkflowLibrary
+    store: RunStore | None = None
+    hub: Hub | None = None
+    worker: Worker | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+STATE = web.AppKey("gouache", State)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names the loopback interface."""
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+# ---- middlewares ----------------------------------------------------------------------------
+
+
+def _hostname(host_header: str | None) -> str:
+    try:
+        return (URL(f"http://{host_header or ''}").host or "").lower()
+    except ValueError:
+        return ""
+
+
+def _origin_allowed(request: web.Request, security: Security, origin: str) -> bool:
+    if origin in security.allow_origins:
+        return True
+    own = f"{request.scheme}://{request.host}"
+    return origin.lower() == own.lower()
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Host, token and Origin checks, then security headers on every response."""
+    state = request.app[STATE]
+    security = state.security
+    # A page on another site can make a browser send requests here (DNS rebinding included):
+    # when bound to loopback, only loopback host names are answered.
+    if security.loopback and _hostname(request.host) not in LOOPBACK_NAMES:
+        return _error(403, f"unexpected Host header {request.host!r}; open the editor at http://127.0.0.1")
+    origin = request.headers.get("Origin")
+    upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+    if origin is not None and (request.method not in SAFE_METHODS or upgrade):
+        if not _origin_allowed(request, security, origin):
+            return _error(403, f"requests from origin {origin!r} are refused; start the server with "
+                               f"--allow-origin {origin} to allow them")
+    preflight = request.method == "OPTIONS" and origin is not None and origin in security.allow_origins
+    if security.token is not None and not preflight:  # a CORS preflight never carries credentials
+        if request.method == "GET" and request.path == "/" and "token" in request.query:
+            return _login(request, security.token)
+        if not _authorised(request, security.token):
+            return _error(401, "this server needs a token: send 'Authorization: Bearer TOKEN', "
+                               "or open /?token=TOKEN once in the browser")
+    if preflight:
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            if error.status < 400 or not request.path.startswith("/api/"):
+                raise
+            response = _error(error.status, error.reason)
+    if not response.prepared:  # a websocket has sent its headers already
+        if origin is not None and origin in security.allow_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+    return response
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else request.cookies.get(TOKEN_COOKIE, "")
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _login(request: web.Request, token: str) -> web.StreamResponse:
+    if not hmac.compare_digest(request.query["token"].encode(), token.encode()):
+        return _error(401, "wrong token")
+    response = web.Response(status=302, headers={"Location": "/"})
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.secure)
+    return response
+
+
+# ---- handlers -------------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    response = web.FileResponse(STATIC / "index.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    path = safe_path(STATIC, request.match_info["path"])
+    if path is None:
+        raise web.HTTPNotFound()
+    response = file_response(path, scripts=True)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def nodes_payload(engine: Engine) -> dict[str, Any]:
+    """The registry as GET /api/nodes publishes it, with model choices resolved now."""
+    nodes = []
+    for info in engine.registry.infos():
+        data = info.model_dump(mode="json")
+        for spec in data["inputs"]:
+            if spec.get("choices_from"):
+                spec["choices"] = engine.models.names(spec["choices_from"])
+        nodes.append(data)
+    types = [{"name": t.name, "color": t.color, "converts_to": list(t.converts_to), "description": t.description}
+             for t in engine.registry.types.all()]
+    categories = sorted({node["category"] for node in nodes})
+    return {"nodes": nodes, "categories": categories, "types": types}
+
+
+async def get_nodes(request: web.Request) -> web.Response:
+    engine = request.app[STATE].engine
+    return web.json_response(await asyncio.to_thread(nodes_payload, engine))
+
+
+async def get_models(request: web.Request) -> web.Response:
+    engine = request.app[STATE].engine
+    return web.json_response(await asyncio.to_thread(engine.models.as_json), dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+async def _json_body(request: web.Request) -> Any:
+    limit = request.app[STATE].limits.json_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        raise web.HTTPBadRequest(reason=f"the body is not JSON: {error}") from None
+    except RecursionError:
+        raise web.HTTPBadRequest(reason="the body is nested too deeply") from None
+
+
+async def post_run(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = RunRequest.model_validate(await _json_body(request))
+    except ValidationError as error:
+        problems = [{"node": None, "input": None, "code": "invalid_request",
+                     "message": f"{'.'.join(map(str, detail['loc'])) or 'body'}: {detail['msg']}"}
+                    for detail in error.errors()]
+        return web.json_response({"problems": problems}, status=400)
+    _, problems = await asyncio.to_thread(state.engine.check, body.workflow, None, body.outputs)
+    if problems:
+        return web.json_response({"problems": [problem.to_json() for problem in problems]}, status=400)
+    run_id = uuid.uuid4().hex
+    position = await asyncio.to_thread(state.worker.submit, run_id, body.workflow, body.outputs)
+    return web.json_response({"run_id": run_id, "position": position}, status=202)
+
+
+def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"?{name}= must be an integer") from None
+    return max(low, min(high, value))
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    store = request.app[STATE].store
+    limit = _int_query(request, "limit", 20, 1, 200)
+    before = _int_query(request, "before", None, 0, 2**62)
+    history, next_before = store.history(limit, before)
+    return web.json_response({"queue": store.queue(), "history": history, "next_before": next_before})
+
+
+async def get_run(request: web.Request) -> web.Response:
+    store = request.app[STATE].store
+    record = store.get(request.match_info["run_id"], with_workflow=request.query.get("workflow") == "1")
+    if record is None:
+        return _error(404, f"no run {request.match_info['run_id']!r}")
+    return web.json_response(record)
+
+
+async def delete_run(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    run_id = request.match_info["run_id"]
+    outcome = await asyncio.to_thread(state.worker.cancel, run_id)
+    if outcome is None:
+        record = state.store.get(run_id)
+        if record is None:
+            return _error(404, f"no run {run_id!r}")
+        return _error(409, f"run {run_id!r} has already {record['status']}", run_status=record["status"])
+    return web.json_response({"run_id": run_id, "status": outcome}, status=202 if outcome == "interrupting" else 200)
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    kind = request.match_info["kind"]
+    if kind not in FILE_KINDS:
+        return _error(404, f"unknown file kind {kind!r}; use output, input or temp")
+    folder = request.app[STATE].engine.settings.folder(kind)
+    path = safe_path(folder, request.match_info["path"])
+    if path is None:
+        return _error(404, "no such file")
+    return file_response(path)
+
+
+async def upload(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    limit = state.limits.upload_bytes
+    if not request.content_type.startswith("multipart/"):
+        return _error(415, "send the image as multipart/form-data in a field named 'image'")
+    try:
+        return await _receive_upload(state, await request.multipart(), limit)
+    except ValueError as error:  # a malformed multipart body
+        return _error(400, f"cannot read the multipart body: {error}")
+
+
+async def _receive_upload(state: State, reader: Any, limit: int) -> web.Response:
+    while (part := await reader.next()) is not None:
+        if getattr(part, "name", None) != "image" or not getattr(part, "filename", None):
+            continue
+        data = bytearray()
+        while chunk := await part.read_chunk(256 * 1024):
+            data += chunk
+            if len(data) > limit:
+                return _error(413, f"the image is larger than the upload limit of {limit} bytes")
+        try:
+            extension = await asyncio.to_thread(check_image, bytes(data))
+        except UploadRejected as rejected:
+            return _error(415, str(rejected))
+        folder = state.engine.settings.folder("input")
+        name = await asyncio.to_thread(store_upload, folder, clean_name(part.filename, extension), bytes(data))
+        return web.json_response({"name": name, "kind": "input", "path": name}, status=201)
+    return _error(400, "no file in a multipart field named 'image'")
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    return web.json_response({"workflows": request.app[STATE].library.list()})
+
+
+def _workflow_name(request: web.Request) -> str:
+    try:
+        return check_name(request.match_info["name"])
+    except WorkflowNameError as error:
+        raise web.HTTPBadRequest(reason=str(error)) from None
+
+
+async def get_workflow(request: web.Request) -> web.Response:
+    name = _workflow_name(request)
+    workflow = request.app[STATE].library.read(name)
+    if workflow is None:
+        return _error(404, f"no workflow named {name!r}")
+    return web.json_response(workflow)
+
+
+async def put_workflow(request: web.Request) -> web.Response:
+    library = request.app[STATE].library
+    name = _workflow_name(request)
+    if library.is_shipped(name):
+        return _error(409, f"{name!r} ships with gouache and is read-only; save under another name")
+    raw = await _json_body(request)
+    _, problems = parse(raw)
+    if problems:
+        return web.json_response({"problems": [problem.to_json() for problem in problems]}, status=400)
+    created = library.save(name, raw)
+    return web.json_response({"name": name}, status=201 if created else 200)
+
+
+async def delete_workflow(request: web.Request) -> web.Response:
+    library = request.app[STATE].library
+    name = _workflow_name(request)
+    if library.is_shipped(name):
+        return _error(409, f"{name!r} ships with gouache and is read-only")
+    if not library.delete(name):
+        return _error(404, f"no workflow named {name!r}")
+    return web.json_response({"name": name, "deleted": True})
+
+
+async def list_extensions(request: web.Request) -> web.Response:
+    extensions = []
+    for name, extension in sorted(request.app[STATE].engine.web_extensions.items()):
+        extensions.append({"name": name,
+                           "scripts": [f"/extensions/{name}/{script}" for script in extension.scripts],
+                           "styles": [f"/extensions/{name}/{style}" for style in extension.styles]})
+    return web.json_response({"extensions": extensions})
+
+
+async def extension_file(request: web.Request) -> web.StreamResponse:
+    extension = request.app[STATE].engine.web_extensions.get(request.match_info["name"])
+    path = safe_path(Path(extension.directory), request.match_info["path"]) if extension else None
+    if path is None:
+        raise web.HTTPNotFound()
+    return file_response(path, scripts=True)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=state.limits.ws_message_bytes)
+    await ws.prepare(request)
+    client = state.hub.attach(ws)
+    pump = asyncio.create_task(client.pump())
+    try:
+        async for _message in ws:
+            pass  # the protocol is server -> client; what clients send is ignored
+    finally:
+        state.hub.detach(client)
+        pump.cancel()
+    return ws
+
+
+# ---- application ------------------------------------------------------------------------------
+
+
+def create_app(engine: Engine, *, security: Security | None = None, limits: Limits | None = None,
+               progress_interval: float = 0.1) -> web.Application:
+    """The server for ``engine``; the queue database lives in the engine's home folder."""
+    limits = limits or Limits()
+    app = web.Application(middlewares=[guard], client_max_size=limits.upload_bytes + 1024 * 1024)
+    library = WorkflowLibrary(engine.settings.home / "workflows", shipped_folder())
+    app[STATE] = State(engine, security or Security(), limits, library)
+
+    async def start(app: web.Application) -> None:
+        state = app[STATE]
+        state.store = RunStore(engine.settings.home / "gouache-server.sqlite3")
+        recovered = state.store.recover()
+        if recovered:
+            log.warning("marked %d run(s) interrupted by the last shutdown: %s", len(recovered), ", ".join(recovered))
+        state.hub = Hub(asyncio.get_running_loop(), state.store.queue, progress_interval)
+        state.worker = Worker(engine, state.store, state.hub.publish)
+        state.worker.start()
+
+    async def stop(app: web.Application) -> None:
+        state = app[STATE]
+        await asyncio.to_thread(state.worker.stop)
+        for client in list(state.hub.clients):
+            await client.ws.close(code=1001, message=b"server shutting down")
+        state.store.close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{path:.*}", static_file)
+    app.router.add_get("/api/nodes", get_nodes)
+    app.router.add_get("/api/models", get_models)
+    app.router.add_get("/api/runs", list_runs)
+    app.router.add_post("/api/runs", post_run)
+    app.router.add_get("/api/runs/{run_id}", get_run)
+    app.router.add_delete("/api/runs/{run_id}", delete_run)
+    app.router.add_get("/api/files/{kind}/{path:.*}", get_file)
+    app.router.add_post("/api/uploads", upload)
+    app.router.add_get("/api/workflows", list_workflows)
+    app.router.add_get("/api/workflows/{name}", get_workflow)
+    app.router.add_put("/api/workflows/{name}", put_workflow)
+    app.router.add_delete("/api/workflows/{name}", delete_workflow)
+    app.router.add_get("/api/extensions", list_extensions)
+    app.router.add_get("/extensions/{name}/{path:.*}", extension_file)
+    app.router.add_get("/ws", websocket)
+    return app
+
+
+SWITCH_INTERVAL = 0.001
+
+
+def favour_responsiveness() -> None:
+    """Let the event loop thread take the GIL within 1 ms (Python's default is 5 ms).
+
+    A node that computes in pure Python holds the GIL; every request then waits for a switch.
+    Torch releases the GIL while it computes, so sampling loses nothing measurable.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+def serve(args: Any) -> int:
+    """``gouache serve``: refuse unsafe settings, then serve until interrupted; returns an exit code."""
+    host = args.host or "127.0.0.1"
+    token = getattr(args, "token", None) or None
+    if not is_loopback(host) and not token:
+        print(f"gouache serve: refusing to listen on {host} without --token: anyone who can reach this "
+              "machine could run workflows and read your images. Pass --token SECRET, or bind 127.0.0.1.",
+              file=sys.stderr)
+        return 2
+    engine = Engine(home=args.home, device=getattr(args, "device", None),
+                    safe_mode=bool(getattr(args, "safe_mode", False)))
+    security = Security(host, tuple(origin.rstrip("/") for origin in (args.allow_origin or [])), token)
+    app = create_app(engine, security=security)
+    favour_responsiveness()
+    shown = f"[{host}]" if ":" in host else host
+    print(f"gouache: editor at http://{shown}:{args.port}/" + (f"?token={token}" if token else ""), file=sys.stderr)
+    web.run_app(app, host=host, port=args.port, print=None, handle_signals=True)
+    return 0
