@@ -44,7 +44,7 @@ def server(tmp_path, monkeypatch):
 @pytest.fixture
 def page(server, tmp_path):
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium); .ci/run does")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

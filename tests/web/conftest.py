@@ -40,7 +40,7 @@ def browser():
     from web_browser import ARGS, CHROMIUM
 
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium); .ci/run does")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
