@@ -1,0 +1,135 @@
+"""The model folders the pack reads, what ``gouache models`` says about each file, and built-ins.
+
+``describe`` must stay cheap: it reads safetensors headers (the JSON before the tensors) and
+diffusers JSON configs, never the weights, and imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gouache.engine import ModelEntry, ModelFolder
+
+TINY = "gouache-tiny"
+TINY_LORA = "gouache-tiny-outline.safetensors"
+TINY_UPSCALER = "gouache-tiny-4x.safetensors"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def weights_dir() -> Path:
+    """Where the embedded model's files ship (``gouache/nodes/embedded/weights``)."""
+    return Path(str(resources.files("gouache.nodes").joinpath("embedded", "weights")))
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a ``.safetensors`` file: tensor names with dtype and shape, and metadata."""
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) != 8:
+            raise ValueError("too short to be a safetensors file")
+        (length,) = struct.unpack("<Q", raw)
+        if length > 100 * 1024**2:
+            raise ValueError("safetensors header larger than 100 MB; the file is damaged")
+        return json.loads(handle.read(length))
+
+
+class _Shape:
+    """Stands in for a tensor where family detection only needs a shape."""
+
+    def __init__(self, shape: list[int]) -> None:
+        self.shape = tuple(shape)
+
+
+def _family_of_keys(header: dict[str, Any]) -> str | None:
+    from gouache.nodes.models.families import detect_family
+
+    tensors = {k: _Shape(v.get("shape", [])) for k, v in header.items() if k != "__metadata__"}
+    try:
+        return detect_family(tensors)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def describe_checkpoint(path: Path) -> dict[str, Any]:
+    """Format and family of a checkpoint, from its header or folder configs."""
+    if path.is_dir():
+        from gouache.nodes.models.families import detect_folder
+
+        detection = detect_folder(path)
+        return {"format": "diffusers", "family": detection.family, "prediction_type": detection.prediction_type}
+    if path.suffix.lower() == ".safetensors":
+        return {"format": "safetensors", "family": _family_of_keys(safetensors_header(path))}
+    return {"format": path.suffix.lower().lstrip("."), "family": None}
+
+
+def lora_format(keys: list[str]) -> str:
+    """``kohya`` (``lora_unet_*`` / ``lora_te*_`` keys) or ``diffusers`` (``unet.*`` / peft keys)."""
+    if any(k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) for k in keys):
+        return "kohya"
+    if any(".lora_A." in k or ".lora_B." in k or ".lora.down." in k or "_lora.down." in k for k in keys):
+        return "diffusers"
+    return "unknown"
+
+
+def lora_family(keys: list[str]) -> str | None:
+    """A guess at the base family from key names: SDXL LoRAs touch a second text encoder."""
+    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in keys):
+        return "sdxl"
+    if any(k.startswith(("lora_te_", "lora_unet_", "text_encoder.", "unet.")) for k in keys):
+        return "sd1/sd2"
+    return None
+
+
+def describe_lora(path: Path) -> dict[str, Any]:
+    """Format and likely family of a LoRA, from its safetensors header."""
+    if path.suffix.lower() != ".safetensors":
+        return {"format": path.suffix.lower().lstrip(".")}
+    keys = [k for k in safetensors_header(path) if k != "__metadata__"]
+    return {"format": lora_format(keys), "family": lora_family(keys), "tensors": len(keys)}
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """Just the file format (upscalers, VAEs, embeddings: spandrel decides the architecture on load)."""
+    return {"format": "diffusers" if path.is_dir() else path.suffix.lower().lstrip(".")}
+
+
+def builtin_checkpoints() -> list[ModelEntry]:
+    """``gouache-tiny``: the single file, described by the shipped diffusers folder of the same model."""
+    folder = weights_dir() / TINY
+    single = weights_dir() / f"{TINY}.safetensors"
+    info = {"format": "safetensors", "family": "sd1", "builtin": True}
+    if single.is_file() and (folder / "model_index.json").is_file():
+        return [ModelEntry(TINY, single, {**info, "config_dir": str(folder)})]
+    if (folder / "model_index.json").is_file():
+        return [ModelEntry(TINY, folder, {**info, "format": "diffusers"})]
+    return []
+
+
+def _builtin_file(name: str, describe: Any) -> list[ModelEntry]:
+    path = weights_dir() / name
+    if not path.is_file():
+        return []
+    return [ModelEntry(name, path, {**describe(path), "builtin": True})]
+
+
+def model_folders() -> list[ModelFolder]:
+    """The kinds of model folder this pack registers."""
+    return [
+        ModelFolder("checkpoints", (".safetensors", ".ckpt"), directories=True, describe=describe_checkpoint,
+                    builtin=builtin_checkpoints,
+                    description="Stable Diffusion 1.x / 2.x / SDXL checkpoints: single files or diffusers folders"),
+        ModelFolder("loras", (".safetensors",), describe=describe_lora,
+                    builtin=lambda: _builtin_file(TINY_LORA, describe_lora),
+                    description="LoRA files in kohya/A1111 or diffusers/peft layout"),
+        ModelFolder("vae", (".safetensors", ".ckpt", ".pt"), describe=describe_file,
+                    description="Standalone VAEs"),
+        ModelFolder("upscale_models", (".pth", ".pt", ".safetensors"), describe=describe_file,
+                    builtin=lambda: _builtin_file(TINY_UPSCALER, describe_file),
+                    description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
+        ModelFolder("embeddings", (".safetensors", ".pt", ".bin"), describe=describe_file,
+                    description="Textual-inversion embeddings"),
+    ]

@@ -1,0 +1,430 @@
+"""The built-in node pack: loaders, text encoding, sampling, latents, images, LoRAs and upscaling.
+
+Registered through the same hooks as any third-party pack (entry point ``builtin``). Importing
+this module imports no torch or diffusers: node declarations are plain classes and every
+``run()`` imports what it needs, so ``gouache nodes`` and validation stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gouache.engine import CachePolicy, Input, Node, Output, cache_size, hookimpl
+from gouache.nodes.folders import IMAGE_EXTENSIONS, model_folders
+from gouache.nodes.images import RESIZE_METHODS
+from gouache.nodes.latent import LATENT_RESIZE_METHODS
+from gouache.nodes.schedulers import SAMPLERS, SCHEDULES
+from gouache.nodes.types import (
+    SOCKET_TYPES,
+    ClipHandle,
+    Conditioning,
+    LoraPatch,
+    ModelHandle,
+    VaeHandle,
+)
+
+MAX_SIDE = 16384
+MAX_SEED = 2**64 - 1
+
+
+def _manager(ctx: Any) -> Any:
+    from gouache.nodes.model_manager import manager
+
+    return manager(ctx)
+
+
+def _resolve(ctx: Any, kind: str, name: str, input_name: str = "name") -> Any:
+    try:
+        return ctx.models.resolve(kind, name)
+    except KeyError as error:
+        raise FileNotFoundError(f"{input_name}: {error.args[0]}") from None
+
+
+def _fingerprint(path: Path) -> str:
+    from gouache.nodes.models import fingerprint
+
+    return fingerprint(path)
+
+
+class CheckpointLoader(Node):
+    """Load a Stable Diffusion 1.x / 2.x / SDXL checkpoint (single file or diffusers folder), offline.
+
+    Loaded models are kept by the file's fingerprint: loading the same file again costs nothing.
+    """
+
+    type_name = "CheckpointLoader"
+    category = "loaders"
+    cache = CachePolicy.FINGERPRINT
+    inputs = [Input("name", "COMBO", default="gouache-tiny", choices_from="checkpoints", link="widget",
+                    description="A checkpoint from the checkpoints folders; gouache-tiny ships with gouache.")]
+    outputs = [Output("model", "MODEL"), Output("clip", "CLIP"), Output("vae", "VAE")]
+
+    def fingerprint(self, ctx, name):
+        entry = _resolve(ctx, "checkpoints", name)
+        config_dir = entry.info.get("config_dir")
+        return _fingerprint(entry.path) + (f"|{_fingerprint(Path(config_dir))}" if config_dir else "")
+
+    def run(self, ctx, name):
+        entry = _resolve(ctx, "checkpoints", name)
+        config_dir = entry.info.get("config_dir")
+        ref = _manager(ctx).checkpoint(entry.path, name, Path(config_dir) if config_dir else None)
+        return {"model": ModelHandle(ref), "clip": ClipHandle(ref), "vae": VaeHandle(ref)}
+
+
+class LoraLoader(Node):
+    """Apply a LoRA (kohya/A1111 or diffusers/peft file) to a model and its text encoder(s).
+
+    The result is a new handle; the loaded base model is never changed. LoRA loaders can be chained.
+    """
+
+    type_name = "LoraLoader"
+    category = "loaders"
+    cache = CachePolicy.FINGERPRINT
+    inputs = [
+        Input("model", "MODEL"),
+        Input("clip", "CLIP"),
+        Input("name", "COMBO", choices_from="loras", link="widget"),
+        Input("strength_model", "FLOAT", default=1.0, min=-10.0, max=10.0, step=0.05),
+        Input("strength_clip", "FLOAT", default=1.0, min=-10.0, max=10.0, step=0.05),
+    ]
+    outputs = [Output("model", "MODEL"), Output("clip", "CLIP")]
+
+    def fingerprint(self, ctx, name, **_):
+        return _fingerprint(_resolve(ctx, "loras", name).path)
+
+    def run(self, ctx, model, clip, name, strength_model, strength_clip):
+        entry = _resolve(ctx, "loras", name)
+        key, lora = _manager(ctx).lora(entry.path)
+        # Resolve now so a LoRA made for another family fails here, naming this node.
+        loaded = model.checkpoint.loaded
+        lora.resolve("unet", loaded.unet)
+        clip_loaded = clip.checkpoint.loaded
+        lora.resolve("text_encoder", clip_loaded.text_encoder)
+        if clip_loaded.text_encoder_2 is not None:
+            lora.resolve("text_encoder_2", clip_loaded.text_encoder_2)
+        return {"model": model.with_patch(LoraPatch(key, name, strength_model)),
+                "clip": clip.with_patch(LoraPatch(key, name, strength_clip))}
+
+
+class TextEncode(Node):
+    """Encode a prompt. ``(word:1.3)``, ``(word)`` and ``[word]`` weigh words; long prompts are
+    split into 75-token windows, never cut."""
+
+    type_name = "TextEncode"
+    category = "conditioning"
+    inputs = [Input("clip", "CLIP"), Input("text", "STRING", default="", multiline=True)]
+    outputs = [Output("conditioning", "CONDITIONING")]
+
+    def run(self, ctx, clip, text):
+        import torch
+
+        from gouache.nodes.lora import patched
+        from gouache.nodes.prompt import encode
+
+        manager = _manager(ctx)
+        loaded = clip.checkpoint.loaded
+        encoders = [e for e in (loaded.text_encoder, loaded.text_encoder_2) if e is not None]
+        device = manager.on_device(encoders)
+        with torch.no_grad(), patched(manager, "text_encoder", loaded.text_encoder, clip.patches):
+            if loaded.text_encoder_2 is not None:
+                with patched(manager, "text_encoder_2", loaded.text_encoder_2, clip.patches):
+                    embeds, pooled = encode(loaded, text, device)
+            else:
+                embeds, pooled = encode(loaded, text, device)
+        pooled = pooled.to("cpu") if pooled is not None else None
+        return {"conditioning": Conditioning(embeds.to("cpu"), pooled, None, text)}
+
+
+class EmptyLatent(Node):
+    """A batch of empty latents for an image of ``width`` x ``height`` pixels."""
+
+    type_name = "EmptyLatent"
+    category = "latent"
+    inputs = [
+        Input("width", "INT", default=512, min=8, max=MAX_SIDE, step=8),
+        Input("height", "INT", default=512, min=8, max=MAX_SIDE, step=8),
+        Input("batch_size", "INT", default=1, min=1, max=64),
+    ]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, width, height, batch_size):
+        from gouache.nodes.latent import empty_latent
+
+        return {"latent": empty_latent(width, height, batch_size)}
+
+
+class LatentUpscale(Node):
+    """Resize latents by ``scale_by``, or to ``width`` x ``height`` pixels when those are set
+    (one of them 0 keeps the aspect ratio)."""
+
+    type_name = "LatentUpscale"
+    category = "latent"
+    inputs = [
+        Input("latent", "LATENT"),
+        Input("method", "COMBO", default="nearest-exact", choices=LATENT_RESIZE_METHODS),
+        Input("scale_by", "FLOAT", default=1.5, min=0.01, max=8.0, step=0.05),
+        Input("width", "INT", default=0, min=0, max=MAX_SIDE, step=8),
+        Input("height", "INT", default=0, min=0, max=MAX_SIDE, step=8),
+    ]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, latent, method, scale_by, width, height):
+        from gouache.nodes.images import target_size
+        from gouache.nodes.latent import DOWNSCALE, resize_latent
+
+        samples = latent["samples"]
+        size = target_size(samples.shape[-1] * DOWNSCALE, samples.shape[-2] * DOWNSCALE, scale_by, width, height,
+                           multiple=DOWNSCALE)
+        return {"latent": resize_latent(latent, *size, method)}
+
+
+class SetLatentNoiseMask(Node):
+    """Limit sampling to the masked area (1 = repaint, 0 = keep): inpainting with any model."""
+
+    type_name = "SetLatentNoiseMask"
+    category = "latent"
+    inputs = [Input("latent", "LATENT"), Input("mask", "MASK")]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, latent, mask):
+        from gouache.nodes.latent import with_noise_mask
+
+        return {"latent": with_noise_mask(latent, mask)}
+
+
+class Sampler(Node):
+    """Denoise a latent with a diffusers scheduler, guided by a positive and a negative prompt.
+
+    ``denoise`` below 1 starts part-way from the input latent (image-to-image, hires fix).
+    """
+
+    type_name = "Sampler"
+    category = "sampling"
+    inputs = [
+        Input("model", "MODEL"),
+        Input("positive", "CONDITIONING"),
+        Input("negative", "CONDITIONING"),
+        Input("latent", "LATENT"),
+        Input("seed", "INT", default=0, min=0, max=MAX_SEED, seed=True),
+        Input("steps", "INT", default=20, min=1, max=1000),
+        Input("cfg", "FLOAT", default=7.0, min=0.0, max=100.0, step=0.1),
+        Input("sampler_name", "COMBO", default="euler", choices=tuple(SAMPLERS)),
+        Input("scheduler", "COMBO", default="normal", choices=tuple(SCHEDULES)),
+        Input("denoise", "FLOAT", default=1.0, min=0.0, max=1.0, step=0.01),
+    ]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, denoise):
+        from gouache.nodes.sampling import SampleSettings, sample
+
+        settings = SampleSettings(seed, steps, cfg, sampler_name, scheduler, denoise)
+        return {"latent": sample(_manager(ctx), ctx, model, positive, negative, latent, settings)}
+
+
+class VAEDecode(Node):
+    """Turn latents into images with the VAE."""
+
+    type_name = "VAEDecode"
+    category = "latent"
+    inputs = [Input("latent", "LATENT"), Input("vae", "VAE")]
+    outputs = [Output("image", "IMAGE")]
+
+    def run(self, ctx, latent, vae):
+        from gouache.nodes.latent import decode
+
+        return {"image": decode(_manager(ctx), vae.checkpoint.loaded, latent)}
+
+
+class VAEEncode(Node):
+    """Turn images into latents with the VAE (the distribution's mean: deterministic)."""
+
+    type_name = "VAEEncode"
+    category = "latent"
+    inputs = [Input("image", "IMAGE"), Input("vae", "VAE")]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, image, vae):
+        from gouache.nodes.latent import encode
+
+        return {"latent": encode(_manager(ctx), vae.checkpoint.loaded, image)}
+
+
+class LoadImage(Node):
+    """Load an image from the input folder; the mask is 1 where the image is transparent."""
+
+    type_name = "LoadImage"
+    category = "image"
+    cache = CachePolicy.FINGERPRINT
+    inputs = [Input("image", "STRING", upload="image", link="widget",
+                    description="A file name in the input folder (sub-folders allowed).")]
+    outputs = [Output("image", "IMAGE"), Output("mask", "MASK")]
+
+    @staticmethod
+    def _path(ctx, image: str) -> Path:
+        folder = ctx.settings.folder("input").resolve()
+        path = (folder / image).resolve()
+        if not path.is_relative_to(folder):
+            raise ValueError(f"image: {image!r} is outside the input folder; name a file inside {folder}")
+        if not path.is_file():
+            found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                           if p.suffix.lower() in IMAGE_EXTENSIONS)
+            raise FileNotFoundError(f"image: no file {image!r} in the input folder {folder}; "
+                                    f"found: {', '.join(found[:12]) or 'none'}")
+        return path
+
+    def fingerprint(self, ctx, image):
+        stat = self._path(ctx, image).stat()
+        return f"{image}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def run(self, ctx, image):
+        from gouache.nodes.images import load_image
+
+        path = self._path(ctx, image)
+        try:
+            pixels, mask = load_image(path)
+        except ValueError as error:
+            raise ValueError(f"image: {error}") from None
+        return {"image": pixels, "mask": mask}
+
+
+class ImageScale(Node):
+    """Resize images by ``scale_by``, or to ``width`` x ``height`` when those are set
+    (one of them 0 keeps the aspect ratio)."""
+
+    type_name = "ImageScale"
+    category = "image"
+    inputs = [
+        Input("image", "IMAGE"),
+        Input("method", "COMBO", default="bicubic", choices=RESIZE_METHODS),
+        Input("scale_by", "FLOAT", default=1.0, min=0.01, max=16.0, step=0.05),
+        Input("width", "INT", default=0, min=0, max=MAX_SIDE),
+        Input("height", "INT", default=0, min=0, max=MAX_SIDE),
+    ]
+    outputs = [Output("image", "IMAGE")]
+
+    def run(self, ctx, image, method, scale_by, width, height):
+        from gouache.nodes.images import resize, target_size
+
+        size = target_size(image.shape[2], image.shape[1], scale_by, width, height)
+        return {"image": resize(image, *size, method)}
+
+
+class SaveImage(Node):
+    """Save images as PNGs in the output folder, with the workflow and the generation settings inside.
+
+    Files are numbered (``prefix_00001.png``) and never overwritten. Runs every time it is asked to.
+    """
+
+    type_name = "SaveImage"
+    category = "image"
+    output_node = True
+    cache = CachePolicy.NEVER
+    inputs = [Input("images", "IMAGE"), Input("filename_prefix", "STRING", default="gouache")]
+    outputs = []
+
+    def run(self, ctx, images, filename_prefix):
+        from gouache.nodes.images import png_text, save_png
+
+        _check_images(images, "images")
+        folder = ctx.settings.folder("output")
+        text = png_text(ctx)
+        for row in images:
+            ctx.add_image("output", save_png(row, folder, filename_prefix, text))
+        return {}
+
+
+class PreviewImage(Node):
+    """Show images in the editor: written to the temp folder, not kept as outputs."""
+
+    type_name = "PreviewImage"
+    category = "image"
+    output_node = True
+    inputs = [Input("images", "IMAGE")]
+    outputs = []
+
+    def run(self, ctx, images):
+        from gouache.nodes.images import png_text, save_png
+
+        _check_images(images, "images")
+        folder = ctx.settings.folder("temp")
+        text = png_text(ctx)
+        for row in images:
+            ctx.add_image("temp", save_png(row, folder, f"preview_{ctx.run_id[:8]}", text))
+        return {}
+
+
+class UpscaleModelLoader(Node):
+    """Load a super-resolution model (ESRGAN, Real-ESRGAN, SwinIR, ... anything spandrel reads)."""
+
+    type_name = "UpscaleModelLoader"
+    category = "loaders"
+    cache = CachePolicy.FINGERPRINT
+    inputs = [Input("name", "COMBO", choices_from="upscale_models", link="widget")]
+    outputs = [Output("upscale_model", "UPSCALE_MODEL")]
+
+    def fingerprint(self, ctx, name):
+        return _fingerprint(_resolve(ctx, "upscale_models", name).path)
+
+    def run(self, ctx, name):
+        entry = _resolve(ctx, "upscale_models", name)
+        try:
+            return {"upscale_model": _manager(ctx).upscaler(entry.path, name)}
+        except ValueError as error:
+            raise ValueError(f"name: {error}") from None
+
+
+class UpscaleWithModel(Node):
+    """Upscale images with a model, in overlapping tiles so large images fit in memory."""
+
+    type_name = "UpscaleWithModel"
+    category = "image"
+    inputs = [
+        Input("image", "IMAGE"),
+        Input("upscale_model", "UPSCALE_MODEL"),
+        Input("tile_size", "INT", default=512, min=0, max=8192, step=8,
+              description="Tile side in input pixels; 0 upscales the whole image at once."),
+        Input("overlap", "INT", default=32, min=0, max=512),
+    ]
+    outputs = [Output("image", "IMAGE")]
+
+    def run(self, ctx, image, upscale_model, tile_size, overlap):
+        from gouache.nodes.upscale import upscale
+
+        _check_images(image, "image")
+        manager = _manager(ctx)
+        device = manager.on_device([upscale_model.descriptor.model])
+        return {"image": upscale(upscale_model.descriptor, image, device, tile_size, overlap, ctx.progress)}
+
+
+def _check_images(images: Any, name: str) -> None:
+    shape = getattr(images, "shape", None)
+    if shape is None or len(shape) != 4 or shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{name}: expected an IMAGE tensor [B,H,W,C], got {shape or type(images).__name__}")
+
+
+NODES = [CheckpointLoader, LoraLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
+         LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel]
+
+
+@cache_size.register(Conditioning)
+def _conditioning_size(value: Conditioning) -> int:
+    return cache_size(value.embeds) + (cache_size(value.pooled) if value.pooled is not None else 0)
+
+
+@hookimpl
+def gouache_register_types() -> list[Any]:
+    """The diffusion socket types."""
+    return list(SOCKET_TYPES)
+
+
+@hookimpl
+def gouache_register_nodes() -> list[Any]:
+    """The built-in node types."""
+    return list(NODES)
+
+
+@hookimpl
+def gouache_register_model_folders() -> list[Any]:
+    """checkpoints, loras, vae, upscale_models, embeddings."""
+    return model_folders()

@@ -1,0 +1,113 @@
+"""Sampler and schedule names, mapped onto diffusers' scheduler classes and config flags.
+
+A *sampler* picks the diffusers class (and its algorithm options); a *schedule* picks how the
+timesteps / sigmas are spaced, through config flags every class that supports it understands.
+Both start from the checkpoint's own scheduler config (its beta schedule, prediction type,
+timestep spacing), so ``euler`` + ``normal`` is exactly
+``EulerDiscreteScheduler.from_config(model's scheduler config)``.
+
+========================  =====================================================================
+sampler                   diffusers class (options)
+========================  =====================================================================
+euler                     EulerDiscreteScheduler
+euler_ancestral           EulerAncestralDiscreteScheduler (seeded generator for its noise)
+heun                      HeunDiscreteScheduler
+dpm_2                     KDPM2DiscreteScheduler
+dpm_2_ancestral           KDPM2AncestralDiscreteScheduler (seeded generator)
+lms                       LMSDiscreteScheduler
+dpmpp_2m                  DPMSolverMultistepScheduler (algorithm_type="dpmsolver++", solver_order=2)
+dpmpp_2m_sde              DPMSolverMultistepScheduler (algorithm_type="sde-dpmsolver++", seeded generator)
+dpmpp_sde                 DPMSolverSDEScheduler (noise_sampler_seed = the seed)
+deis                      DEISMultistepScheduler
+ddim                      DDIMScheduler (eta 0)
+ddpm                      DDPMScheduler (seeded generator)
+unipc                     UniPCMultistepScheduler
+lcm                       LCMScheduler (for LCM-distilled models or LCM LoRAs)
+========================  =====================================================================
+
+========================  =====================================================================
+schedule                  config flags
+========================  =====================================================================
+normal                    the model's own spacing; karras/exponential/beta sigmas off
+karras                    use_karras_sigmas=True
+exponential               use_exponential_sigmas=True
+beta                      use_beta_sigmas=True
+sgm_uniform               timestep_spacing="trailing" (evenly spaced, ending at the last step)
+========================  =====================================================================
+
+A sampler whose class lacks a schedule's flag (e.g. ``ddim`` with ``karras``) is refused with a
+message that lists the schedules it takes, rather than silently ignoring the choice.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpm_2": ("KDPM2DiscreteScheduler", {}),
+    "dpm_2_ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "dpmpp_sde": ("DPMSolverSDEScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
+}
+
+_SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "normal": {},
+    "karras": {"use_karras_sigmas": True},
+    "exponential": {"use_exponential_sigmas": True},
+    "beta": {"use_beta_sigmas": True},
+    "sgm_uniform": {"timestep_spacing": "trailing"},
+}
+
+
+def supported_schedules(sampler: str) -> list[str]:
+    """The schedules ``sampler``'s class can follow."""
+    params = _params(SAMPLERS[sampler][0])
+    return [name for name, flags in SCHEDULES.items() if all(flag in params for flag in flags)]
+
+
+def _params(class_name: str) -> set[str]:
+    import diffusers
+
+    return set(inspect.signature(getattr(diffusers, class_name).__init__).parameters)
+
+
+def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, seed: int) -> Any:
+    """A fresh diffusers scheduler for ``sampler`` / ``schedule`` on the model's config."""
+    import diffusers
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler_name: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"scheduler: unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    class_name, options = SAMPLERS[sampler]
+    params = _params(class_name)
+    flags = SCHEDULES[schedule]
+    missing = [flag for flag in flags if flag not in params]
+    if missing:
+        raise ValueError(f"scheduler: sampler {sampler!r} cannot follow the {schedule!r} schedule; "
+                         f"it takes: {', '.join(supported_schedules(sampler))}")
+    overrides = {flag: False for flag in _SIGMA_FLAGS if flag in params}
+    overrides.update(options)
+    overrides.update(flags)
+    if "noise_sampler_seed" in params:  # DPMSolverSDE otherwise seeds its Brownian tree at random
+        overrides["noise_sampler_seed"] = seed
+    config = {key: value for key, value in base_config.items() if not key.startswith("_")}
+    return getattr(diffusers, class_name).from_config({**config, **overrides})
+
+
+def step_kwargs(scheduler: Any, generator: Any) -> dict[str, Any]:
+    """Extra ``step()`` arguments: the seeded generator where the step draws noise."""
+    params = inspect.signature(scheduler.step).parameters
+    return {"generator": generator} if "generator" in params else {}

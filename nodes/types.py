@@ -1,0 +1,108 @@
+"""The diffusion socket types, and the light handles that travel along MODEL, CLIP and VAE links.
+
+Nothing here imports torch: the pack registers these types while ``gouache nodes`` stays fast.
+Handles are frozen and hold no tensors of their own. A MODEL or CLIP handle names the loaded
+checkpoint it draws on plus an immutable tuple of LoRA patches; the sampler and the text encoder
+apply the patches around each use and put the exact original weights back afterwards, so the
+cached base model never changes (see ``gouache.nodes.lora``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from gouache.engine import SocketType
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+SOCKET_TYPES = [
+    SocketType("MODEL", "#b39ddb", description="A denoising UNet with its noise schedule and any LoRA patches."),
+    SocketType("CLIP", "#ffd500", description="The text encoder(s) and tokenizer(s) of a checkpoint."),
+    SocketType("VAE", "#ff6e6e", description="The autoencoder that maps images to latents and back."),
+    SocketType("CONDITIONING", "#ffa931",
+               description="Encoded prompt: embeddings, and for SDXL the pooled embedding and size conditioning."),
+    SocketType("LATENT", "#ff9cf9",
+               description="A dict with 'samples' [B,C,H/8,W/8] and an optional 'noise_mask' [B,1,H,W] (1 = repaint)."),
+    SocketType("IMAGE", "#64b5f6", description="float32 tensor [B,H,W,C] with values in 0..1."),
+    SocketType("MASK", "#81c784", description="float32 tensor [B,H,W] with values in 0..1 (1 = masked)."),
+    SocketType("UPSCALE_MODEL", "#9e9e9e", description="A super-resolution model loaded through spandrel."),
+]
+
+
+@dataclass(frozen=True)
+class LoraPatch:
+    """One LoRA applied at a strength: ``key`` names the parsed LoRA in the model manager."""
+
+    key: str
+    name: str
+    strength: float
+
+
+@dataclass(frozen=True, eq=False)
+class CheckpointRef:
+    """A loaded checkpoint owned by the model manager, and the cache key it is held under."""
+
+    key: str
+    name: str
+    loaded: Any = field(repr=False)
+    """A ``gouache.nodes.models.LoadedCheckpoint``."""
+
+
+@dataclass(frozen=True)
+class _Patchable:
+    """A checkpoint part plus the LoRA patches applied, in order, while it runs."""
+
+    checkpoint: CheckpointRef
+    patches: tuple[LoraPatch, ...] = ()
+
+    def with_patch(self, patch: LoraPatch) -> Self:
+        """A new handle with one more LoRA on top; this one is unchanged."""
+        return replace(self, patches=self.patches + (patch,))
+
+
+@dataclass(frozen=True)
+class ModelHandle(_Patchable):
+    """MODEL: the UNet of ``checkpoint`` with ``patches`` applied while it samples."""
+
+
+@dataclass(frozen=True)
+class ClipHandle(_Patchable):
+    """CLIP: the text encoder(s) of ``checkpoint`` with ``patches`` applied while they encode."""
+
+
+@dataclass(frozen=True)
+class VaeHandle:
+    """VAE: the autoencoder of ``checkpoint``."""
+
+    checkpoint: CheckpointRef
+
+
+@dataclass(frozen=True, eq=False)
+class Conditioning:
+    """CONDITIONING: what the sampler needs from a prompt.
+
+    ``embeds`` is [1, 77*k, D] (k prompt windows); ``pooled`` [1, D2] is SDXL's pooled text
+    embedding, ``None`` otherwise. ``size`` is SDXL's (original_size, crop_top_left, target_size)
+    in pixels as (h, w) pairs; ``None`` means "the size of the latent being sampled".
+    """
+
+    embeds: Any = field(repr=False)
+    pooled: Any = field(default=None, repr=False)
+    size: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class UpscaleModelHandle:
+    """UPSCALE_MODEL: a spandrel ``ImageModelDescriptor`` and the file it came from."""
+
+    key: str
+    name: str
+    descriptor: Any = field(repr=False)
+
+    @property
+    def scale(self) -> int:
+        """How many times larger the output is than the input."""
+        return int(self.descriptor.scale)

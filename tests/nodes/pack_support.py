@@ -1,0 +1,137 @@
+"""Shared set-up for the node-pack tests: a gouache home holding tiny fixture models, LoRAs, an upscaler.
+
+Test modules import the fixtures they use from here (``from pack_support import ...``). Shipped
+workflows name the embedded ``gouache-tiny`` model; until its weights exist they run on the tiny
+SD 1.x fixture instead (``workflow_overrides``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import fixture_pack
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from gouache.engine import Engine
+from gouache.nodes.folders import TINY_LORA, TINY_UPSCALER, builtin_checkpoints, weights_dir
+from gouache.nodes.models import load_checkpoint
+
+# The tiny models gain nothing from a second thread, and on a busy machine (CI runners, a training
+# job alongside) OpenMP threads waiting on each other at every op make each step many times slower.
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / "workflows"
+PROMPT = "a large red circle on a blue background"
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "q_proj", "v_proj")
+
+
+def build_lora(folder: Path, target: Path, fmt: str, *, seed: int, rank: int = 2, scale: float = 0.3,
+               text_encoder: bool = True) -> Path:
+    """A random LoRA for the model in ``folder``, in ``kohya`` or ``diffusers`` (peft) layout."""
+    loaded = load_checkpoint(folder)
+    generator = torch.Generator().manual_seed(seed)
+    parts = [("unet", loaded.unet)]
+    if text_encoder:
+        parts += [("text_encoder", loaded.text_encoder), ("text_encoder_2", loaded.text_encoder_2)]
+    sdxl = loaded.text_encoder_2 is not None
+    kohya_prefix = {"unet": "lora_unet_", "text_encoder": "lora_te1_" if sdxl else "lora_te_",
+                    "text_encoder_2": "lora_te2_"}
+    tensors: dict[str, torch.Tensor] = {}
+    for component, module in parts:
+        if module is None:
+            continue
+        for name, sub in module.named_modules():
+            if not (isinstance(sub, torch.nn.Linear) and name.endswith(LORA_TARGETS)):
+                continue
+            out_features, in_features = sub.weight.shape
+            down = torch.randn(rank, in_features, generator=generator) * scale
+            up = torch.randn(out_features, rank, generator=generator) * scale
+            if fmt == "kohya":
+                key = kohya_prefix[component] + name.replace(".", "_")
+                tensors[f"{key}.lora_down.weight"] = down
+                tensors[f"{key}.lora_up.weight"] = up
+                tensors[f"{key}.alpha"] = torch.tensor(rank / 2)
+            else:
+                tensors[f"{component}.{name}.lora_A.weight"] = down
+                tensors[f"{component}.{name}.lora_B.weight"] = up
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(target))
+    return target
+
+
+def build_upscaler(target: Path, *, scale: int = 2, seed: int = 0) -> Path:
+    """A tiny random Compact (SRVGGNetCompact) upscaler that spandrel recognises from its keys."""
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(seed)
+    model = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=3, upscale=scale, act_type="prelu")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target))
+    return target
+
+
+@pytest.fixture(scope="session")
+def gouache_home(tmp_path_factory: pytest.TempPathFactory, tiny_sd1, tiny_sd2, tiny_sdxl) -> Path:
+    """A GOUACHE_HOME with tiny-sd1/sd2/sdxl checkpoints, kohya and diffusers LoRAs, an upscaler, an input."""
+    home = tmp_path_factory.mktemp("gouache_home")
+    checkpoints = home / "models" / "checkpoints"
+    for model in (tiny_sd1, tiny_sd2, tiny_sdxl):
+        shutil.copytree(model.folder, checkpoints / f"tiny-{model.family}")
+    loras = home / "models" / "loras"
+    build_lora(tiny_sd1.folder, loras / "tiny-kohya.safetensors", "kohya", seed=11)
+    build_lora(tiny_sd1.folder, loras / "tiny-diffusers.safetensors", "diffusers", seed=12)
+    build_lora(tiny_sdxl.folder, loras / "tiny-sdxl-kohya.safetensors", "kohya", seed=13)
+    build_upscaler(home / "models" / "upscale_models" / "tiny-2x.safetensors")
+    (home / "input").mkdir()
+    shutil.copyfile(WORKFLOWS / "example.png", home / "input" / "example.png")
+    return home
+
+
+def tiny_is_built() -> bool:
+    """Whether the embedded gouache-tiny checkpoint ships in this checkout."""
+    return bool(builtin_checkpoints())
+
+
+def workflow_overrides(name: str) -> dict[str, object]:
+    """Overrides that let a shipped workflow run here: fixtures stand in for embedded weights not built yet."""
+    overrides: dict[str, object] = {}
+    lora_missing = name == "style-lora.json" and not (weights_dir() / TINY_LORA).is_file()
+    if not tiny_is_built() or lora_missing:
+        overrides["checkpoint.name"] = "tiny-sd1"
+        if name == "style-lora.json":
+            overrides["lora.name"] = "tiny-kohya.safetensors"
+    if name == "upscale-with-model.json" and not (weights_dir() / TINY_UPSCALER).is_file():
+        overrides["upscaler.name"] = "tiny-2x.safetensors"
+    return overrides
+
+
+@pytest.fixture
+def engine(gouache_home: Path) -> Engine:
+    """A fresh engine (its own cache and model manager) on the fixture home."""
+    return Engine(home=gouache_home, packs={"fixtures": fixture_pack})
+
+
+@pytest.fixture(scope="session")
+def shared_engine(gouache_home: Path) -> Engine:
+    """One engine for tests that only need outputs, so models load once per session."""
+    return Engine(home=gouache_home, packs={"fixtures": fixture_pack})
+
+
+def text_to_image(checkpoint: str = "tiny-sd1", *, size: int = 64, steps: int = 4, seed: int = 42,
+                  cfg: float = 3.0, sampler: str = "euler", scheduler: str = "normal",
+                  prompt: str = PROMPT, negative: str = "") -> dict:
+    """The text-to-image workflow as a dict, aimed at a fixture checkpoint and made small."""
+    import json
+
+    workflow = json.loads((WORKFLOWS / "text-to-image.json").read_text())
+    nodes = workflow["nodes"]
+    nodes["checkpoint"]["inputs"]["name"] = checkpoint
+    nodes["positive"]["inputs"]["text"] = prompt
+    nodes["negative"]["inputs"]["text"] = negative
+    nodes["latent"]["inputs"].update(width=size, height=size)
+    nodes["sampler"]["inputs"].update(steps=steps, seed=seed, cfg=cfg, sampler_name=sampler, scheduler=scheduler)
+    return workflow
