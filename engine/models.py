@@ -37,6 +37,9 @@ class ModelFolder:
     """Extra facts for ``gouache models`` (format, family); must be cheap (no model load)."""
     builtin: Callable[[], list[ModelEntry]] | None = None
     """Models that ship with a pack and need no folder."""
+    home_folder: str | None = None
+    """Read the base directory's ``input``/``output``/``temp`` folder instead of ``models/KIND``
+    (e.g. the images LoadImage offers); such kinds are not listed by ``gouache models``."""
     description: str = ""
 
 
@@ -49,6 +52,9 @@ class ModelIndex:
 
     def directories(self, kind: str) -> list[Path]:
         """Every folder searched for ``kind``, in priority order."""
+        folder = self.kinds.get(kind)
+        if folder is not None and folder.home_folder is not None:
+            return [self.settings.folder(folder.home_folder)]
         roots = [self.settings.models_dir, *self.settings.extra_model_roots]
         paths = [root / kind for root in roots]
         paths.extend(self.settings.model_dirs.get(kind, ()))
@@ -86,7 +92,8 @@ class ModelIndex:
 
     def as_json(self) -> dict[str, list[dict[str, Any]]]:
         """Every kind and its models, for ``gouache models --json`` and ``/api/models``."""
-        return {kind: [entry.to_json() for entry in self.list(kind)] for kind in sorted(self.kinds)}
+        return {kind: [entry.to_json() for entry in self.list(kind)]
+                for kind in sorted(self.kinds) if self.kinds[kind].home_folder is None}
 
     def _scan(self, folder: ModelFolder, directory: Path) -> list[ModelEntry]:
         if not directory.is_dir():

@@ -132,4 +132,6 @@ def model_folders() -> list[ModelFolder]:
                     description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
         ModelFolder("embeddings", (".safetensors", ".pt", ".bin"), describe=describe_file,
                     description="Textual-inversion embeddings"),
+        ModelFolder("input_images", IMAGE_EXTENSIONS, home_folder="input",
+                    description="Images in the input folder, offered by LoadImage"),
     ]

@@ -256,7 +256,7 @@ class LoadImage(Node):
     type_name = "LoadImage"
     category = "image"
     cache = CachePolicy.FINGERPRINT
-    inputs = [Input("image", "STRING", upload="image", link="widget",
+    inputs = [Input("image", "STRING", upload="image", link="widget", choices_from="input_images",
                     description="A file name in the input folder (sub-folders allowed).")]
     outputs = [Output("image", "IMAGE"), Output("mask", "MASK")]
 
@@ -313,13 +313,14 @@ class ImageScale(Node):
 class SaveImage(Node):
     """Save images as PNGs in the output folder, with the workflow and the generation settings inside.
 
-    Files are numbered (``prefix_00001.png``) and never overwritten. Runs every time it is asked to.
+    Files are numbered (``prefix_00001.png``) and never overwritten. Like every node it is cached:
+    re-running an unchanged workflow writes nothing new and reports the files saved before.
     """
 
     type_name = "SaveImage"
     category = "image"
     output_node = True
-    cache = CachePolicy.NEVER
+    cache = CachePolicy.DETERMINISTIC
     inputs = [Input("images", "IMAGE"), Input("filename_prefix", "STRING", default="gouache")]
     outputs = []
 

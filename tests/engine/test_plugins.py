@@ -87,3 +87,34 @@ def test_model_folder_and_web_extension_hooks(tmp_path):
     assert engine.models.as_json() == {"controlnet": [
         {"name": "sub/canny.safetensors", "path": str(home / "models" / "controlnet" / "sub" / "canny.safetensors"), "size": 5}]}
     assert engine.web_extensions["pack-ui"].scripts == ("main.js",)
+
+
+def test_a_home_folder_kind_offers_files_of_the_base_directory_and_is_not_a_model(tmp_path):
+    from gouache.engine import Input, ModelFolder, Node, Output, hookimpl
+
+    class Show(Node):
+        """Name a picture in the input folder."""
+
+        type_name = "Show"
+        inputs = [Input("picture", "STRING", choices_from="pictures")]
+        outputs = [Output("picture", "STRING")]
+
+        def run(self, ctx, picture):
+            return {"picture": picture}
+
+    class Pack:
+        @hookimpl
+        def gouache_register_model_folders(self):
+            return [ModelFolder("pictures", (".png",), home_folder="input")]
+
+        @hookimpl
+        def gouache_register_nodes(self):
+            return [Show]
+
+    engine = Engine(packs={"pack": Pack()}, entry_points=False, home=tmp_path)
+    (tmp_path / "input" / "a.png").write_bytes(b"")
+    assert engine.models.names("pictures") == ["a.png"] and engine.models.as_json() == {}
+    workflow = {"format": "gouache/1", "nodes": {"s": {"type": "Show", "inputs": {"picture": "b.png"}}}}
+    valid, [problem] = engine.check(workflow)
+    assert (problem.node, problem.input, problem.code) == ("s", "picture", "not_a_choice")
+    assert "'a.png'" in problem.message
