@@ -112,7 +112,7 @@ def test_a_home_folder_kind_offers_files_of_the_base_directory_and_is_not_a_mode
             return [Show]
 
     engine = Engine(packs={"pack": Pack()}, entry_points=False, home=tmp_path)
-    (tmp_path / "input" / "a.png").write_bytes(b"")
+    engine.settings.folder("input").joinpath("a.png").write_bytes(b"")
     assert engine.models.names("pictures") == ["a.png"] and engine.models.as_json() == {}
     workflow = {"format": "gouache/1", "nodes": {"s": {"type": "Show", "inputs": {"picture": "b.png"}}}}
     valid, [problem] = engine.check(workflow)
