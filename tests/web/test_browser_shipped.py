@@ -19,7 +19,7 @@ def builtin_server(tmp_path_factory):
 
     engine = Engine(home=tmp_path_factory.mktemp("home"))
     if "Sampler" not in engine.registry:
-        pytest.skip("the built-in pack did not load")
+        pytest.fail("the built-in pack did not load")
     with BackgroundServer(engine) as server:
         yield server
 

@@ -23,7 +23,7 @@ def real_server(tmp_path):
 
     engine = Engine(home=tmp_path / "home")  # the built-in pack, through its entry point like any other
     if "Sampler" not in engine.registry:
-        pytest.skip("the built-in diffusion pack did not load: " + "; ".join(
+        pytest.fail("the built-in diffusion pack did not load: " + "; ".join(
             f"{pack.name}: {pack.error}" for pack in engine.packs if pack.error))
     if "gouache-tiny" not in engine.models.names("checkpoints"):
         pytest.skip("the embedded model gouache-tiny is not available yet")
@@ -46,12 +46,12 @@ def random_checkpoint_server(tmp_path):
     try:
         import tiny_models
     except ImportError as error:
-        pytest.skip(f"the diffusion tests' tiny model builder is not importable: {error}")
+        pytest.fail(f"the diffusion tests' tiny model builder is not importable: {error}")
     home = tmp_path / "home"
     tiny_models.build_diffusers_folder("sd1", home / "models" / "checkpoints" / "tiny-sd1", seed=1)
     engine = Engine(home=home)
     if "Sampler" not in engine.registry:
-        pytest.skip("the built-in diffusion pack did not load")
+        pytest.fail("the built-in diffusion pack did not load")
     with BackgroundServer(engine) as server:
         yield server
 
