@@ -1,0 +1,1 @@
+"""The embedded default model: a tiny text-to-image latent diffusion model trained by the project."""

@@ -1,0 +1,126 @@
+"""Quality figures of the embedded model: `python -m gouache.nodes.embedded.evaluate [--folder F]`.
+
+Renders prompts for held-out and seen colour/shape/background triples (cfg 3, 20 Euler steps)
+and reads each image back with the checker. A render is "fully right" when shape colour,
+background colour and shape class all match; sizes and positions are scored on separate prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+
+from . import checker, data
+from .pipeline import generate
+
+SHIPPED = Path(__file__).parent / "weights" / "gouache-tiny"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One prompt to render with one seed, and the scene it asks for."""
+
+    scene: data.Scene
+    seed: int
+
+    @property
+    def prompt(self) -> str:
+        """The evaluation phrasing of the scene."""
+        return data.canonical_caption(self.scene)
+
+
+def held_out_cases(seeds: int) -> list[Case]:
+    """Every held-out triple, plain size and centred, with `seeds` seeds each."""
+    rng = np.random.default_rng(0)
+    return [Case(data.make_scene(rng, t, None, None), 1000 + s) for s in range(seeds) for t in data.HELD_OUT]
+
+
+def seen_cases(count: int) -> list[Case]:
+    """`count` fixed training triples, one seed each."""
+    rng = np.random.default_rng(1)
+    picks = rng.choice(len(data.TRAIN_TRIPLES), size=count, replace=False)
+    return [Case(data.make_scene(rng, data.TRAIN_TRIPLES[int(i)], None, None), 2000 + k) for k, i in enumerate(picks)]
+
+
+def attribute_cases(count: int) -> list[Case]:
+    """Seen triples asked small or large, or placed left/right/top/bottom."""
+    rng = np.random.default_rng(2)
+    variants = [("small", None), ("large", None)] + [(None, p) for p in data.POSITIONS[1:]]
+    cases = []
+    for k in range(count):
+        size, pos = variants[k % len(variants)]
+        triple = data.TRAIN_TRIPLES[int(rng.integers(len(data.TRAIN_TRIPLES)))]
+        cases.append(Case(data.make_scene(rng, triple, size, pos), 3000 + k))
+    return cases
+
+
+def score(readings: list[checker.Reading], cases: list[Case]) -> dict[str, float]:
+    """Shares of renders whose colour, background, shape, all three, size and position are right."""
+    pairs = list(zip(readings, cases))
+
+    def share(ok) -> float:
+        return float(np.mean([ok(r, c.scene) for r, c in pairs])) if pairs else 0.0
+
+    return {
+        "fully_right": share(checker.fully_right),
+        "colour": share(lambda r, s: r.colour == s.colour),
+        "background": share(lambda r, s: r.background == s.background),
+        "shape": share(lambda r, s: r.shape == s.shape),
+        "size": share(lambda r, s: r.size == s.size),
+        "position": share(lambda r, s: r.position == s.position),
+    }
+
+
+def evaluate(
+    pipe: StableDiffusionPipeline, held_out_seeds: int = 3, seen: int = 24, attributes: int = 12
+) -> dict[str, dict[str, float]]:
+    """Figures for held-out triples, seen triples and size/position prompts."""
+    results = {}
+    for name, cases in (
+        ("held_out", held_out_cases(held_out_seeds)),
+        ("seen", seen_cases(seen)),
+        ("attributes", attribute_cases(attributes)),
+    ):
+        if not cases:
+            continue
+        images = generate(pipe, [c.prompt for c in cases], [c.seed for c in cases])
+        results[name] = score([checker.read(im) for im in images], cases)
+    return results
+
+
+def load_shipped(folder: Path = SHIPPED) -> StableDiffusionPipeline:
+    """The shipped diffusers folder, offline, in float32 on the best device."""
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, torch_dtype=torch.float32, local_files_only=True, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the quality figures of a diffusers folder as JSON."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--folder", type=Path, default=SHIPPED)
+    p.add_argument("--held-out-seeds", type=int, default=8)
+    p.add_argument("--seen", type=int, default=48)
+    p.add_argument("--attributes", type=int, default=48)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    pipe = load_shipped(args.folder)
+    start = time.perf_counter()
+    results = evaluate(pipe, args.held_out_seeds, args.seen, args.attributes)
+    n = 12 * args.held_out_seeds + args.seen + args.attributes
+    results["seconds_per_image"] = (time.perf_counter() - start) / n
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

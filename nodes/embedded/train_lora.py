@@ -1,0 +1,97 @@
+"""Stage 4: train the `gouache-tiny-outline` style LoRA and save it in kohya's format.
+
+peft adds rank-8 adapters to the UNet's attention projections; the base model stays frozen and
+the captions are the base model's, so at strength 1 the same prompts draw outlines (the shape's
+inside shows the background) and at strength 0 the base model is unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
+from safetensors.torch import save_file
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .checkpoint import Budget, Checkpointer, device, log, lr_factor
+from .threads import ThreadGovernor
+from .models import make_scheduler
+from .train_unet import LatentBatches, diffusion_loss, encode_cache
+
+ARTEFACT = "gouache-tiny-outline.safetensors"
+RANK = 8
+ALPHA = 8.0
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+CACHE_SIZE = 4_000
+LR = 1e-3
+
+
+def to_kohya(peft_state: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """peft's `<module>.lora_A/B.weight` keys -> kohya's `lora_unet_<module_>.lora_down/up.weight` + `.alpha`."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in peft_state.items():
+        module, kind = key.rsplit(".lora_", 1)
+        name = "lora_unet_" + module.replace(".", "_")
+        part = "lora_down" if kind.startswith("A") else "lora_up"
+        out[f"{name}.{part}.weight"] = tensor.detach().half().contiguous().cpu()
+        out[f"{name}.alpha"] = torch.tensor(alpha, dtype=torch.float16)
+    return out
+
+
+def train(work: Path, out: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 32) -> Path:
+    """Train (or resume) the LoRA on outline renders and write `out/gouache-tiny-outline.safetensors`."""
+    logfile = work / "lora.log"
+    dev = device()
+    base = work / "unet" / "final"
+    vae = AutoencoderKL.from_pretrained(work / "vae" / "final").to(dev)
+    tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder").to(dev).requires_grad_(False)
+    unet = UNet2DConditionModel.from_pretrained(base / "unet").to(dev).requires_grad_(False)
+    cache = encode_cache(vae, work / "latents_outline.pt", seed, CACHE_SIZE, outline=True, logfile=logfile)
+    batches = LatentBatches(cache, vae.config.scaling_factor, tokenizer)
+    torch.manual_seed(seed)
+    unet.add_adapter(LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS, init_lora_weights="gaussian"))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
+    alphas = make_scheduler().alphas_cumprod.to(dev)
+    budget = Budget(steps, minutes)
+    ckpt = Checkpointer(work / "lora" / "state.pt")
+    state = ckpt.load()
+    if state is not None:
+        unet.load_state_dict(state["unet"], strict=False)
+        opt.load_state_dict(state["opt"])
+        budget.resume(state["step"], state["elapsed"])
+        log(logfile, f"lora: resumed at step {budget.step}")
+
+    def save_state() -> None:
+        lora = {k: v for k, v in unet.state_dict().items() if "lora_" in k}
+        ckpt.save({"unet": lora, "opt": opt.state_dict(), "step": budget.step, "elapsed": budget.elapsed})
+
+    unet.train()
+    text_encoder.eval()
+    threads = ThreadGovernor()
+    while not budget.done:
+        rng = np.random.default_rng([seed, 4, budget.step])
+        z, ids = batches.sample(rng, batch, dev)
+        for group in opt.param_groups:
+            group["lr"] = LR * lr_factor(budget, warmup_steps=50, decay_from=0.7, floor=0.1)
+        loss = diffusion_loss(unet, text_encoder, z, ids, alphas)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        budget.tick()
+        threads.step()
+        if budget.step % 50 == 0:
+            log(logfile, f"lora step {budget.step} loss {loss.item():.4f} {budget.elapsed / 60:.1f} min")
+        if ckpt.due():
+            save_state()
+    save_state()
+    target = Path(out) / ARTEFACT
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(to_kohya(get_peft_model_state_dict(unet), ALPHA), str(target))
+    log(logfile, f"lora: done, {budget.step} steps, {budget.elapsed / 60:.1f} min, wrote {target}")
+    return target

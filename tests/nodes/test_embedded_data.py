@@ -1,0 +1,138 @@
+"""The embedded model's data, checker and tokenizer: fast specifications, no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import CLIPTokenizer
+
+from gouache.nodes.embedded import checker, data
+from gouache.nodes.embedded.tokenizer import write_tokenizer
+
+SHIPPED_TOKENIZER = Path(data.__file__).parent / "weights" / "gouache-tiny" / "tokenizer"
+CAPTION = "a large red circle on a blue background"
+CAPTION_IDS = [132, 22, 114, 87, 112, 82, 22, 103, 131, 133]
+
+
+def test_generator_is_deterministic_by_seed() -> None:
+    a, scenes_a = data.sample_batch(np.random.default_rng(7), 6)
+    b, scenes_b = data.sample_batch(np.random.default_rng(7), 6)
+    c, _ = data.sample_batch(np.random.default_rng(8), 6)
+    assert scenes_a == scenes_b
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_images_are_128_px_rgb_with_exact_palette_colours_away_from_edges() -> None:
+    scene = data.make_scene(np.random.default_rng(0), ("red", "square", "blue"), "large", None)
+    image = data.render(scene)
+    assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+    assert tuple(image[0, 0]) == data.PALETTE["blue"]
+    assert tuple(image[int(scene.cy), int(scene.cx)]) == data.PALETTE["red"]
+
+
+def test_square_corners_are_sharp() -> None:
+    scene = data.Scene("white", "square", "black", None, None, 25.0, 64.0, 64.0)
+    image = data.render(scene)
+    h = data.SQUARE_HALF * scene.radius
+    # One pixel inside the corner is fully the shape colour: no rounding.
+    x, y = int(np.ceil(64 - h)) + 1, int(np.ceil(64 - h)) + 1
+    assert tuple(image[y, x]) == data.PALETTE["white"]
+
+
+def test_held_out_triples_are_never_sampled_for_training() -> None:
+    rng = np.random.default_rng(0)
+    seen = {data.sample_scene(rng, outline=bool(i % 2)).triple for i in range(5000)}
+    assert not seen & set(data.HELD_OUT)
+    assert len(data.HELD_OUT) == 12
+    assert seen == set(data.TRAIN_TRIPLES)
+
+
+def test_every_word_is_still_trained_without_the_held_out_triples() -> None:
+    colours = {c for c, _, _ in data.TRAIN_TRIPLES}
+    backgrounds = {b for _, _, b in data.TRAIN_TRIPLES}
+    shapes = {s for _, s, _ in data.TRAIN_TRIPLES}
+    assert colours == backgrounds == set(data.COLOURS)
+    assert shapes == set(data.SHAPES)
+
+
+def test_shape_and_background_colours_differ() -> None:
+    rng = np.random.default_rng(3)
+    assert all(s.colour != s.background for s in (data.sample_scene(rng) for _ in range(500)))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_captions_match_what_is_drawn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scene = data.sample_scene(rng)
+    text = data.caption(scene, rng)
+    words = text.split()
+    assert scene.colour in words and scene.shape in words and scene.background in words
+    assert words.index(scene.colour) + 1 == words.index(scene.shape)
+    if scene.size is not None:
+        assert set(words) & set(data.SIZE_WORDS[scene.size])
+    else:
+        assert not set(words) & {"small", "large", "big"}
+    if scene.position is not None:
+        assert data.POSITION_PHRASE[scene.position] in text
+    reading = checker.read(data.render(scene))
+    assert (reading.colour, reading.shape, reading.background) == scene.triple
+    assert reading.size == scene.size
+    assert reading.position == scene.position
+
+
+@pytest.mark.parametrize("shape", data.SHAPES)
+def test_checker_reads_clean_renders_of_every_colour_pair(shape: str) -> None:
+    rng = np.random.default_rng(11)
+    for colour in data.COLOURS:
+        for background in data.COLOURS:
+            if colour == background:
+                continue
+            for size in data.SIZES:
+                scene = data.make_scene(rng, (colour, shape, background), size, None)
+                reading = checker.read(data.render(scene))
+                assert checker.fully_right(reading, scene), (scene, reading)
+                assert reading.size == size, (scene, reading)
+
+
+def test_checker_sees_outlines_as_hollow_and_fills_as_solid() -> None:
+    rng = np.random.default_rng(5)
+    for triple in data.TRAIN_TRIPLES[::17]:
+        solid = data.make_scene(rng, triple, "large", None)
+        hollow = data.make_scene(rng, triple, "large", None, outline=True)
+        assert checker.read(data.render(solid)).interior_background < 0.05
+        reading = checker.read(data.render(hollow))
+        assert reading.interior_background > 0.9
+        assert checker.fully_right(reading, hollow)
+
+
+def test_captions_only_use_the_vocabulary() -> None:
+    rng = np.random.default_rng(0)
+    vocab = set(data.vocabulary())
+    for _ in range(300):
+        assert set(data.caption(data.sample_scene(rng), rng).split()) <= vocab
+
+
+def test_tokenizer_gives_one_token_per_word_and_known_ids(tmp_path: Path) -> None:
+    tok = write_tokenizer(tmp_path)
+    assert tok(CAPTION).input_ids == CAPTION_IDS
+    # The files alone load through CLIPTokenizer, positionally and with from_pretrained.
+    only_files = tmp_path / "files"
+    only_files.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        (only_files / name).write_bytes((tmp_path / name).read_bytes())
+    assert CLIPTokenizer.from_pretrained(only_files)(CAPTION).input_ids == CAPTION_IDS
+    positional = CLIPTokenizer(str(only_files / "vocab.json"), str(only_files / "merges.txt"))
+    assert positional(CAPTION).input_ids == CAPTION_IDS
+    for word in data.vocabulary():
+        ids = tok(word).input_ids
+        assert len(ids) == 3 and ids[1] != tok.unk_token_id, word
+    padded = tok("a red star", padding="max_length", max_length=77).input_ids
+    assert len(padded) == 77 and padded[0] == tok.bos_token_id and padded[-1] == tok.eos_token_id
+
+
+@pytest.mark.skipif(not SHIPPED_TOKENIZER.exists(), reason="model not exported yet")
+def test_shipped_tokenizer_matches_the_built_one() -> None:
+    assert CLIPTokenizer.from_pretrained(SHIPPED_TOKENIZER)(CAPTION).input_ids == CAPTION_IDS
