@@ -123,13 +123,27 @@ class SocketTypeModel(Message):
     description: str
 
 
+class PackModel(Message):
+    """A node pack and what became of it: ``loaded``, ``error`` (with the message) or ``blocked``."""
+
+    name: str
+    status: str
+    distribution: str | None
+    version: str | None
+    error: str | None
+    node_types: list[str]
+    web_extensions: list[str]
+
+
 class NodesResponse(Message):
     """GET /api/nodes: every node type, its inputs with widget specs (``choices_from`` resolved into
-    ``choices`` now), its outputs; the categories; the socket types and colours."""
+    ``choices`` now), its outputs; the categories; the socket types and colours; every node pack
+    with its status, so the editor can show a pack that failed to load."""
 
     nodes: list[NodeInfo]
     categories: list[str]
     types: list[SocketTypeModel]
+    packs: list[PackModel]
 
 
 class Uploaded(Message):

@@ -202,7 +202,8 @@ def nodes_payload(engine: Engine) -> dict[str, Any]:
     types = [{"name": t.name, "color": t.color, "converts_to": list(t.converts_to), "description": t.description}
              for t in engine.registry.types.all()]
     categories = sorted({node["category"] for node in nodes})
-    return {"nodes": nodes, "categories": categories, "types": types}
+    packs = [report.to_json() for report in engine.packs]
+    return {"nodes": nodes, "categories": categories, "types": types, "packs": packs}
 
 
 async def get_nodes(request: web.Request) -> web.Response:

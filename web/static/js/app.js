@@ -84,6 +84,21 @@ function showProblems(problems) {
   editor.canvas.setDirty(true, true);
 }
 
+function showPackErrors(packs) {
+  // A pack that failed to import or register: its nodes are missing, and the user should know why.
+  const list = $("#pack-errors");
+  list.replaceChildren();
+  for (const pack of packs.filter((p) => p.status === "error")) {
+    const item = document.createElement("li");
+    item.dataset.pack = pack.name;
+    const where = document.createElement("span");
+    where.className = "where";
+    where.textContent = `pack ${pack.name}`;
+    item.append(where, document.createTextNode(`failed to load: ${pack.error}`));
+    list.append(item);
+  }
+}
+
 // ---- running ---------------------------------------------------------------------------------
 
 async function run() {
@@ -638,7 +653,9 @@ async function boot() {
   bindUi();
   bindKeys();
   await loadExtensions();
-  editor.setRegistry(await api.get("/api/nodes"));
+  const registry = await api.get("/api/nodes");
+  editor.setRegistry(registry);
+  showPackErrors(registry.packs);
   renderPalette();
   const params = new URLSearchParams(location.search);
   const { workflows } = await api.get("/api/workflows");
