@@ -18,11 +18,17 @@ TINY = "gouache-tiny"
 TINY_LORA = "gouache-tiny-outline.safetensors"
 TINY_UPSCALER = "gouache-tiny-4x.safetensors"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+EXAMPLE_IMAGE = "example.png"
 
 
 def weights_dir() -> Path:
     """Where the embedded model's files ship (``gouache/nodes/embedded/weights``)."""
     return Path(str(resources.files("gouache.nodes").joinpath("embedded", "weights")))
+
+
+def example_image() -> Path:
+    """The picture the shipped image-to-image workflow starts from (``gouache/workflows/example.png``)."""
+    return Path(str(resources.files("gouache.workflows").joinpath(EXAMPLE_IMAGE)))
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
@@ -132,6 +138,9 @@ def model_folders() -> list[ModelFolder]:
                     description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
         ModelFolder("embeddings", (".safetensors", ".pt", ".bin"), describe=describe_file,
                     description="Textual-inversion embeddings"),
+        # The shipped example image is offered beside the user's own, so the shipped
+        # image-to-image workflow runs in a fresh home; a file of that name in input/ wins.
         ModelFolder("input_images", IMAGE_EXTENSIONS, home_folder="input",
+                    builtin=lambda: [ModelEntry(EXAMPLE_IMAGE, example_image(), {"builtin": True})],
                     description="Images in the input folder, offered by LoadImage"),
     ]

@@ -266,12 +266,15 @@ class LoadImage(Node):
         path = (folder / image).resolve()
         if not path.is_relative_to(folder):
             raise ValueError(f"image: {image!r} is outside the input folder; name a file inside {folder}")
-        if not path.is_file():
-            found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                           if p.suffix.lower() in IMAGE_EXTENSIONS)
-            raise FileNotFoundError(f"image: no file {image!r} in the input folder {folder}; "
-                                    f"found: {', '.join(found[:12]) or 'none'}")
-        return path
+        if path.is_file():
+            return path
+        builtin = {entry.name: entry.path for entry in ctx.models.list("input_images") if entry.info.get("builtin")}
+        if image in builtin:
+            return builtin[image]
+        found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.suffix.lower() in IMAGE_EXTENSIONS)
+        raise FileNotFoundError(f"image: no file {image!r} in the input folder {folder}; "
+                                f"found: {', '.join(found[:12]) or 'none'}")
 
     def fingerprint(self, ctx, image):
         stat = self._path(ctx, image).stat()

@@ -86,8 +86,7 @@ def gouache_home(tmp_path_factory: pytest.TempPathFactory, tiny_sd1, tiny_sd2, t
     build_lora(tiny_sd1.folder, loras / "tiny-diffusers.safetensors", "diffusers", seed=12)
     build_lora(tiny_sdxl.folder, loras / "tiny-sdxl-kohya.safetensors", "kohya", seed=13)
     build_upscaler(home / "models" / "upscale_models" / "tiny-2x.safetensors")
-    (home / "input").mkdir()
-    shutil.copyfile(WORKFLOWS / "example.png", home / "input" / "example.png")
+    (home / "input").mkdir()  # empty: LoadImage finds the shipped example.png without a copy here
     return home
 
 

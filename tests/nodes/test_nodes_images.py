@@ -71,6 +71,19 @@ def test_load_image_gives_image_and_mask(shared_engine, gouache_home):
     assert outputs["mask"][0, 0, 0].item() == 1.0 and outputs["mask"][0, 5, 5].item() == 0.0
 
 
+def test_the_shipped_example_loads_in_an_empty_home_and_a_users_file_of_that_name_wins(tmp_path):
+    from gouache.engine import Engine
+
+    engine = Engine(home=tmp_path)
+    workflow = {"format": "gouache/1", "nodes": {"load": {"type": "LoadImage", "inputs": {"image": "example.png"}}}}
+    shipped = _run_ok(engine, workflow, ["load"]).outputs["load"]["image"]
+    assert shipped.shape == (1, 128, 128, 3)
+    assert shipped.std() > 0.05  # a real picture, not a blank
+    Image.new("RGB", (8, 8), (0, 255, 0)).save(tmp_path / "input" / "example.png")
+    own = _run_ok(engine, workflow, ["load"]).outputs["load"]["image"]
+    assert own.shape == (1, 8, 8, 3) and own[0, 0, 0].tolist() == [0.0, 1.0, 0.0]
+
+
 def test_missing_and_broken_images_name_node_and_input(shared_engine, gouache_home):
     workflow = {"format": "gouache/1", "nodes": {"load": {"type": "LoadImage", "inputs": {"image": "nope.png"}}}}
     for missing in ("nope.png", "../outside.png"):  # the choices are the input folder's images
