@@ -95,6 +95,28 @@ def evaluate(
     return results
 
 
+def lora_figures(pipe: StableDiffusionPipeline, lora: Path, count: int = 12) -> dict[str, float]:
+    """How hollow shapes come out at LoRA strength 1, and whether strength 0 equals the base model."""
+    cases = seen_cases(count)
+    prompts, seeds = [c.prompt for c in cases], [c.seed for c in cases]
+    base = generate(pipe, prompts, seeds)
+    pipe.load_lora_weights(str(lora), adapter_name="outline")
+    try:
+        off = generate(pipe, prompts, seeds, cross_attention_kwargs={"scale": 0.0})
+        on = generate(pipe, prompts, seeds, cross_attention_kwargs={"scale": 1.0})
+    finally:
+        pipe.unload_lora_weights()
+    at_one = [checker.read(im) for im in on]
+    at_zero = [checker.read(im) for im in base]
+    return {
+        "interior_background_at_1": float(np.mean([r.interior_background for r in at_one])),
+        "hollow_share_at_1": float(np.mean([r.interior_background > 0.5 for r in at_one])),
+        "colours_right_at_1": float(np.mean([(r.colour, r.background) == (c.scene.colour, c.scene.background) for r, c in zip(at_one, cases)])),
+        "interior_background_base": float(np.mean([r.interior_background for r in at_zero])),
+        "strength_0_equals_base": float(all(np.array_equal(a, b) for a, b in zip(base, off))),
+    }
+
+
 def load_shipped(folder: Path = SHIPPED) -> StableDiffusionPipeline:
     """The shipped diffusers folder, offline, in float32 on the best device."""
     pipe = StableDiffusionPipeline.from_pretrained(
@@ -119,6 +141,15 @@ def main(argv: list[str] | None = None) -> None:
     results = evaluate(pipe, args.held_out_seeds, args.seen, args.attributes)
     n = 12 * args.held_out_seeds + args.seen + args.attributes
     results["seconds_per_image"] = (time.perf_counter() - start) / n
+    lora = args.folder.parent / "gouache-tiny-outline.safetensors"
+    if lora.exists():
+        results["lora"] = lora_figures(pipe, lora)
+    upscaler = args.folder.parent / "gouache-tiny-4x.safetensors"
+    if upscaler.exists():
+        from .train_upscaler import compare_with_bicubic
+
+        ours, cubic = compare_with_bicubic(upscaler)
+        results["upscaler_psnr_db"] = {"gouache-tiny-4x": ours, "bicubic": cubic}
     print(json.dumps(results, indent=2))
 
 

@@ -27,7 +27,7 @@ RANK = 8
 ALPHA = 8.0
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 CACHE_SIZE = 4_000
-LR = 1e-3
+LR = 2e-3
 
 
 def to_kohya(peft_state: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
