@@ -67,16 +67,47 @@ def classify(fill: float, solidity: float) -> str:
     return "triangle"
 
 
+def _border_colour(labels: np.ndarray) -> int:
+    """The commonest palette label on the two-pixel border: the background."""
+    border = np.concatenate([labels[:2].ravel(), labels[-2:].ravel(), labels[:, :2].ravel(), labels[:, -2:].ravel()])
+    return int(np.bincount(border, minlength=len(COLOURS)).argmax())
+
+
+def _largest_region(labels: np.ndarray, bg: int) -> np.ndarray | None:
+    """The largest connected region that is not background, or None when there is none."""
+    regions, count = ndimage.label(labels != bg)
+    if count == 0:
+        return None
+    sizes = np.bincount(regions.ravel())[1:]
+    return regions == (1 + int(sizes.argmax()))
+
+
+def hollowness(plain: np.ndarray, styled: np.ndarray, margin: int = 4) -> float:
+    """Share of the inside of the shape in ``plain`` that shows the background in ``styled``.
+
+    Scores a style that hollows shapes (the outline LoRA) against the same seed's plain render:
+    an outline that is open or faint encloses no region the checker could read in ``styled``
+    alone, yet its inside still shows the background where the plain render put the shape.
+    ``margin`` pixels next to the shape's edge, where the outline itself is drawn, are left out.
+    """
+    labels = palette_labels(plain)
+    region = _largest_region(labels, _border_colour(labels))
+    if region is None:
+        return 0.0
+    inside = ndimage.binary_erosion(ndimage.binary_fill_holes(region), iterations=margin)
+    if not inside.any():
+        return 0.0
+    styled_labels = palette_labels(styled)
+    return float((styled_labels[inside] == _border_colour(styled_labels)).mean())
+
+
 def read(image: np.ndarray) -> Reading:
     """Read an RGB uint8 (H, W, 3) image."""
     labels = palette_labels(image)
-    border = np.concatenate([labels[:2].ravel(), labels[-2:].ravel(), labels[:, :2].ravel(), labels[:, -2:].ravel()])
-    bg = int(np.bincount(border, minlength=len(COLOURS)).argmax())
-    regions, count = ndimage.label(labels != bg)
-    if count == 0:
+    bg = _border_colour(labels)
+    region = _largest_region(labels, bg)
+    if region is None:
         return Reading(COLOURS[bg], None, None, None, None, 0, 0.0, 0.0, 1.0)
-    sizes = np.bincount(regions.ravel())[1:]
-    region = regions == (1 + int(sizes.argmax()))
     if region.sum() < MIN_AREA:
         return Reading(COLOURS[bg], None, None, None, None, int(region.sum()), 0.0, 0.0, 1.0)
     # The colour is the commonest label inside the region, away from blended edge pixels.

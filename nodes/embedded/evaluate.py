@@ -106,13 +106,13 @@ def lora_figures(pipe: StableDiffusionPipeline, lora: Path, count: int = 12) -> 
         on = generate(pipe, prompts, seeds, cross_attention_kwargs={"scale": 1.0})
     finally:
         pipe.unload_lora_weights()
+    hollow = [checker.hollowness(plain, styled) for plain, styled in zip(base, on)]
     at_one = [checker.read(im) for im in on]
-    at_zero = [checker.read(im) for im in base]
     return {
-        "interior_background_at_1": float(np.mean([r.interior_background for r in at_one])),
-        "hollow_share_at_1": float(np.mean([r.interior_background > 0.5 for r in at_one])),
-        "colours_right_at_1": float(np.mean([(r.colour, r.background) == (c.scene.colour, c.scene.background) for r, c in zip(at_one, cases)])),
-        "interior_background_base": float(np.mean([r.interior_background for r in at_zero])),
+        "inside_shows_background_at_1": float(np.mean(hollow)),
+        "hollow_share_at_1": float(np.mean([h > 0.5 for h in hollow])),
+        "backgrounds_right_at_1": float(np.mean([r.background == c.scene.background for r, c in zip(at_one, cases)])),
+        "inside_shows_background_at_0": float(np.mean([checker.hollowness(p, p) for p in off])),
         "strength_0_equals_base": float(all(np.array_equal(a, b) for a, b in zip(base, off))),
     }
 

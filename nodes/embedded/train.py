@@ -14,7 +14,7 @@ import torch
 
 STAGES = ("vae", "upscaler", "unet", "lora", "export")
 # Training time per stage on a 2-core CPU when no bound is given on the command line.
-DEFAULT_MINUTES = {"vae": 23.0, "upscaler": 3.0, "unet": 60.0, "lora": 7.0}
+DEFAULT_MINUTES = {"vae": 23.0, "upscaler": 3.0, "unet": 60.0, "lora": 26.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

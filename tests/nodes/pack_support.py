@@ -1,8 +1,7 @@
 """Shared set-up for the node-pack tests: a gouache home holding tiny fixture models, LoRAs, an upscaler.
 
 Test modules import the fixtures they use from here (``from pack_support import ...``). Shipped
-workflows name the embedded ``gouache-tiny`` model; until its weights exist they run on the tiny
-SD 1.x fixture instead (``workflow_overrides``).
+workflows run as they ship, on the embedded ``gouache-tiny`` model and its LoRA and upscaler.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import torch
 from safetensors.torch import save_file
 
 from gouache.engine import Engine
-from gouache.nodes.folders import TINY_LORA, TINY_UPSCALER, builtin_checkpoints, weights_dir
 from gouache.nodes.models import load_checkpoint
 
 # The tiny models gain nothing from a second thread, and on a busy machine (CI runners, a training
@@ -88,24 +86,6 @@ def gouache_home(tmp_path_factory: pytest.TempPathFactory, tiny_sd1, tiny_sd2, t
     build_upscaler(home / "models" / "upscale_models" / "tiny-2x.safetensors")
     (home / "input").mkdir()  # empty: LoadImage finds the shipped example.png without a copy here
     return home
-
-
-def tiny_is_built() -> bool:
-    """Whether the embedded gouache-tiny checkpoint ships in this checkout."""
-    return bool(builtin_checkpoints())
-
-
-def workflow_overrides(name: str) -> dict[str, object]:
-    """Overrides that let a shipped workflow run here: fixtures stand in for embedded weights not built yet."""
-    overrides: dict[str, object] = {}
-    lora_missing = name == "style-lora.json" and not (weights_dir() / TINY_LORA).is_file()
-    if not tiny_is_built() or lora_missing:
-        overrides["checkpoint.name"] = "tiny-sd1"
-        if name == "style-lora.json":
-            overrides["lora.name"] = "tiny-kohya.safetensors"
-    if name == "upscale-with-model.json" and not (weights_dir() / TINY_UPSCALER).is_file():
-        overrides["upscaler.name"] = "tiny-2x.safetensors"
-    return overrides
 
 
 @pytest.fixture

@@ -108,6 +108,21 @@ def test_checker_sees_outlines_as_hollow_and_fills_as_solid() -> None:
         assert checker.fully_right(reading, hollow)
 
 
+def test_hollowness_compares_a_styled_render_with_the_plain_one() -> None:
+    rng = np.random.default_rng(6)
+    for triple in data.TRAIN_TRIPLES[::17]:
+        solid = data.make_scene(rng, triple, None, None)
+        outline = data.Scene(**{**solid.__dict__, "outline": True})
+        plain = data.render(solid)
+        assert checker.hollowness(plain, data.render(outline)) > 0.95
+        assert checker.hollowness(plain, plain) == 0.0
+        # an open outline (a stroke missing) still reads as hollow, which read() alone cannot see
+        broken = data.render(outline).copy()
+        broken[:, : int(solid.cx)] = plain[0, 0]
+        assert checker.read(broken).interior_background == 0.0
+        assert checker.hollowness(plain, broken) > 0.95
+
+
 def test_captions_only_use_the_vocabulary() -> None:
     rng = np.random.default_rng(0)
     vocab = set(data.vocabulary())
@@ -133,6 +148,5 @@ def test_tokenizer_gives_one_token_per_word_and_known_ids(tmp_path: Path) -> Non
     assert len(padded) == 77 and padded[0] == tok.bos_token_id and padded[-1] == tok.eos_token_id
 
 
-@pytest.mark.skipif(not SHIPPED_TOKENIZER.exists(), reason="model not exported yet")
 def test_shipped_tokenizer_matches_the_built_one() -> None:
     assert CLIPTokenizer.from_pretrained(SHIPPED_TOKENIZER)(CAPTION).input_ids == CAPTION_IDS

@@ -33,15 +33,12 @@ def test_single_files_are_described_from_their_header(tiny_sd1, tiny_sdxl, tmp_p
     assert describe_checkpoint(tiny_sd1.ckpt) == {"format": "ckpt", "family": None}
 
 
-def test_builtin_entries_list_only_files_that_exist():
+def test_the_embedded_model_is_listed_as_its_single_file_described_by_its_folder():
     entries = builtin_checkpoints()
     single = weights_dir() / "gouache-tiny.safetensors"
-    if single.is_file():
-        [entry] = entries
-        assert entry.name == "gouache-tiny" and entry.path == single
-        assert entry.info["config_dir"] == str(weights_dir() / "gouache-tiny")
-    elif not (weights_dir() / "gouache-tiny").is_dir():
-        assert entries == []
+    [entry] = entries
+    assert entry.name == "gouache-tiny" and entry.path == single
+    assert entry.info["config_dir"] == str(weights_dir() / "gouache-tiny")
 
 
 def test_cpu_plan_is_full_precision():

@@ -12,8 +12,6 @@ from pack_support import (  # noqa: F401
     gouache_home,
     shared_engine,
     text_to_image,
-    tiny_is_built,
-    workflow_overrides,
 )
 
 from gouache.nodes.model_manager import RESOURCE_KEY
@@ -34,11 +32,7 @@ def test_shipped_workflow_validates_and_runs(shared_engine, name):
     workflow = json.loads((WORKFLOWS / name).read_text())
     assert workflow["meta"]["title"] and workflow["meta"]["description"]
     assert set(workflow["layout"]) == set(workflow["nodes"])
-    overrides = workflow_overrides(name)
-    if not tiny_is_built():  # the fixture model is slower per step at 128 px; fewer steps suffice here
-        overrides.update({f"{node}.steps": 4 for node, entry in workflow["nodes"].items()
-                          if entry["type"] == "Sampler"})
-    result = shared_engine.run(WORKFLOWS / name, overrides=overrides)
+    result = shared_engine.run(WORKFLOWS / name)
     assert result.ok, result.error
     [saved] = result.images["save"]
     assert saved["kind"] == "output" and saved["path"].endswith(".png")

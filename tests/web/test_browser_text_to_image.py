@@ -1,6 +1,6 @@
 """The whole story in the browser with the real built-in pack: open, edit the prompt, run, see the image.
 
-``test_text_to_image_by_hand`` uses the embedded model gouache-tiny (skipped until it ships);
+``test_text_to_image_by_hand`` uses the embedded model gouache-tiny, which ships with gouache;
 ``test_text_to_image_by_hand_on_a_random_tiny_checkpoint`` tells the same story on a tiny random
 SD 1.x checkpoint built by the diffusion tests' helper, so the mechanics are tested either way.
 """
@@ -26,7 +26,8 @@ def real_server(tmp_path):
         pytest.fail("the built-in diffusion pack did not load: " + "; ".join(
             f"{pack.name}: {pack.error}" for pack in engine.packs if pack.error))
     if "gouache-tiny" not in engine.models.names("checkpoints"):
-        pytest.skip("the embedded model gouache-tiny is not available yet")
+        pytest.fail("the embedded model gouache-tiny is missing from the checkpoints: "
+                    f"{engine.models.names('checkpoints')}")
     with BackgroundServer(engine) as server:
         yield server
 
