@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gouache.engine import CachePolicy, Input, Node, Output, cache_size, hookimpl
-from gouache.nodes.folders import IMAGE_EXTENSIONS, model_folders
+from gouache.nodes.folders import model_folders
 from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
 from gouache.nodes.schedulers import SAMPLERS, SCHEDULES
@@ -268,13 +268,13 @@ class LoadImage(Node):
             raise ValueError(f"image: {image!r} is outside the input folder; name a file inside {folder}")
         if path.is_file():
             return path
-        builtin = {entry.name: entry.path for entry in ctx.models.list("input_images") if entry.info.get("builtin")}
-        if image in builtin:
-            return builtin[image]
-        found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                       if p.suffix.lower() in IMAGE_EXTENSIONS)
-        raise FileNotFoundError(f"image: no file {image!r} in the input folder {folder}; "
-                                f"found: {', '.join(found[:12]) or 'none'}")
+        # Not a file of the user's: one of the images the pack ships (the index lists both).
+        entries = ctx.models.list("input_images")
+        for entry in entries:
+            if entry.name == image:
+                return entry.path
+        found = ", ".join(entry.name for entry in entries[:12]) or "none"
+        raise FileNotFoundError(f"image: no file {image!r} in the input folder {folder}; found: {found}")
 
     def fingerprint(self, ctx, image):
         stat = self._path(ctx, image).stat()
