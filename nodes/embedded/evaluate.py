@@ -61,6 +61,21 @@ def attribute_cases(count: int) -> list[Case]:
     return cases
 
 
+def position_cases(count: int, first_seed: int = 3500) -> list[Case]:
+    """Seen triples placed left, right, top and bottom in turn, unsized or small.
+
+    Only prompts that name a position, so the share of right positions is not padded by size
+    prompts the way the "attributes" group's is.
+    """
+    rng = np.random.default_rng(first_seed)
+    cases = []
+    for k in range(count):
+        position, size = data.POSITIONS[1 + k % 4], (None, "small")[(k // 4) % 2]
+        triple = data.TRAIN_TRIPLES[int(rng.integers(len(data.TRAIN_TRIPLES)))]
+        cases.append(Case(data.make_scene(rng, triple, size, position), first_seed + k))
+    return cases
+
+
 def score(readings: list[checker.Reading], cases: list[Case]) -> dict[str, float]:
     """Shares of renders whose colour, background, shape, all three, size and position are right."""
     pairs = list(zip(readings, cases))
@@ -79,14 +94,15 @@ def score(readings: list[checker.Reading], cases: list[Case]) -> dict[str, float
 
 
 def evaluate(
-    pipe: StableDiffusionPipeline, held_out_seeds: int = 3, seen: int = 24, attributes: int = 12
+    pipe: StableDiffusionPipeline, held_out_seeds: int = 3, seen: int = 24, attributes: int = 12, positions: int = 0
 ) -> dict[str, dict[str, float]]:
-    """Figures for held-out triples, seen triples and size/position prompts."""
+    """Figures for held-out triples, seen triples, size/position prompts and placed prompts."""
     results = {}
     for name, cases in (
         ("held_out", held_out_cases(held_out_seeds)),
         ("seen", seen_cases(seen)),
         ("attributes", attribute_cases(attributes)),
+        ("positions", position_cases(positions)),
     ):
         if not cases:
             continue
@@ -133,13 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--held-out-seeds", type=int, default=8)
     p.add_argument("--seen", type=int, default=48)
     p.add_argument("--attributes", type=int, default=48)
+    p.add_argument("--positions", type=int, default=48)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipe = load_shipped(args.folder)
     start = time.perf_counter()
-    results = evaluate(pipe, args.held_out_seeds, args.seen, args.attributes)
-    n = 12 * args.held_out_seeds + args.seen + args.attributes
+    results = evaluate(pipe, args.held_out_seeds, args.seen, args.attributes, args.positions)
+    n = 12 * args.held_out_seeds + args.seen + args.attributes + args.positions
     results["seconds_per_image"] = (time.perf_counter() - start) / n
     lora = args.folder.parent / "gouache-tiny-outline.safetensors"
     if lora.exists():

@@ -150,3 +150,16 @@ def test_tokenizer_gives_one_token_per_word_and_known_ids(tmp_path: Path) -> Non
 
 def test_shipped_tokenizer_matches_the_built_one() -> None:
     assert CLIPTokenizer.from_pretrained(SHIPPED_TOKENIZER)(CAPTION).input_ids == CAPTION_IDS
+
+
+def test_position_prompts_name_every_position_on_seen_triples() -> None:
+    from gouache.nodes.embedded import evaluate
+
+    cases = evaluate.position_cases(48)
+    assert [c.scene.position for c in cases[:4]] == list(data.POSITIONS[1:])
+    assert {c.scene.size for c in cases} == {None, "small"}
+    assert all(c.scene.triple in data.TRAIN_TRIPLES for c in cases)
+    assert all(c.prompt.endswith(data.POSITION_PHRASE[c.scene.position]) for c in cases)
+    assert len({c.seed for c in cases}) == 48
+    # What the checker reads off the scenes as drawn is what the prompts ask for.
+    assert all(checker.read(data.render(c.scene)).position == c.scene.position for c in cases[:12])
