@@ -269,12 +269,10 @@ class LoadImage(Node):
         if path.is_file():
             return path
         # Not a file of the user's: one of the images the pack ships (the index lists both).
-        entries = ctx.models.list("input_images")
-        for entry in entries:
-            if entry.name == image:
-                return entry.path
-        found = ", ".join(entry.name for entry in entries[:12]) or "none"
-        raise FileNotFoundError(f"image: no file {image!r} in the input folder {folder}; found: {found}")
+        try:
+            return ctx.models.resolve("input_images", image).path
+        except KeyError as error:
+            raise FileNotFoundError(f"image: {error.args[0]}") from None
 
     def fingerprint(self, ctx, image):
         stat = self._path(ctx, image).stat()
