@@ -29,6 +29,8 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
 SIZES: tuple[str | None, ...] = ("small", None, "large")
 POSITIONS: tuple[str | None, ...] = (None, "left", "right", "top", "bottom")
 
+# Share of the non-large shapes that the training sampler places off centre.
+PLACE_SHARE = 0.4
 IMAGE_SIZE = 128
 SUPERSAMPLE = 4
 # Nominal radius ranges in output pixels; the checker's size thresholds sit between them.
@@ -123,14 +125,16 @@ def make_scene(
     return Scene(colour, shape, background, size, position, radius, cx, cy, outline)
 
 
-def sample_scene(rng: np.random.Generator, outline: bool = False, held_out: bool = False) -> Scene:
+def sample_scene(
+    rng: np.random.Generator, outline: bool = False, held_out: bool = False, place_share: float = PLACE_SHARE
+) -> Scene:
     """Draw a random scene; training triples only unless `held_out` asks for the held-out ones."""
     triples = HELD_OUT if held_out else TRAIN_TRIPLES
     triple = triples[int(rng.integers(len(triples)))]
     size = SIZES[int(rng.integers(len(SIZES)))]
     position = None
     # Large shapes fill the frame, so only smaller ones are placed off centre.
-    if size != "large" and rng.random() < 0.4:
+    if size != "large" and rng.random() < place_share:
         position = POSITIONS[1 + int(rng.integers(4))]
     return make_scene(rng, triple, size, position, outline)
 
@@ -232,7 +236,9 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
-def sample_batch(rng: np.random.Generator, n: int, outline: bool = False) -> tuple[np.ndarray, list[Scene]]:
+def sample_batch(
+    rng: np.random.Generator, n: int, outline: bool = False, place_share: float = PLACE_SHARE
+) -> tuple[np.ndarray, list[Scene]]:
     """`n` training renders as a (n, 128, 128, 3) uint8 array and their scenes."""
-    scenes = [sample_scene(rng, outline=outline) for _ in range(n)]
+    scenes = [sample_scene(rng, outline=outline, place_share=place_share) for _ in range(n)]
     return np.stack([render(s) for s in scenes]), scenes

@@ -19,6 +19,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from ..models.convert import diffusers_to_original
 from .checkpoint import log
 from .pipeline import build_pipeline
+from .train_place import final_dir
 
 FOLDER = "gouache-tiny"
 SINGLE_FILE = "gouache-tiny.safetensors"
@@ -26,7 +27,7 @@ SINGLE_FILE = "gouache-tiny.safetensors"
 
 def load_trained(work: Path) -> StableDiffusionPipeline:
     """The trained components from `.train/` as a float32 pipeline."""
-    base = work / "unet" / "final"
+    base = final_dir(work)
     return build_pipeline(
         AutoencoderKL.from_pretrained(work / "vae" / "final"),
         CLIPTextModel.from_pretrained(base / "text_encoder"),

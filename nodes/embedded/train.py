@@ -1,6 +1,6 @@
 """Reproduce every embedded-model artefact from a seed: `python -m gouache.nodes.embedded.train --seed 0`.
 
-Stages run in order (vae, upscaler, unet, lora, export); each resumes from its checkpoint under
+Stages run in order (vae, upscaler, unet, place, lora, export); each resumes from its checkpoint under
 `--work` and skips itself when its final output exists. `--stage` runs one stage; `--steps` and
 `--minutes` bound the training stages that run.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-STAGES = ("vae", "upscaler", "unet", "lora", "export")
+STAGES = ("vae", "upscaler", "unet", "place", "lora", "export")
 # Training time per stage on a 2-core CPU when no bound is given on the command line.
-DEFAULT_MINUTES = {"vae": 23.0, "upscaler": 3.0, "unet": 60.0, "lora": 26.0}
+DEFAULT_MINUTES = {"vae": 23.0, "upscaler": 3.0, "unet": 60.0, "place": 15.0, "lora": 26.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
             train(args.work, args.out, args.seed, args.steps, minutes)
         elif stage == "unet":
             from .train_unet import train
+
+            train(args.work, args.seed, args.steps, minutes)
+        elif stage == "place":
+            from .train_place import train
 
             train(args.work, args.seed, args.steps, minutes)
         elif stage == "lora":

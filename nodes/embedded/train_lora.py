@@ -20,6 +20,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from .checkpoint import Budget, Checkpointer, device, log, lr_factor
 from .threads import ThreadGovernor
 from .models import make_scheduler
+from .train_place import final_dir
 from .train_unet import LatentBatches, diffusion_loss, encode_cache
 
 ARTEFACT = "gouache-tiny-outline.safetensors"
@@ -46,7 +47,7 @@ def train(work: Path, out: Path, seed: int, steps: int | None, minutes: float | 
     """Train (or resume) the LoRA on outline renders and write `out/gouache-tiny-outline.safetensors`."""
     logfile = work / "lora.log"
     dev = device()
-    base = work / "unet" / "final"
+    base = final_dir(work)
     vae = AutoencoderKL.from_pretrained(work / "vae" / "final").to(dev)
     tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder").to(dev).requires_grad_(False)
@@ -79,7 +80,9 @@ def train(work: Path, out: Path, seed: int, steps: int | None, minutes: float | 
         z, ids = batches.sample(rng, batch, dev)
         for group in opt.param_groups:
             group["lr"] = LR * lr_factor(budget, warmup_steps=50, decay_from=0.7, floor=0.1)
-        loss = diffusion_loss(unet, text_encoder, z, ids, alphas)
+        with torch.no_grad():
+            hidden = text_encoder(ids)[0]
+        loss = diffusion_loss(unet, hidden, z, alphas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -34,20 +34,30 @@ MIN_SNR = 5.0
 LR = 8e-4
 EVAL_EVERY = 400
 EMA_DECAY = 0.999
+HIGH_NOISE_FROM = 600
 
 
 @torch.no_grad()
-def encode_cache(vae: AutoencoderKL, path: Path, seed: int, count: int, outline: bool, logfile: Path) -> dict:
+def encode_cache(
+    vae: AutoencoderKL,
+    path: Path,
+    seed: int,
+    count: int,
+    outline: bool,
+    logfile: Path,
+    place_share: float = data.PLACE_SHARE,
+    stream: int = 5,
+) -> dict:
     """Render and encode `count` training images once; returns posterior means/stds and scenes."""
     if path.exists():
         return torch.load(path, weights_only=False)
     dev = device()
-    rng = np.random.default_rng([seed, 5, int(outline)])
+    rng = np.random.default_rng([seed, stream, int(outline)])
     means, stds, scenes = [], [], []
     vae.eval()
     with one_thread():
         for start in range(0, count, 64):
-            images, batch = data.sample_batch(rng, min(64, count - start), outline=outline)
+            images, batch = data.sample_batch(rng, min(64, count - start), outline=outline, place_share=place_share)
             dist = vae.encode(to_tensor(images).to(dev)).latent_dist
             means.append(dist.mean.half().cpu())
             stds.append(dist.std.half().cpu())
@@ -75,33 +85,57 @@ class LatentBatches:
 
     def sample(self, rng: np.random.Generator, batch: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(scaled latents, token ids) for `batch` random cache entries."""
+        z, ids, _ = self.sample_labelled(rng, batch, dev)
+        return z, ids
+
+    def sample_labelled(
+        self, rng: np.random.Generator, batch: int, dev: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(scaled latents, token ids, position class) where the class is -1 for empty captions.
+
+        Classes index `data.POSITIONS` (0 = unplaced); the draws from `rng` are the same as
+        `sample`'s, so both give the same batches for the same generator state.
+        """
         idx = rng.integers(len(self.scenes), size=batch)
         t_idx = torch.from_numpy(idx)
         eps = torch.from_numpy(rng.standard_normal(self.mean[t_idx].shape).astype(np.float32))
         z = (self.mean[t_idx].float() + self.std[t_idx].float() * eps) * self.scaling
-        captions = ["" if rng.random() < EMPTY_CAPTION else data.caption(self.scenes[i], rng) for i in idx]
-        return z.to(dev), tokenize(self.tokenizer, captions).to(dev)
+        captions, labels = [], []
+        for i in idx:
+            empty = rng.random() < EMPTY_CAPTION
+            captions.append("" if empty else data.caption(self.scenes[i], rng))
+            labels.append(-1 if empty else data.POSITIONS.index(self.scenes[i].position))
+        return z.to(dev), tokenize(self.tokenizer, captions).to(dev), torch.tensor(labels, device=dev)
 
 
 def diffusion_loss(
-    unet: UNet2DConditionModel, text_encoder: CLIPTextModel, z: torch.Tensor, ids: torch.Tensor, alphas: torch.Tensor
+    unet: UNet2DConditionModel, hidden: torch.Tensor, z: torch.Tensor, alphas: torch.Tensor, x0_weight: float = 0.0
 ) -> torch.Tensor:
-    """Min-SNR-weighted epsilon loss with offset noise."""
+    """Min-SNR-weighted epsilon loss with offset noise, given the text encoder's hidden states.
+
+    `x0_weight` adds the error of the implied clean latent (epsilon error over sqrt(SNR)) at the
+    noisiest steps, t >= HIGH_NOISE_FROM, where the epsilon loss alone counts layout for almost
+    nothing: that is where the prompt, not the noisy input, has to decide where the shape goes.
+    """
     b = z.shape[0]
     noise = torch.randn_like(z) + OFFSET_NOISE * torch.randn(b, z.shape[1], 1, 1, device=z.device)
     t = torch.randint(0, len(alphas), (b,), device=z.device)
     a = alphas[t].view(b, 1, 1, 1)
     noisy = a.sqrt() * z + (1 - a).sqrt() * noise
-    pred = unet(noisy, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+    pred = unet(noisy, t, encoder_hidden_states=hidden).sample
     snr = alphas[t] / (1 - alphas[t])
     weight = torch.clamp(snr, max=MIN_SNR) / snr
-    return (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+    mse = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+    loss = (weight * mse).mean()
+    if x0_weight:
+        loss = loss + x0_weight * (mse / snr * (t >= HIGH_NOISE_FROM)).mean()
+    return loss
 
 
 @torch.no_grad()
-def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int) -> None:
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float = EMA_DECAY) -> None:
     """Exponential moving average with a short warm-up, so early evaluations are not stale."""
-    decay = min(EMA_DECAY, (1 + step) / (10 + step))
+    decay = min(decay, (1 + step) / (10 + step))
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1 - decay)
 
@@ -181,7 +215,7 @@ def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch
         z, ids = batches.sample(rng, batch, dev)
         for group in opt.param_groups:
             group["lr"] = LR * lr_factor(budget, warmup_steps=200, decay_from=0.75, floor=0.05)
-        loss = diffusion_loss(unet, text_encoder, z, ids, alphas)
+        loss = diffusion_loss(unet, text_encoder(ids)[0], z, alphas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -202,9 +236,13 @@ def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch
         consider_best()
     save_state()
     log(logfile, f"unet: done, {budget.step} steps, {budget.elapsed / 60:.1f} min; keeping step {best_step} (score {best:.3f})")
-    for name in ("unet", "text_encoder"):
-        src = best_dir / name
-        (final / name).mkdir(parents=True, exist_ok=True)
-        for f in src.iterdir():
-            (final / name / f.name).write_bytes(f.read_bytes())
+    copy_weights(best_dir, final)
     return final
+
+
+def copy_weights(src: Path, dst: Path) -> None:
+    """Copy the `unet` and `text_encoder` folders of a kept checkpoint to a stage's final folder."""
+    for name in ("unet", "text_encoder"):
+        (dst / name).mkdir(parents=True, exist_ok=True)
+        for f in (src / name).iterdir():
+            (dst / name / f.name).write_bytes(f.read_bytes())

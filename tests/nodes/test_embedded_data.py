@@ -163,3 +163,39 @@ def test_position_prompts_name_every_position_on_seen_triples() -> None:
     assert len({c.seed for c in cases}) == 48
     # What the checker reads off the scenes as drawn is what the prompts ask for.
     assert all(checker.read(data.render(c.scene)).position == c.scene.position for c in cases[:12])
+
+
+def test_place_share_sets_how_often_shapes_are_placed_off_centre() -> None:
+    def placed(share: float) -> float:
+        rng = np.random.default_rng(9)
+        scenes = [data.sample_scene(rng, place_share=share) for _ in range(6000)]
+        return float(np.mean([s.position is not None for s in scenes if s.size != "large"]))
+
+    assert abs(placed(data.PLACE_SHARE) - data.PLACE_SHARE) < 0.04
+    assert abs(placed(0.9) - 0.9) < 0.04
+    assert placed(0.0) == 0.0
+
+
+def test_labelled_batches_are_the_plain_batches_with_each_caption_s_position_class() -> None:
+    import torch
+
+    from gouache.nodes.embedded.train_unet import LatentBatches, tokenize
+
+    rng = np.random.default_rng(4)
+    scenes = [data.sample_scene(rng, place_share=0.9) for _ in range(40)]
+    cache = {"mean": torch.randn(40, 4, 16, 16), "std": torch.rand(40, 4, 16, 16), "scenes": [s.__dict__ for s in scenes]}
+    tok = CLIPTokenizer.from_pretrained(SHIPPED_TOKENIZER)
+    batches = LatentBatches(cache, 0.6, tok)
+    z, ids = batches.sample(np.random.default_rng(1), 64, torch.device("cpu"))
+    z2, ids2, labels = batches.sample_labelled(np.random.default_rng(1), 64, torch.device("cpu"))
+    assert torch.equal(z, z2) and torch.equal(ids, ids2)
+    empty = tokenize(tok, [""])[0]
+    assert (labels == -1).any() and (labels > 0).any() and (labels == 0).any()
+    for row, label in zip(ids, labels.tolist()):
+        text = tok.decode(row, skip_special_tokens=True)
+        if label == -1:
+            assert torch.equal(row, empty)
+        elif label == 0:
+            assert not any(phrase in text for phrase in data.POSITION_PHRASE.values()), text
+        else:
+            assert data.POSITION_PHRASE[data.POSITIONS[label]] in text, text
