@@ -1,4 +1,4 @@
-"""Stage 5: write the shipped forms of the trained model (fp16) and check they agree.
+"""Stage 6: write the shipped forms of the trained model (fp16) and check they agree.
 
 `weights/gouache-tiny/` is a diffusers folder `StableDiffusionPipeline.from_pretrained` loads
 offline; `weights/gouache-tiny.safetensors` holds the same weights in the original Stable

@@ -1,4 +1,4 @@
-"""Stage 4: train the `gouache-tiny-outline` style LoRA and save it in kohya's format.
+"""Stage 5: train the `gouache-tiny-outline` style LoRA and save it in kohya's format.
 
 peft adds rank-8 adapters to the UNet's attention projections; the base model stays frozen and
 the captions are the base model's, so at strength 1 the same prompts draw outlines (the shape's

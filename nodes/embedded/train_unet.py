@@ -148,96 +148,138 @@ def quick_score(pipe, held_out_seeds: int = 2, seen: int = 12) -> tuple[float, d
 
 def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 32) -> Path:
     """Train (or resume) text encoder + UNet; writes the best EMA weights to `work/unet/final`."""
-    logfile = work / "unet.log"
     final = work / "unet" / "final"
     if (final / "unet" / "config.json").exists():
-        log(logfile, "unet: final weights exist, skipping")
+        log(work / "unet.log", "unet: final weights exist, skipping")
         return final
     dev = device()
     vae = AutoencoderKL.from_pretrained(work / "vae" / "final").to(dev)
     tokenizer = write_tokenizer(work / "tokenizer")
-    cache = encode_cache(vae, work / "latents.pt", seed, CACHE_SIZE, outline=False, logfile=logfile)
+    cache = encode_cache(vae, work / "latents.pt", seed, CACHE_SIZE, outline=False, logfile=work / "unet.log")
     batches = LatentBatches(cache, vae.config.scaling_factor, tokenizer)
 
     torch.manual_seed(seed)
     text_encoder = make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(dev)
     unet = make_unet().to(dev)
-    ema_te, ema_unet = copy.deepcopy(text_encoder).eval(), copy.deepcopy(unet).eval()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.99), weight_decay=0.01)
     alphas = make_scheduler().alphas_cumprod.to(dev)
-    budget = Budget(steps, minutes)
-    ckpt = Checkpointer(work / "unet" / "state.pt")
-    best, best_step = -1.0, 0
-    state = ckpt.load()
-    if state is not None:
-        unet.load_state_dict(state["unet"])
-        text_encoder.load_state_dict(state["text_encoder"])
-        ema_unet.load_state_dict(state["ema_unet"])
-        ema_te.load_state_dict(state["ema_te"])
-        opt.load_state_dict(state["opt"])
+
+    def batch_loss(step: int) -> torch.Tensor:
+        z, ids = batches.sample(np.random.default_rng([seed, 3, step]), batch, dev)
+        return diffusion_loss(unet, text_encoder(ids)[0], z, alphas)
+
+    run = JointRun("unet", work, vae, tokenizer, text_encoder, unet, LR, warmup_steps=200, decay_from=0.75)
+    return run.run(Budget(steps, minutes), batch_loss, quick_score)
+
+
+class JointRun:
+    """A resumable run that trains a text encoder and a UNet together and keeps the best EMA weights.
+
+    Checkpoints go to `work/<stage>/state.pt`, the best EMA weights by `score` (evaluated every
+    `eval_every` steps through a stock pipeline) to `work/<stage>/best`, and the kept ones to
+    `work/<stage>/final`. `extra` is trained and checkpointed alongside but never shipped.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        work: Path,
+        vae: AutoencoderKL,
+        tokenizer: CLIPTokenizer,
+        text_encoder: CLIPTextModel,
+        unet: UNet2DConditionModel,
+        lr: float,
+        warmup_steps: int,
+        decay_from: float,
+        ema_decay: float = EMA_DECAY,
+        eval_every: int = EVAL_EVERY,
+        extra: torch.nn.Module | None = None,
+    ) -> None:
+        self.stage, self.work, self.logfile = stage, work, work / f"{stage}.log"
+        self.text_encoder, self.unet, self.extra = text_encoder, unet, extra
+        self.ema_te, self.ema_unet = copy.deepcopy(text_encoder).eval(), copy.deepcopy(unet).eval()
+        self.params = list(unet.parameters()) + list(text_encoder.parameters())
+        trained = self.params + (list(extra.parameters()) if extra is not None else [])
+        self.opt = torch.optim.AdamW(trained, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+        self.lr, self.warmup_steps, self.decay_from = lr, warmup_steps, decay_from
+        self.ema_decay, self.eval_every = ema_decay, eval_every
+        self.ckpt = Checkpointer(work / stage / "state.pt")
+        self.pipe = build_pipeline(vae, self.ema_te, tokenizer, self.ema_unet)
+        self.best, self.best_step = -1.0, -1
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        named = {"unet": self.unet, "text_encoder": self.text_encoder, "ema_unet": self.ema_unet, "ema_te": self.ema_te}
+        if self.extra is not None:
+            named["extra"] = self.extra
+        return named
+
+    def _save_state(self, budget: Budget) -> None:
+        state = {name: m.state_dict() for name, m in self._modules().items()}
+        state.update(opt=self.opt.state_dict(), step=budget.step, elapsed=budget.elapsed, best=self.best, best_step=self.best_step)
+        self.ckpt.save(state)
+
+    def _resume(self, budget: Budget) -> bool:
+        state = self.ckpt.load()
+        if state is None:
+            return False
+        for name, module in self._modules().items():
+            module.load_state_dict(state[name])
+        self.opt.load_state_dict(state["opt"])
         budget.resume(state["step"], state["elapsed"])
-        best, best_step = state["best"], state["best_step"]
-        log(logfile, f"unet: resumed at step {budget.step}, {budget.elapsed / 60:.1f} min, best {best:.3f}")
-    pipe = build_pipeline(vae, ema_te, tokenizer, ema_unet)
-    best_dir = work / "unet" / "best"
+        self.best, self.best_step = state["best"], state["best_step"]
+        log(self.logfile, f"{self.stage}: resumed at step {budget.step}, {budget.elapsed / 60:.1f} min, best {self.best:.3f}")
+        return True
 
-    def save_state() -> None:
-        ckpt.save(
-            {
-                "unet": unet.state_dict(),
-                "text_encoder": text_encoder.state_dict(),
-                "ema_unet": ema_unet.state_dict(),
-                "ema_te": ema_te.state_dict(),
-                "opt": opt.state_dict(),
-                "step": budget.step,
-                "elapsed": budget.elapsed,
-                "best": best,
-                "best_step": best_step,
-            }
+    def _consider_best(self, step: int, score) -> None:
+        value, figures = score(self.pipe)
+        log(self.logfile, f"{self.stage} eval step {step}: score {value:.3f} {figures}")
+        if value >= self.best:
+            self.best, self.best_step = value, step
+            best_dir = self.work / self.stage / "best"
+            self.ema_unet.save_pretrained(best_dir / "unet")
+            self.ema_te.save_pretrained(best_dir / "text_encoder")
+            log(self.logfile, f"{self.stage}: new best {self.best:.3f} at step {step}")
+
+    def run(self, budget: Budget, batch_loss, score, score_start: bool = False) -> Path:
+        """Train until `budget` is spent; `batch_loss(step)` is one batch's loss, `score(pipe)` a (value, figures) pair.
+
+        `score_start` scores the weights the run starts from, so a fine-tune never keeps worse ones.
+        """
+        if not self._resume(budget) and score_start:
+            self._consider_best(0, score)
+        self.unet.train()
+        self.text_encoder.train()
+        threads = ThreadGovernor()
+        while not budget.done:
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr * lr_factor(budget, self.warmup_steps, self.decay_from, floor=0.05)
+            loss = batch_loss(budget.step)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.opt.step()
+            budget.tick()
+            threads.step()
+            ema_update(self.ema_unet, self.unet, budget.step, self.ema_decay)
+            ema_update(self.ema_te, self.text_encoder, budget.step, self.ema_decay)
+            if budget.step % 50 == 0:
+                lr = self.opt.param_groups[0]["lr"]
+                log(self.logfile, f"{self.stage} step {budget.step} loss {loss.item():.4f} lr {lr:.2e} {budget.elapsed / 60:.1f} min {threads.current}t")
+            if budget.step % self.eval_every == 0:
+                self._consider_best(budget.step, score)
+                threads.reset_clock()
+            if self.ckpt.due():
+                self._save_state(budget)
+                threads.reset_clock()
+        if budget.step != self.best_step:
+            self._consider_best(budget.step, score)
+        self._save_state(budget)
+        log(
+            self.logfile,
+            f"{self.stage}: done, {budget.step} steps, {budget.elapsed / 60:.1f} min; keeping step {self.best_step} (score {self.best:.3f})",
         )
-
-    def consider_best() -> None:
-        nonlocal best, best_step
-        value, figures = quick_score(pipe)
-        log(logfile, f"unet eval step {budget.step}: score {value:.3f} {figures}")
-        if value >= best:
-            best, best_step = value, budget.step
-            ema_unet.save_pretrained(best_dir / "unet")
-            ema_te.save_pretrained(best_dir / "text_encoder")
-            log(logfile, f"unet: new best {best:.3f} at step {best_step}")
-
-    unet.train()
-    text_encoder.train()
-    threads = ThreadGovernor()
-    while not budget.done:
-        rng = np.random.default_rng([seed, 3, budget.step])
-        z, ids = batches.sample(rng, batch, dev)
-        for group in opt.param_groups:
-            group["lr"] = LR * lr_factor(budget, warmup_steps=200, decay_from=0.75, floor=0.05)
-        loss = diffusion_loss(unet, text_encoder(ids)[0], z, alphas)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        budget.tick()
-        threads.step()
-        ema_update(ema_unet, unet, budget.step)
-        ema_update(ema_te, text_encoder, budget.step)
-        if budget.step % 50 == 0:
-            log(logfile, f"unet step {budget.step} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e} {budget.elapsed / 60:.1f} min {threads.current}t")
-        if budget.step % EVAL_EVERY == 0:
-            consider_best()
-            threads.reset_clock()
-        if ckpt.due():
-            save_state()
-            threads.reset_clock()
-    if budget.step != best_step:
-        consider_best()
-    save_state()
-    log(logfile, f"unet: done, {budget.step} steps, {budget.elapsed / 60:.1f} min; keeping step {best_step} (score {best:.3f})")
-    copy_weights(best_dir, final)
-    return final
+        final = self.work / self.stage / "final"
+        copy_weights(self.work / self.stage / "best", final)
+        return final
 
 
 def copy_weights(src: Path, dst: Path) -> None:
