@@ -76,6 +76,27 @@ def position_cases(count: int) -> list[Case]:
     return cases
 
 
+def held_out_placed_cases(seeds: int) -> list[Case]:
+    """Every held-out triple placed left, right, top and bottom, unsized, with `seeds` (at most 10) seeds each."""
+    rng = np.random.default_rng(4000)
+    return [
+        Case(data.make_scene(rng, triple, None, position), 4000 + 10 * i + s)
+        for i, triple in enumerate(data.HELD_OUT)
+        for position in data.POSITIONS[1:]
+        for s in range(min(seeds, 10))
+    ]
+
+
+def large_placed_cases(count: int) -> list[Case]:
+    """Seen triples asked large and placed: a combination the training data never has."""
+    rng = np.random.default_rng(4100)
+    cases = []
+    for k in range(count):
+        triple = data.TRAIN_TRIPLES[int(rng.integers(len(data.TRAIN_TRIPLES)))]
+        cases.append(Case(data.make_scene(rng, triple, "large", data.POSITIONS[1 + k % 4]), 4100 + k))
+    return cases
+
+
 def score(readings: list[checker.Reading], cases: list[Case]) -> dict[str, float]:
     """Shares of renders whose colour, background, shape, all three, size and position are right."""
     pairs = list(zip(readings, cases))
@@ -94,20 +115,30 @@ def score(readings: list[checker.Reading], cases: list[Case]) -> dict[str, float
 
 
 def evaluate(
-    pipe: StableDiffusionPipeline, held_out_seeds: int = 3, seen: int = 24, attributes: int = 12, positions: int = 0
+    pipe: StableDiffusionPipeline,
+    held_out_seeds: int = 3,
+    seen: int = 24,
+    attributes: int = 12,
+    positions: int = 0,
+    held_out_placed_seeds: int = 0,
+    large_placed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Figures for held-out triples, seen triples, size/position prompts and placed prompts."""
+    """Figures for held-out triples, seen triples, size/position prompts, placed prompts, held-out
+    triples placed, and large placed shapes (untrained); a group with no cases is left out."""
     results = {}
     for name, cases in (
         ("held_out", held_out_cases(held_out_seeds)),
         ("seen", seen_cases(seen)),
         ("attributes", attribute_cases(attributes)),
         ("positions", position_cases(positions)),
+        ("held_out_placed", held_out_placed_cases(held_out_placed_seeds)),
+        ("large_placed", large_placed_cases(large_placed)),
     ):
         if not cases:
             continue
         images = generate(pipe, [c.prompt for c in cases], [c.seed for c in cases])
         results[name] = score([checker.read(im) for im in images], cases)
+        results[name]["renders"] = len(cases)
     return results
 
 
@@ -150,13 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seen", type=int, default=48)
     p.add_argument("--attributes", type=int, default=48)
     p.add_argument("--positions", type=int, default=48)
+    p.add_argument("--held-out-placed-seeds", type=int, default=2)
+    p.add_argument("--large-placed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipe = load_shipped(args.folder)
     start = time.perf_counter()
-    results = evaluate(pipe, args.held_out_seeds, args.seen, args.attributes, args.positions)
-    n = 12 * args.held_out_seeds + args.seen + args.attributes + args.positions
+    results = evaluate(
+        pipe, args.held_out_seeds, args.seen, args.attributes, args.positions, args.held_out_placed_seeds, args.large_placed
+    )
+    n = sum(group["renders"] for group in results.values())
     results["seconds_per_image"] = (time.perf_counter() - start) / n
     lora = args.folder.parent / "gouache-tiny-outline.safetensors"
     if lora.exists():

@@ -199,3 +199,16 @@ def test_labelled_batches_are_the_plain_batches_with_each_caption_s_position_cla
             assert not any(phrase in text for phrase in data.POSITION_PHRASE.values()), text
         else:
             assert data.POSITION_PHRASE[data.POSITIONS[label]] in text, text
+
+
+def test_held_out_placed_and_large_placed_prompts_ask_what_they_say() -> None:
+    from gouache.nodes.embedded import evaluate
+
+    cases = evaluate.held_out_placed_cases(2)
+    assert len(cases) == 12 * 4 * 2 and len({(c.prompt, c.seed) for c in cases}) == len(cases)
+    assert {c.scene.triple for c in cases} == set(data.HELD_OUT)
+    assert {c.scene.position for c in cases} == set(data.POSITIONS[1:])
+    assert all(checker.read(data.render(c.scene)).position == c.scene.position for c in cases[::7])
+    large = evaluate.large_placed_cases(8)
+    assert all(c.scene.size == "large" and c.scene.position is not None for c in large)
+    assert all(c.scene.triple in data.TRAIN_TRIPLES for c in large)
