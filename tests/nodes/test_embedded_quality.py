@@ -2,8 +2,7 @@
 
 Loads `nodes/embedded/weights/gouache-tiny/` offline with diffusers, renders at cfg 3 with 20
 Euler steps, and reads the images back with the checker. The floors are the issue's (90% of held-out
-renders fully right) or, for sizes, a looser one; the model card has the measured figures. Positions
-("on the left", ...) are measured there too but not gated: the shipped model does not follow them yet.
+renders fully right) or, for sizes and positions, a looser one; the model card has the measured figures.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from gouache.nodes.embedded import evaluate
 HELD_OUT_FLOOR = 0.90
 SEEN_FLOOR = 0.90
 SIZE_FLOOR = 0.75
+POSITION_FLOOR = 0.75
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def figures() -> dict[str, dict[str, float]]:
     torch.set_num_threads(2)
-    return evaluate.evaluate(evaluate.load_shipped(), held_out_seeds=3, seen=24, attributes=12)
+    return evaluate.evaluate(
+        evaluate.load_shipped(), held_out_seeds=3, seen=24, attributes=12, positions=24, held_out_placed_seeds=1
+    )
 
 
 def test_held_out_prompts_are_drawn_right(figures: dict[str, dict[str, float]]) -> None:
@@ -37,3 +39,10 @@ def test_seen_prompts_are_drawn_right(figures: dict[str, dict[str, float]]) -> N
 def test_sizes_follow_the_prompt(figures: dict[str, dict[str, float]]) -> None:
     attrs = figures["attributes"]
     assert attrs["size"] >= SIZE_FLOOR, attrs
+
+
+@pytest.mark.parametrize("group", ["positions", "held_out_placed"])
+def test_positions_follow_the_prompt(figures: dict[str, dict[str, float]], group: str) -> None:
+    placed = figures[group]
+    assert placed["position"] >= POSITION_FLOOR, placed
+    assert placed["fully_right"] >= HELD_OUT_FLOOR, placed
