@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from pack_support import (  # noqa: F401
     WORKFLOWS,
     engine,
@@ -134,3 +136,25 @@ def test_noise_mask_keeps_the_unmasked_latent(shared_engine, gouache_home):
     start, unmasked = sample(None)
     assert torch.equal(sample("opaque.png")[1], start), "mask 0 everywhere keeps the input"
     assert torch.equal(sample("clear.png")[1], unmasked), "mask 1 everywhere repaints all"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("prompt", "seed", "expected"), [
+    ("a red circle on a blue background on the left", 11, ("red", "circle", "blue", "left")),
+    ("a small yellow star on black at the top", 12, ("yellow", "star", "black", "top")),
+    # a held-out colour/shape/background triple: no training stage saw it, placed or not
+    ("a blue triangle on a yellow background on the right", 13, ("blue", "triangle", "yellow", "right")),
+    ("purple background with an orange square at the bottom", 14, ("orange", "square", "purple", "bottom")),
+    ("a green star on a white background", 15, ("green", "star", "white", None)),
+])
+def test_the_main_command_draws_what_the_prompt_asks_where_it_asks(tmp_path, prompt, seed, expected):
+    from gouache.engine.cli import main
+    from gouache.nodes.embedded import checker
+
+    out = tmp_path / "out"
+    argv = ["--home", str(tmp_path / "home"), "run", str(WORKFLOWS / "text-to-image.json"), "--output-dir", str(out),
+            "--set", f"positive.text={prompt}", "--set", f"sampler.seed={seed}"]
+    assert main(argv) == 0
+    [png] = out.glob("*.png")
+    reading = checker.read(np.asarray(Image.open(png).convert("RGB")))
+    assert (reading.colour, reading.shape, reading.background, reading.position) == expected, reading
