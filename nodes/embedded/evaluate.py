@@ -78,12 +78,14 @@ def position_cases(count: int) -> list[Case]:
 
 def held_out_placed_cases(seeds: int) -> list[Case]:
     """Every held-out triple placed left, right, top and bottom, unsized, with `seeds` (at most 10) seeds each."""
+    if seeds > 10:
+        raise ValueError(f"held-out placed prompts have at most 10 seeds each, not {seeds}")
     rng = np.random.default_rng(4000)
     return [
         Case(data.make_scene(rng, triple, None, position), 4000 + 10 * i + s)
         for i, triple in enumerate(data.HELD_OUT)
         for position in data.POSITIONS[1:]
-        for s in range(min(seeds, 10))
+        for s in range(seeds)
     ]
 
 

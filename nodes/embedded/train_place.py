@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from . import data, evaluate
+from . import data
 from .checkpoint import Budget, device, log
 from .models import TEXT_WIDTH, make_scheduler
 from .train_unet import JointRun, LatentBatches, diffusion_loss, encode_cache, quick_score
@@ -33,16 +33,12 @@ PROBE_WEIGHT = 1.0
 X0_WEIGHT = 0.05
 EMA_DECAY = 0.995
 EVAL_EVERY = 250
+PLACED_CHECKS = 24  # placed prompts (`evaluate.position_cases`) in each check
 
 
 def final_dir(work: Path) -> Path:
     """Where this stage leaves the text encoder and UNet that the LoRA and export stages use."""
     return work / "place" / "final"
-
-
-def position_score(pipe, count: int = 24) -> float:
-    """Share of placed prompts (`evaluate.position_cases`) drawn at the asked position."""
-    return evaluate.evaluate(pipe, held_out_seeds=0, seen=0, attributes=0, positions=count)["positions"]["position"]
 
 
 def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 32) -> Path:
@@ -76,9 +72,7 @@ def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch
 
     def score(pipe) -> tuple[float, dict]:
         # Colours and shapes (two shares) must not be traded for positions (one).
-        quality, figures = quick_score(pipe)
-        placed = position_score(pipe)
-        return quality + placed, {"positions": placed, **figures}
+        return quick_score(pipe, positions=PLACED_CHECKS)
 
     run = JointRun(
         "place", work, vae, tokenizer, text_encoder, unet, LR, warmup_steps=50, decay_from=0.7,

@@ -140,10 +140,12 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
         e.lerp_(p, 1 - decay)
 
 
-def quick_score(pipe, held_out_seeds: int = 2, seen: int = 12) -> tuple[float, dict]:
-    """Held-out plus seen 'fully right' shares on a small fixed prompt set."""
-    figures = evaluate.evaluate(pipe, held_out_seeds=held_out_seeds, seen=seen, attributes=0)
-    return figures["held_out"]["fully_right"] + figures["seen"]["fully_right"], figures
+def quick_score(pipe, held_out_seeds: int = 2, seen: int = 12, positions: int = 0) -> tuple[float, dict]:
+    """Held-out plus seen 'fully right' shares on a small fixed prompt set, plus, with `positions`,
+    the share of that many placed prompts drawn at the asked position."""
+    figures = evaluate.evaluate(pipe, held_out_seeds=held_out_seeds, seen=seen, attributes=0, positions=positions)
+    value = figures["held_out"]["fully_right"] + figures["seen"]["fully_right"]
+    return value + (figures["positions"]["position"] if positions else 0.0), figures
 
 
 def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 32) -> Path:
