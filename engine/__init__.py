@@ -7,12 +7,12 @@ from gouache.engine.api import Engine
 from gouache.engine.cache import OutputCache, cache_size
 from gouache.engine.context import Interrupted, RunContext
 from gouache.engine.events import Event
-from gouache.engine.executor import NodeError, RunResult
+from gouache.engine.executor import RunResult
 from gouache.engine.hookspecs import hookimpl
 from gouache.engine.models import ModelEntry, ModelFolder
 from gouache.engine.nodes import CachePolicy, Input, Node, NodeInfo, Output
 from gouache.engine.plugins import PackReport, WebExtension
-from gouache.engine.problems import Problem, WorkflowInvalid
+from gouache.engine.problems import InputError, NodeError, Problem, WorkflowInvalid
 from gouache.engine.registry import DefinitionError, Registry
 from gouache.engine.settings import Settings
 from gouache.engine.sockets import ANY, SocketType
@@ -20,7 +20,7 @@ from gouache.engine.validate import ValidWorkflow
 from gouache.engine.workflow import Workflow
 
 __all__ = [
-    "ANY", "CachePolicy", "DefinitionError", "Engine", "Event", "Input", "Interrupted", "ModelEntry",
+    "ANY", "CachePolicy", "DefinitionError", "Engine", "Event", "Input", "InputError", "Interrupted", "ModelEntry",
     "ModelFolder", "Node", "NodeError", "NodeInfo", "Output", "OutputCache", "PackReport", "Problem",
     "Registry", "RunContext", "RunResult", "Settings", "SocketType", "ValidWorkflow", "WebExtension",
     "Workflow", "WorkflowInvalid", "cache_size", "hookimpl",

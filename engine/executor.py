@@ -15,25 +15,9 @@ from gouache.engine.context import Interrupted, Resources, RunContext
 from gouache.engine.events import EventBus
 from gouache.engine.models import ModelIndex
 from gouache.engine.nodes import CachePolicy
+from gouache.engine.problems import InputError, NodeError
 from gouache.engine.settings import Settings
 from gouache.engine.validate import ValidWorkflow
-
-
-@dataclass(frozen=True)
-class NodeError:
-    """A node that failed at run time."""
-
-    node: str
-    type: str
-    message: str
-    traceback: str
-
-    def to_json(self) -> dict[str, str]:
-        """The error as a JSON-ready dict."""
-        return {"node": self.node, "type": self.type, "message": self.message, "traceback": self.traceback}
-
-    def __str__(self) -> str:
-        return f"node {self.node!r} ({self.type}) failed: {self.message}"
 
 
 @dataclass
@@ -159,7 +143,11 @@ class Executor:
         except Exception as error:
             node_type = valid.nodes[node_id].node_class.type_name if node_id else ""
             result.status = "failed"
-            result.error = NodeError(node_id, node_type, _message(error), traceback.format_exc())
+            if isinstance(error, InputError):
+                result.error = NodeError(node_id, node_type, error.message, traceback.format_exc(),
+                                         error.input, error.code)
+            else:
+                result.error = NodeError(node_id, node_type, _message(error), traceback.format_exc())
             bus.emit("node_error", run_id=run_id, **result.error.to_json())
         result.seconds = time.perf_counter() - started
         bus.emit("finished", run_id=run_id, status=result.status, seconds=result.seconds,

@@ -23,6 +23,44 @@ class Problem:
         return self.message
 
 
+@dataclass(frozen=True)
+class NodeError:
+    """A node that failed at run time.
+
+    ``input`` names the input the failure is about when the node said so (an :class:`InputError`),
+    so every surface (CLI, HTTP, editor) can point at it as it does for a validation ``Problem``.
+    """
+
+    node: str
+    type: str
+    message: str
+    traceback: str
+    input: str | None = None
+    code: str = "node_failed"
+
+    def to_json(self) -> dict[str, Any]:
+        """The error as a JSON-ready dict."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = f" input {self.input!r}" if self.input else ""
+        return f"node {self.node!r} ({self.type}){where} failed: {self.message}"
+
+
+class InputError(ValueError):
+    """Raised by ``Node.run`` when one input's value cannot be used; the run fails naming that input.
+
+    ``message`` says what is wrong and how to fix it, without repeating the input's name (every
+    surface shows the name beside it). ``code`` is a short machine-readable reason.
+    """
+
+    def __init__(self, input: str, message: str, code: str = "invalid_input") -> None:
+        self.input = input
+        self.message = message
+        self.code = code
+        super().__init__(f"{input}: {message}")
+
+
 class WorkflowInvalid(ValueError):
     """A workflow that cannot run; ``problems`` lists every problem found at once."""
 

@@ -238,6 +238,8 @@ class NodeErrorData(Message):
     type: str
     message: str
     traceback: str
+    input: str | None = None
+    code: str = "node_failed"
 
 
 class FinishedData(Message):
