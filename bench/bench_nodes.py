@@ -118,10 +118,10 @@ def main() -> None:
         raise SystemExit(f"engine run failed: {warm.error}")
     manager = engine.resources.get(RESOURCE_KEY, lambda: None)
     loaded = manager.checkpoints()[0].loaded
-    parts = dict(vae=loaded.vae, text_encoder=loaded.text_encoder, tokenizer=loaded.tokenizer, unet=loaded.unet,
+    parts = dict(**loaded.components(),
                  scheduler=EulerDiscreteScheduler.from_config(loaded.scheduler_config))
-    if loaded.family == "sdxl":
-        pipe = StableDiffusionXLPipeline(**parts, text_encoder_2=loaded.text_encoder_2, tokenizer_2=loaded.tokenizer_2)
+    if loaded.family.name == "sdxl":
+        pipe = StableDiffusionXLPipeline(**parts)
     else:
         pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
@@ -170,7 +170,7 @@ def main() -> None:
 
     e, d, s = (statistics.median(x) for x in (engine_full, diffusers_full, engine_seed))
     e_min, d_min, s_min = (min(x) for x in (engine_full, diffusers_full, engine_seed))
-    print(f"checkpoint: {checkpoint} ({loaded.family}), {args.size}x{args.size}, euler/normal, {args.steps} steps, "
+    print(f"checkpoint: {checkpoint} ({loaded.family.name}), {args.size}x{args.size}, euler/normal, {args.steps} steps, "
           f"cfg {args.cfg}, {args.repeats} repeats, torch threads {torch.get_num_threads()}, "
           f"device {manager.plan.device}")
     print()

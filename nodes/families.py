@@ -93,6 +93,12 @@ class Family:
     """The denoiser also reads the image size and crop (SDXL's ``time_ids``) and a pooled embedding."""
     context_width: int | None = None
     """The cross-attention width its denoiser reads: tells families apart when a file has no encoders."""
+    linear_projection: bool = False
+    """Its UNet's transformers project with linear layers (``use_linear_projection``), not 1x1 convolutions."""
+    prediction_by_name: tuple[tuple[str, PredictionType], ...] = ()
+    """``(regex, prediction)`` pairs tried on a single file's name when nothing in the file says."""
+    sizes_by_prediction: tuple[tuple[PredictionType, str, tuple[tuple[str, int], ...]], ...] = ()
+    """Config sizes that differ from the shipped config for a prediction type: ``(prediction, slot, ((key, value), ...))``."""
 
     @property
     def pooled(self) -> bool:
@@ -138,6 +144,11 @@ SD2 = Family(
     prediction_types=("v_prediction", "epsilon"),
     defaults=Defaults(768, 768),
     context_width=1024,
+    linear_projection=True,
+    # v2-1_512-ema-pruned, sd2-base: the 512 px epsilon models, which differ from the shipped
+    # 768-v config only in their sizes.
+    prediction_by_name=((r"^(?!.*768).*(512|base)", "epsilon"),),
+    sizes_by_prediction=(("epsilon", "unet", (("sample_size", 64),)), ("epsilon", "vae", (("sample_size", 512),))),
 )
 
 SDXL = Family(
@@ -164,6 +175,7 @@ SDXL = Family(
     join_encoders="concat",
     size_conditioning=True,
     context_width=2048,
+    linear_projection=True,
 )
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (SD1, SD2, SDXL)}

@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from gouache.engine import ModelEntry, ModelFolder
+from gouache.nodes.families import FAMILIES
 
 TINY = "gouache-tiny"
 TINY_LORA = "gouache-tiny-outline.safetensors"
 TINY_UPSCALER = "gouache-tiny-4x.safetensors"
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+CHECKPOINT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+"""Every suffix a weights file may have: what the folders offer is what the loader reads."""
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 EXAMPLE_IMAGE = "example.png"
 
@@ -51,11 +56,11 @@ class _Shape:
 
 
 def _family_of_keys(header: dict[str, Any]) -> str | None:
-    from gouache.nodes.models.families import detect_family
+    from gouache.nodes.models.detect import detect_family
 
     tensors = {k: _Shape(v.get("shape", [])) for k, v in header.items() if k != "__metadata__"}
     try:
-        return detect_family(tensors)  # type: ignore[arg-type]
+        return detect_family(tensors).name  # type: ignore[arg-type]
     except ValueError:
         return None
 
@@ -63,11 +68,11 @@ def _family_of_keys(header: dict[str, Any]) -> str | None:
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     """Format and family of a checkpoint, from its header or folder configs."""
     if path.is_dir():
-        from gouache.nodes.models.families import detect_folder
+        from gouache.nodes.models.detect import detect_folder
 
         detection = detect_folder(path)
-        return {"format": "diffusers", "family": detection.family, "prediction_type": detection.prediction_type}
-    if path.suffix.lower() == ".safetensors":
+        return {"format": "diffusers", "family": detection.family.name, "prediction_type": detection.prediction_type}
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         return {"format": "safetensors", "family": _family_of_keys(safetensors_header(path))}
     return {"format": path.suffix.lower().lstrip("."), "family": None}
 
@@ -92,7 +97,7 @@ def lora_family(keys: list[str]) -> str | None:
 
 def describe_lora(path: Path) -> dict[str, Any]:
     """Format and likely family of a LoRA, from its safetensors header."""
-    if path.suffix.lower() != ".safetensors":
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
         return {"format": path.suffix.lower().lstrip(".")}
     keys = [k for k in safetensors_header(path) if k != "__metadata__"]
     return {"format": lora_format(keys), "family": lora_family(keys), "tensors": len(keys)}
@@ -125,18 +130,19 @@ def _builtin_file(name: str, describe: Any) -> list[ModelEntry]:
 def model_folders() -> list[ModelFolder]:
     """The kinds of model folder this pack registers."""
     return [
-        ModelFolder("checkpoints", (".safetensors", ".ckpt"), directories=True, describe=describe_checkpoint,
+        ModelFolder("checkpoints", CHECKPOINT_SUFFIXES, directories=True, describe=describe_checkpoint,
                     builtin=builtin_checkpoints,
-                    description="Stable Diffusion 1.x / 2.x / SDXL checkpoints: single files or diffusers folders"),
-        ModelFolder("loras", (".safetensors",), describe=describe_lora,
+                    description=f"{' / '.join(f.label for f in FAMILIES.values())} checkpoints: "
+                                "single files or diffusers folders"),
+        ModelFolder("loras", SAFETENSORS_SUFFIXES, describe=describe_lora,
                     builtin=lambda: _builtin_file(TINY_LORA, describe_lora),
                     description="LoRA files in kohya/A1111 or diffusers/peft layout"),
-        ModelFolder("vae", (".safetensors", ".ckpt", ".pt"), describe=describe_file,
+        ModelFolder("vae", CHECKPOINT_SUFFIXES, describe=describe_file,
                     description="Standalone VAEs"),
         ModelFolder("upscale_models", (".pth", ".pt", ".safetensors"), describe=describe_file,
                     builtin=lambda: _builtin_file(TINY_UPSCALER, describe_file),
                     description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
-        ModelFolder("embeddings", (".safetensors", ".pt", ".bin"), describe=describe_file,
+        ModelFolder("embeddings", CHECKPOINT_SUFFIXES, describe=describe_file,
                     description="Textual-inversion embeddings"),
         # The shipped example image is offered beside the user's own, so the shipped
         # image-to-image workflow runs in a fresh home; a file of that name in input/ wins.

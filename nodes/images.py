@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gouache.engine import InputError
+
 RESIZE_METHODS = ("nearest-exact", "bilinear", "bicubic", "area", "lanczos")
 _COUNTER = re.compile(r"_(\d{5})\.png$")
 
@@ -61,7 +63,7 @@ def save_png(image_row: Any, folder: Path, prefix: str, text: dict[str, str]) ->
     prefix = prefix.strip() or "gouache"
     target_dir = (folder / prefix).parent.resolve()
     if not target_dir.is_relative_to(folder.resolve()):
-        raise ValueError(f"filename_prefix: {prefix!r} leaves the output folder; use a relative name")
+        raise InputError("filename_prefix", f"{prefix!r} leaves the output folder; use a relative name", "outside_folder")
     target_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(prefix).name
     info = PngInfo()
@@ -96,7 +98,7 @@ def resize(image: Any, width: int, height: int, method: str) -> Any:
     import torch
 
     if method not in RESIZE_METHODS:
-        raise ValueError(f"method: unknown resize method {method!r}; choose one of {', '.join(RESIZE_METHODS)}")
+        raise InputError("method", f"unknown resize method {method!r}; choose one of {', '.join(RESIZE_METHODS)}", "not_a_choice")
     if (image.shape[2], image.shape[1]) == (width, height):
         return image.clone()
     if method == "lanczos":
@@ -119,7 +121,7 @@ def target_size(width: int, height: int, scale_by: float, new_width: int, new_he
     """The size asked for: explicit width/height win (0 keeps the aspect ratio), else ``scale_by``."""
     if new_width <= 0 and new_height <= 0:
         if scale_by <= 0:
-            raise ValueError("scale_by: must be above 0 when width and height are 0")
+            raise InputError("scale_by", "must be above 0 when width and height are 0", "out_of_range")
         new_width, new_height = round(width * scale_by), round(height * scale_by)
     elif new_width <= 0:
         new_width = round(width * new_height / height)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gouache.engine import InputError
+
 LATENT_CHANNELS = 4
 DOWNSCALE = 8
 LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "bicubic", "area")
@@ -19,7 +21,8 @@ def empty_latent(width: int, height: int, batch_size: int) -> dict[str, Any]:
     import torch
 
     if width % DOWNSCALE or height % DOWNSCALE:
-        raise ValueError(f"width/height: {width}x{height} is not a multiple of {DOWNSCALE}")
+        raise InputError("width" if width % DOWNSCALE else "height",
+                         f"{width}x{height} is not a multiple of {DOWNSCALE}", "not_a_multiple")
     shape = (batch_size, LATENT_CHANNELS, height // DOWNSCALE, width // DOWNSCALE)
     return {"samples": torch.zeros(shape, dtype=torch.float32)}
 
@@ -29,7 +32,8 @@ def resize_latent(latent: dict[str, Any], width: int, height: int, method: str) 
     import torch
 
     if method not in LATENT_RESIZE_METHODS:
-        raise ValueError(f"method: unknown method {method!r}; choose one of {', '.join(LATENT_RESIZE_METHODS)}")
+        raise InputError("method", f"unknown method {method!r}; choose one of {', '.join(LATENT_RESIZE_METHODS)}",
+                         "not_a_choice")
     size = (height // DOWNSCALE, width // DOWNSCALE)
     kwargs = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
     samples = torch.nn.functional.interpolate(latent["samples"], size=size, mode=method, **kwargs)
@@ -47,7 +51,7 @@ def with_noise_mask(latent: dict[str, Any], mask: Any) -> dict[str, Any]:
     The mask may have any resolution; the sampler resizes it to the latent's.
     """
     if not hasattr(mask, "shape") or mask.ndim not in (2, 3):
-        raise ValueError(f"mask: expected a MASK tensor [B,H,W], got {getattr(mask, 'shape', type(mask))}")
+        raise InputError("mask", f"expected a MASK tensor [B,H,W], got {getattr(mask, 'shape', type(mask))}", "wrong_shape")
     mask = mask if mask.ndim == 3 else mask.unsqueeze(0)
     return {**latent, "noise_mask": mask.reshape(-1, 1, *mask.shape[-2:]).float().clone()}
 
@@ -75,12 +79,14 @@ def encode(manager: Any, loaded: Any, image: Any) -> dict[str, Any]:
     import torch
 
     if not hasattr(image, "shape") or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"image: expected an IMAGE tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}")
+        raise InputError("image", f"expected an IMAGE tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}",
+                         "wrong_shape")
     vae = loaded.vae
     factor = vae_scale_factor(vae)
     height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
     if height == 0 or width == 0:
-        raise ValueError(f"image: {image.shape[2]}x{image.shape[1]} is smaller than one latent cell ({factor} px)")
+        raise InputError("image", f"{image.shape[2]}x{image.shape[1]} is smaller than one latent cell ({factor} px)",
+                         "too_small")
     pixels = image[:, :height, :width, :3]
     if pixels.shape[-1] == 1:
         pixels = pixels.expand(-1, -1, -1, 3)

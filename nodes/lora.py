@@ -69,10 +69,6 @@ class LoraFile:
     layers: dict[tuple[str, str], LoraLayer]
     _resolved: dict[tuple[str, int], dict[str, LoraLayer]] = field(default_factory=dict, repr=False)
 
-    def components(self) -> set[str]:
-        """Which parts of a checkpoint the file patches."""
-        return {component for component, _ in self.layers}
-
     def resolve(self, component: str, module: Any) -> dict[str, LoraLayer]:
         """The file's layers for ``component`` keyed by the module's parameter names (``x.weight``).
 

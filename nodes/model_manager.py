@@ -75,11 +75,9 @@ class ModelManager:
 
                 loaded = load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu")
                 plan = self.plan
-                parts = ((loaded.unet, plan.unet_dtype), (loaded.vae, plan.vae_dtype),
-                         (loaded.text_encoder, plan.text_dtype), (loaded.text_encoder_2, plan.text_dtype))
-                for module, dtype in parts:
-                    if module is None:
-                        continue
+                dtypes = {loaded.family.denoiser_slot: plan.unet_dtype, "vae": plan.vae_dtype}
+                for slot, module in loaded.modules():
+                    dtype = dtypes.get(slot, plan.text_dtype)
                     module.requires_grad_(False)
                     if next(module.parameters()).dtype != dtype:  # diffusers warns on no-op casts
                         module.to(dtype)
@@ -152,10 +150,3 @@ class ModelManager:
                 self._resident.pop(id(module), None)
                 self._resident[id(module)] = module
         return plan.device
-
-    def offload_all(self) -> None:
-        """Move every model back to the CPU."""
-        with self._lock:
-            while self._resident:
-                _, module = self._resident.popitem(last=False)
-                module.to("cpu")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gouache.engine import CachePolicy, Input, Node, Output, cache_size, hookimpl
+from gouache.engine import CachePolicy, Input, InputError, Node, Output, cache_size, hookimpl
 from gouache.nodes.folders import model_folders
 from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
@@ -38,7 +38,7 @@ def _resolve(ctx: Any, kind: str, name: str, input_name: str = "name") -> Any:
     try:
         return ctx.models.resolve(kind, name)
     except KeyError as error:
-        raise FileNotFoundError(f"{input_name}: {error.args[0]}") from None
+        raise InputError(input_name, error.args[0], "model_not_found") from None
 
 
 def _fingerprint(path: Path) -> str:
@@ -95,14 +95,14 @@ class LoraLoader(Node):
 
     def run(self, ctx, model, clip, name, strength_model, strength_clip):
         entry = _resolve(ctx, "loras", name)
-        key, lora = _manager(ctx).lora(entry.path)
-        # Resolve now so a LoRA made for another family fails here, naming this node.
-        loaded = model.checkpoint.loaded
-        lora.resolve("unet", loaded.unet)
-        clip_loaded = clip.checkpoint.loaded
-        lora.resolve("text_encoder", clip_loaded.text_encoder)
-        if clip_loaded.text_encoder_2 is not None:
-            lora.resolve("text_encoder_2", clip_loaded.text_encoder_2)
+        try:
+            key, lora = _manager(ctx).lora(entry.path)
+            # Resolve now so a LoRA made for another family fails here, naming this node.
+            for handle in (model, clip):
+                for slot, module in handle.parts():
+                    lora.resolve(slot, module)
+        except ValueError as error:
+            raise InputError("name", str(error), "wrong_lora") from None
         return {"model": model.with_patch(LoraPatch(key, name, strength_model)),
                 "clip": clip.with_patch(LoraPatch(key, name, strength_clip))}
 
@@ -117,21 +117,20 @@ class TextEncode(Node):
     outputs = [Output("conditioning", "CONDITIONING")]
 
     def run(self, ctx, clip, text):
+        from contextlib import ExitStack
+
         import torch
 
         from gouache.nodes.lora import patched
         from gouache.nodes.prompt import encode
 
         manager = _manager(ctx)
-        loaded = clip.checkpoint.loaded
-        encoders = [e for e in (loaded.text_encoder, loaded.text_encoder_2) if e is not None]
-        device = manager.on_device(encoders)
-        with torch.no_grad(), patched(manager, "text_encoder", loaded.text_encoder, clip.patches):
-            if loaded.text_encoder_2 is not None:
-                with patched(manager, "text_encoder_2", loaded.text_encoder_2, clip.patches):
-                    embeds, pooled = encode(loaded, text, device)
-            else:
-                embeds, pooled = encode(loaded, text, device)
+        parts = clip.parts()
+        device = manager.on_device([module for _, module in parts])
+        with torch.no_grad(), ExitStack() as stack:
+            for slot, module in parts:
+                stack.enter_context(patched(manager, slot, module, clip.patches))
+            embeds, pooled = encode(clip.checkpoint.loaded, text, device)
         pooled = pooled.to("cpu") if pooled is not None else None
         return {"conditioning": Conditioning(embeds.to("cpu"), pooled, None, text)}
 
@@ -265,14 +264,15 @@ class LoadImage(Node):
         folder = ctx.settings.folder("input").resolve()
         path = (folder / image).resolve()
         if not path.is_relative_to(folder):
-            raise ValueError(f"image: {image!r} is outside the input folder; name a file inside {folder}")
+            raise InputError("image", f"{image!r} is outside the input folder; name a file inside {folder}",
+                             "outside_folder")
         if path.is_file():
             return path
         # Not a file of the user's: one of the images the pack ships (the index lists both).
         try:
             return ctx.models.resolve("input_images", image).path
         except KeyError as error:
-            raise FileNotFoundError(f"image: {error.args[0]}") from None
+            raise InputError("image", error.args[0], "model_not_found") from None
 
     def fingerprint(self, ctx, image):
         stat = self._path(ctx, image).stat()
@@ -285,7 +285,7 @@ class LoadImage(Node):
         try:
             pixels, mask = load_image(path)
         except ValueError as error:
-            raise ValueError(f"image: {error}") from None
+            raise InputError("image", str(error), "unreadable") from None
         return {"image": pixels, "mask": mask}
 
 
@@ -373,7 +373,7 @@ class UpscaleModelLoader(Node):
         try:
             return {"upscale_model": _manager(ctx).upscaler(entry.path, name)}
         except ValueError as error:
-            raise ValueError(f"name: {error}") from None
+            raise InputError("name", str(error), "unreadable") from None
 
 
 class UpscaleWithModel(Node):
@@ -402,7 +402,7 @@ class UpscaleWithModel(Node):
 def _check_images(images: Any, name: str) -> None:
     shape = getattr(images, "shape", None)
     if shape is None or len(shape) != 4 or shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{name}: expected an IMAGE tensor [B,H,W,C], got {shape or type(images).__name__}")
+        raise InputError(name, f"expected an IMAGE tensor [B,H,W,C], got {shape or type(images).__name__}", "wrong_shape")
 
 
 NODES = [CheckpointLoader, LoraLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,

@@ -92,43 +92,46 @@ def _apply_weights(embeds: Any, weights: Any) -> Any:
 
 
 def encode(loaded: Any, text: str, device: Any) -> tuple[Any, Any]:
-    """Embeddings [1, 77*k, D] and (SDXL) pooled [1, D2] for ``text`` with ``clip``'s encoders.
+    """Embeddings [1, 77*k, D] and the pooled embedding [1, D2] (``None`` if unused) for ``text``.
 
-    SD 1.x / 2.x: the last hidden state of the one encoder. SDXL: the penultimate hidden states of
-    both encoders concatenated, and encoder 2's projected pooled output of the first window.
+    Each encoder of the checkpoint's family gives the hidden states its description names (``last``:
+    after the final layer norm; ``penultimate``: before the last block); the family's
+    ``join_encoders`` joins them (SDXL concatenates feature-wise), and the pooled embedding is the
+    projected pooled output of the first window of the encoder marked ``pooled``.
     """
     import torch
 
     pieces = parse_weights(text)
-    encoders = [(loaded.tokenizer, loaded.text_encoder)]
-    if loaded.text_encoder_2 is not None:
-        encoders.append((loaded.tokenizer_2, loaded.text_encoder_2))
-    sdxl = len(encoders) == 2
     per_encoder: list[Any] = []
     pooled = None
-    for tokenizer, encoder in encoders:
+    for loaded_encoder in loaded.encoders:
+        spec, tokenizer, encoder = loaded_encoder.spec, loaded_encoder.tokenizer, loaded_encoder.model
         window_ids, window_weights = tokenize_windows(tokenizer, pieces)
         token_total = token_count(tokenizer, text)
         outputs = []
         dtype = next(encoder.parameters()).dtype
         for index, (ids, weights) in enumerate(zip(window_ids, window_weights)):
             ids_tensor = torch.tensor([ids], device=device)
-            if sdxl:
-                result = encoder(ids_tensor, output_hidden_states=True)
+            mask = None
+            if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' pipelines do
+                used = min(WINDOW + 2, token_total - index * WINDOW + 2)
+                mask = torch.zeros_like(ids_tensor)
+                mask[:, :used] = 1
+            if spec.hidden == "penultimate":
+                result = encoder(ids_tensor, attention_mask=mask, output_hidden_states=True)
                 hidden = result.hidden_states[-2]
-                if index == 0 and result[0].ndim == 2:
-                    pooled = result[0]
             else:
-                mask = None
-                if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' pipelines do
-                    used = min(WINDOW + 2, token_total - index * WINDOW + 2)
-                    mask = torch.zeros_like(ids_tensor)
-                    mask[:, :used] = 1
-                hidden = encoder(ids_tensor, attention_mask=mask)[0]
+                result = encoder(ids_tensor, attention_mask=mask)
+                hidden = result[0]
+            if spec.pooled and index == 0:
+                pooled = result.text_embeds
             weight_tensor = torch.tensor([weights], device=device, dtype=hidden.dtype)
             outputs.append(_apply_weights(hidden, weight_tensor).to(dtype))
         per_encoder.append(torch.cat(outputs, dim=1))
-    embeds = torch.cat(per_encoder, dim=-1) if sdxl else per_encoder[0]
+    if loaded.family.join_encoders == "concat":
+        embeds = torch.cat(per_encoder, dim=-1)
+    else:
+        embeds = per_encoder[0]
     return embeds, pooled
 
 

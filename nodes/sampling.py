@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gouache.engine import InputError
 from gouache.nodes.types import Conditioning, ModelHandle
 
 PREVIEW_EVERY = 4
@@ -51,12 +52,14 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     """Denoise ``latent`` and return a new LATENT dict; the inputs are left as they were."""
     import torch
 
+    from gouache.nodes.latent import vae_scale_factor
     from gouache.nodes.lora import patched
     from gouache.nodes.preview import latent_preview_jpeg
     from gouache.nodes.schedulers import make_scheduler, step_kwargs
 
     loaded = model.checkpoint.loaded
-    unet = loaded.unet
+    family = loaded.family
+    unet = loaded.denoiser
     device = manager.on_device([unet])
     dtype = unet.dtype
     init = latent["samples"].to(device=device, dtype=torch.float32)
@@ -88,10 +91,12 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         embeds = pos_embeds.repeat(batch, 1, 1)
     embeds = embeds.to(device=device, dtype=dtype)
     added = None
-    if loaded.family == "sdxl":
-        if positive.pooled is None or (guided and negative.pooled is None):
-            raise ValueError("positive/negative: SDXL needs conditioning from an SDXL checkpoint's CLIP (no pooled output)")
-        scale = 2 ** (len(loaded.vae.config.block_out_channels) - 1)
+    if family.size_conditioning:
+        for name, cond in (("positive", positive), ("negative", negative)):
+            if cond.pooled is None and (name == "positive" or guided):
+                raise InputError(name, f"{family.label} needs conditioning from a {family.label} CLIP "
+                                       "(this one has no pooled embedding)", "wrong_family")
+        scale = vae_scale_factor(loaded.vae) if loaded.vae is not None else family.latent.downscale
         height, width = init.shape[-2] * scale, init.shape[-1] * scale
         pos_ids = torch.tensor([_time_ids(positive, height, width)], dtype=dtype).repeat(batch, 1)
         pooled = positive.pooled.repeat(batch, 1)
@@ -108,7 +113,7 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     extra = step_kwargs(scheduler, generator)
     total = len(timesteps)
     every = max(1, min(PREVIEW_EVERY, total // 5 or 1))
-    with torch.no_grad(), patched(manager, "unet", unet, model.patches):
+    with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches):
         for index, t in enumerate(timesteps):
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t)
@@ -125,5 +130,5 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
                 latents = (1 - mask) * keep + mask * latents
             ctx.progress(index + 1, total)
             if ctx.wants_previews and ((index + 1) % every == 0 or index + 1 == total):
-                ctx.preview(latent_preview_jpeg(latents, loaded.family))
+                ctx.preview(latent_preview_jpeg(latents, family.latent))
     return {**latent, "samples": latents.to("cpu", torch.float32)}

@@ -44,6 +44,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from gouache.engine import InputError
+
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
@@ -88,16 +90,18 @@ def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, see
     import diffusers
 
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler_name: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        raise InputError("sampler_name", f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}",
+                         "not_a_choice")
     if schedule not in SCHEDULES:
-        raise ValueError(f"scheduler: unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        raise InputError("scheduler", f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}",
+                         "not_a_choice")
     class_name, options = SAMPLERS[sampler]
     params = _params(class_name)
     flags = SCHEDULES[schedule]
     missing = [flag for flag in flags if flag not in params]
     if missing:
-        raise ValueError(f"scheduler: sampler {sampler!r} cannot follow the {schedule!r} schedule; "
-                         f"it takes: {', '.join(supported_schedules(sampler))}")
+        raise InputError("scheduler", f"sampler {sampler!r} cannot follow the {schedule!r} schedule; "
+                         f"it takes: {', '.join(supported_schedules(sampler))}", "unsupported_combination")
     overrides = {flag: False for flag in _SIGMA_FLAGS if flag in params}
     overrides.update(options)
     overrides.update(flags)

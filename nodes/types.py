@@ -61,15 +61,28 @@ class _Patchable:
         """A new handle with one more LoRA on top; this one is unchanged."""
         return replace(self, patches=self.patches + (patch,))
 
+    def parts(self) -> list[tuple[str, Any]]:
+        """The modules this handle runs, with their diffusers slots (what LoRA layers name)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class ModelHandle(_Patchable):
-    """MODEL: the UNet of ``checkpoint`` with ``patches`` applied while it samples."""
+    """MODEL: the denoiser of ``checkpoint`` with ``patches`` applied while it samples."""
+
+    def parts(self) -> list[tuple[str, Any]]:
+        """The denoiser, under its family's slot (``unet`` or ``transformer``)."""
+        loaded = self.checkpoint.loaded
+        return [(loaded.family.denoiser_slot, loaded.denoiser)]
 
 
 @dataclass(frozen=True)
 class ClipHandle(_Patchable):
     """CLIP: the text encoder(s) of ``checkpoint`` with ``patches`` applied while they encode."""
+
+    def parts(self) -> list[tuple[str, Any]]:
+        """Every text encoder, under its slot (``text_encoder``, ``text_encoder_2``, ...)."""
+        return [(encoder.spec.slot, encoder.model) for encoder in self.checkpoint.loaded.encoders]
 
 
 @dataclass(frozen=True)
@@ -101,8 +114,3 @@ class UpscaleModelHandle:
     key: str
     name: str
     descriptor: Any = field(repr=False)
-
-    @property
-    def scale(self) -> int:
-        """How many times larger the output is than the input."""
-        return int(self.descriptor.scale)

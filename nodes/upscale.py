@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gouache.engine import InputError
+
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
 
@@ -34,7 +36,8 @@ def upscale(descriptor: Any, image: Any, device: Any, tile: int = DEFAULT_TILE,
     import torch
 
     if not hasattr(image, "shape") or image.ndim != 4 or image.shape[-1] != 3:
-        raise ValueError(f"image: expected an RGB IMAGE tensor [B,H,W,3], got {getattr(image, 'shape', type(image))}")
+        raise InputError("image", f"expected an RGB IMAGE tensor [B,H,W,3], got {getattr(image, 'shape', type(image))}",
+                         "wrong_shape")
     scale = int(descriptor.scale)
     model = descriptor.model.to(device)
     dtype = next(model.parameters()).dtype

@@ -1,5 +1,7 @@
 """Offline model loading: family detection, single-file conversion and checkpoint loading.
 
+What each family is lives in ``gouache.nodes.families``; this package reads those descriptions.
+
 The public API, used by the node pack and the embedded model:
 
 * ``load_checkpoint(path, *, config_dir=None, dtype=torch.float32, device="cpu", prediction_type=None)``
@@ -13,18 +15,16 @@ The public API, used by the node pack and the embedded model:
 
 from .convert import diffusers_to_original
 from .errors import ModelLoadError
-from .families import FAMILIES, Detection, Family, PredictionType, detect_checkpoint, detect_family, detect_folder
+from .detect import Detection, detect_checkpoint, detect_family, detect_folder
 from .files import fingerprint, read_state_dict
-from .loader import LoadedCheckpoint, load_checkpoint
-from .shipped import load_clip_tokenizer, shipped_config_dir
+from .loader import LoadedCheckpoint, LoadedEncoder, load_checkpoint
+from .shipped import load_clip_tokenizer, load_tokenizer, shipped_config_dir
 
 __all__ = [
-    "FAMILIES",
     "Detection",
-    "Family",
     "LoadedCheckpoint",
+    "LoadedEncoder",
     "ModelLoadError",
-    "PredictionType",
     "detect_checkpoint",
     "detect_family",
     "detect_folder",
@@ -32,6 +32,7 @@ __all__ = [
     "fingerprint",
     "load_checkpoint",
     "load_clip_tokenizer",
+    "load_tokenizer",
     "read_state_dict",
     "shipped_config_dir",
 ]

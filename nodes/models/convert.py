@@ -14,9 +14,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from .families import FAMILIES, TEXT_ENCODER_PREFIXES, UNET_PREFIX, Family
-
-VAE_PREFIX = "first_stage_model."
+from gouache.nodes.families import FAMILIES, UNET_PREFIX, VAE_PREFIX, Family
 
 _UNET_RESNET = {
     "norm1": "in_layers.0",
@@ -239,27 +237,31 @@ def diffusers_to_original(
     vae: nn.Module,
     text_encoder: nn.Module,
     text_encoder_2: nn.Module | None = None,
-    family: Family = "sd1",
+    family: Family | str = "sd1",
 ) -> dict[str, torch.Tensor]:
     """Return one original-layout state dict holding all components of a ``family`` checkpoint.
 
-    Keys: ``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE) and the text encoders at
-    ``cond_stage_model.transformer.*`` (sd1), ``cond_stage_model.model.*`` (sd2, OpenCLIP), or
-    ``conditioner.embedders.0.transformer.*`` and ``conditioner.embedders.1.model.*`` (sdxl). Tensors
-    keep their dtype and may share memory with the modules; save them with safetensors as they are.
+    Keys: ``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE) and each text encoder under
+    its family's ``original_prefix`` in its ``layout``: transformers' CLIP keys (``clip``) or OpenCLIP's
+    (``open_clip``). An OpenCLIP encoder whose family reads its last layer (SD 2.x) gets back the final
+    block diffusers drops on loading, as a pass-through. Tensors keep their dtype and may share memory
+    with the modules; save them with safetensors as they are.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
-    if (family == "sdxl") != (text_encoder_2 is not None):
-        raise ValueError("text_encoder_2 is required for sdxl and must be None for sd1 and sd2")
+    if isinstance(family, str):
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+        family = FAMILIES[family]
+    modules = [m for m in (text_encoder, text_encoder_2) if m is not None]
+    if len(modules) != len(family.encoders):
+        raise ValueError(f"{family.label} has {len(family.encoders)} text encoder(s); got {len(modules)}")
     out = _prefixed(UNET_PREFIX, unet_to_original(unet))
     out.update(_prefixed(VAE_PREFIX, vae_to_original(vae)))
-    prefixes = TEXT_ENCODER_PREFIXES[family]
-    if family == "sd1":
-        out.update(_prefixed(prefixes[0], clip_to_original(text_encoder)))
-    elif family == "sd2":
-        out.update(_prefixed(prefixes[0], clip_to_open_clip(text_encoder, identity_final_block=True)))
-    else:
-        out.update(_prefixed(prefixes[0], clip_to_original(text_encoder)))
-        out.update(_prefixed(prefixes[1], clip_to_open_clip(text_encoder_2)))
+    for spec, module in zip(family.encoders, modules):
+        if spec.layout == "clip":
+            converted = clip_to_original(module)
+        elif spec.layout == "open_clip":
+            converted = clip_to_open_clip(module, identity_final_block=spec.hidden == "last")
+        else:
+            raise ValueError(f"{family.label}: no original-layout writer for {spec.layout!r} text encoders")
+        out.update(_prefixed(spec.original_prefix, converted))
     return out

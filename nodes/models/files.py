@@ -11,10 +11,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .errors import ModelLoadError
+from gouache.nodes.folders import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+from .errors import ModelLoadError
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

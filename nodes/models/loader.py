@@ -14,48 +14,63 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+import transformers
 from accelerate import init_empty_weights
+from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
 from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
 from torch import nn
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from gouache.nodes.families import Family, TextEncoder
+
+from .detect import PREDICTION_TYPES, Detection, detect_checkpoint, detect_folder
 from .errors import ModelLoadError
-from .families import (
-    PREDICTION_TYPES,
-    TEXT_ENCODER_PREFIXES,
-    Detection,
-    Family,
-    PredictionType,
-    detect_checkpoint,
-    detect_folder,
-)
 from .files import fingerprint, read_state_dict
-from .shipped import load_clip_tokenizer, shipped_config_dir
+from .shipped import load_tokenizer, shipped_config_dir
 
-__all__ = ["LoadedCheckpoint", "fingerprint", "load_checkpoint"]
+__all__ = ["LoadedCheckpoint", "LoadedEncoder", "fingerprint", "load_checkpoint"]
 
-_SINGLE_FILE_CLASSES: dict[str, type[nn.Module]] = {"unet": UNet2DConditionModel, "vae": AutoencoderKL}
-# The SD 2.x 512 px base model differs from the shipped 768-v config only in these sizes.
-_SD2_BASE_SIZES = {"unet": {"sample_size": 64}, "vae": {"sample_size": 512}}
+VAE_SLOT = "vae"
+
+
+@dataclass(frozen=True)
+class LoadedEncoder:
+    """One text encoder of a checkpoint, its tokenizer, and the description that says how it is used."""
+
+    spec: TextEncoder
+    model: nn.Module
+    tokenizer: Any
 
 
 @dataclass
 class LoadedCheckpoint:
-    """The parts of a Stable Diffusion checkpoint, ready to run (``eval()`` mode, on ``device``)."""
+    """The parts of a checkpoint, ready to run (``eval()`` mode, on ``device``).
 
-    unet: UNet2DConditionModel
-    vae: AutoencoderKL
-    text_encoder: CLIPTextModel
-    tokenizer: CLIPTokenizer
-    text_encoder_2: CLIPTextModelWithProjection | None
-    tokenizer_2: CLIPTokenizer | None
-    scheduler_config: dict[str, Any] = field(repr=False)
+    A checkpoint loaded from a split file holds only its parts: ``denoiser`` or ``vae`` may be
+    ``None`` and ``encoders`` empty.
+    """
+
     family: Family
-    prediction_type: PredictionType
+    denoiser: nn.Module | None
+    vae: nn.Module | None
+    encoders: tuple[LoadedEncoder, ...]
+    scheduler_config: dict[str, Any] = field(repr=False)
+    prediction_type: str
     path: Path
+
+    def modules(self) -> list[tuple[str, nn.Module]]:
+        """Every loaded module with its diffusers slot (``unet``, ``vae``, ``text_encoder``, ...)."""
+        parts = [(self.family.denoiser_slot, self.denoiser), (VAE_SLOT, self.vae)]
+        parts += [(encoder.spec.slot, encoder.model) for encoder in self.encoders]
+        return [(slot, module) for slot, module in parts if module is not None]
+
+    def components(self) -> dict[str, Any]:
+        """The modules and tokenizers by diffusers slot, as a diffusers pipeline's constructor takes them."""
+        out: dict[str, Any] = dict(self.modules())
+        out.update({encoder.spec.tokenizer: encoder.tokenizer for encoder in self.encoders})
+        return out
 
 
 def load_checkpoint(
@@ -64,13 +79,13 @@ def load_checkpoint(
     config_dir: Path | str | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
-    prediction_type: PredictionType | None = None,
+    prediction_type: str | None = None,
 ) -> LoadedCheckpoint:
     """Load a diffusers folder, a ``.safetensors`` file or a ``.ckpt`` file (read with ``weights_only``).
 
     ``config_dir`` is a diffusers folder whose configs (and tokenizers, scheduler) describe a single
     file; it defaults to the shipped folder of the detected family, and is ignored for folders.
-    ``prediction_type`` overrides what ``families.detect_prediction_type`` decides. Raises
+    ``prediction_type`` overrides what ``detect.detect_prediction_type`` decides. Raises
     ``ModelLoadError`` with the file and the problem when anything does not fit.
     """
     path = Path(path)
@@ -85,14 +100,9 @@ def load_checkpoint(
     if prediction_type is not None:
         loaded.prediction_type = prediction_type
         loaded.scheduler_config["prediction_type"] = prediction_type
-    for module in _modules(loaded):
+    for _, module in loaded.modules():
         module.to(device).eval()
     return loaded
-
-
-def _modules(loaded: LoadedCheckpoint) -> list[nn.Module]:
-    parts = [loaded.unet, loaded.vae, loaded.text_encoder, loaded.text_encoder_2]
-    return [part for part in parts if part is not None]
 
 
 def _read_scheduler_config(folder: Path) -> dict[str, Any]:
@@ -105,7 +115,7 @@ def _read_scheduler_config(folder: Path) -> dict[str, Any]:
 
 def _load_folder(folder: Path, dtype: torch.dtype) -> LoadedCheckpoint:
     detection = detect_folder(folder)
-    is_xl = detection.family == "sdxl"
+    family = detection.family
 
     def part(name: str, load: Callable[[], nn.Module]) -> nn.Module:
         try:
@@ -114,24 +124,17 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> LoadedCheckpoint:
             raise ModelLoadError(f"{folder / name}: cannot load ({error})") from error
 
     common = {"local_files_only": True}
-    unet = part("unet", lambda: UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **common))
-    vae = part("vae", lambda: AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **common))
-    text_encoder = part(
-        "text_encoder", lambda: CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype, **common)
-    )
-    text_encoder_2 = None
-    if is_xl:
-        text_encoder_2 = part(
-            "text_encoder_2",
-            lambda: CLIPTextModelWithProjection.from_pretrained(
-                folder, subfolder="text_encoder_2", dtype=dtype, **common
-            ),
-        )
-    tokenizer, tokenizer_2 = _tokenizers(folder, detection.family)
-    return LoadedCheckpoint(
-        unet, vae, text_encoder, tokenizer, text_encoder_2, tokenizer_2,
-        _read_scheduler_config(folder), detection.family, detection.prediction_type, folder,
-    )  # fmt: skip
+    denoiser_class = getattr(diffusers, family.denoiser_class)
+    denoiser = part(family.denoiser_slot, lambda: denoiser_class.from_pretrained(
+        folder, subfolder=family.denoiser_slot, torch_dtype=dtype, **common))
+    vae = part(VAE_SLOT, lambda: AutoencoderKL.from_pretrained(folder, subfolder=VAE_SLOT, torch_dtype=dtype, **common))
+    encoders = []
+    for spec in family.encoders:
+        encoder_class = getattr(transformers, spec.model_class)
+        model = part(spec.slot, lambda: encoder_class.from_pretrained(folder, subfolder=spec.slot, dtype=dtype, **common))
+        encoders.append(LoadedEncoder(spec, model, load_tokenizer(folder / spec.tokenizer, spec)))
+    return LoadedCheckpoint(family, denoiser, vae, tuple(encoders), _read_scheduler_config(folder),
+                            detection.prediction_type, folder)
 
 
 def _decide_prediction(detection: Detection, config_dir: Path | None, scheduler_config: Mapping[str, Any]) -> str:
@@ -147,17 +150,22 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
     family = detection.family
     if config_dir is not None:
         folder_family = detect_folder(config_dir).family
-        if folder_family != family:
+        if folder_family.name != family.name:
             raise ModelLoadError(
-                f"{path} is an {family} checkpoint but config_dir {config_dir} describes an {folder_family} model; "
-                "pass the config folder that matches the file, or none to use the shipped one"
+                f"{path} is a {family.label} checkpoint but config_dir {config_dir} describes a {folder_family.label} "
+                "model; pass the config folder that matches the file, or none to use the shipped one"
             )
     folder = config_dir if config_dir is not None else shipped_config_dir(family)
     scheduler_config = _read_scheduler_config(folder)
     prediction = _decide_prediction(detection, config_dir, scheduler_config)
     scheduler_config["prediction_type"] = prediction
-    # The shipped SD 2.x folder is the 768 px model; the 512 px base differs only in sizes.
-    overrides = _SD2_BASE_SIZES if (family == "sd2" and config_dir is None and prediction == "epsilon") else {}
+    # Variants of a family that differ from its shipped config only in sizes (SD 2.x's 512 px base).
+    overrides: dict[str, dict[str, int]] = {}
+    if config_dir is None:
+        for variant, slot, sizes in family.sizes_by_prediction:
+            if variant == prediction:
+                overrides.setdefault(slot, {}).update(dict(sizes))
+    single_file_classes = {family.denoiser_slot: getattr(diffusers, family.denoiser_class), VAE_SLOT: AutoencoderKL}
 
     def part(name: str, load: Callable[[], nn.Module]) -> nn.Module:
         try:
@@ -167,9 +175,9 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
         except NotImplementedError as error:
             # from_single_file moves the model to its device at the end, which fails on the meta
             # tensors that weights absent from the file leave behind; say which ones.
-            if "meta tensor" not in str(error) or name not in _SINGLE_FILE_CLASSES:
+            if "meta tensor" not in str(error) or name not in single_file_classes:
                 raise
-            missing = _missing_weights(_SINGLE_FILE_CLASSES[name], state_dict, folder, name)
+            missing = _missing_weights(single_file_classes[name], state_dict, folder, name)
             raise _missing_error(path, name, folder, missing) from error
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ModelLoadError(
@@ -180,41 +188,29 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
     # No torch_dtype here: _cast runs after _checked has looked for weights the file lacked (they stay
     # on the meta device, where a cast would fail with a message about meta tensors instead).
     common = {"config": str(folder), "local_files_only": True, "torch_dtype": None}
-    unet = part(
-        "unet",
-        lambda: UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **overrides.get("unet", {}), **common),
-    )
-    vae = part(
-        "vae", lambda: AutoencoderKL.from_single_file(state_dict, subfolder="vae", **overrides.get("vae", {}), **common)
-    )
-    prefixes = TEXT_ENCODER_PREFIXES[family]
 
-    def text_encoder(cls: type[nn.Module], prefix: str, subfolder: str) -> nn.Module:
+    def single(slot: str) -> nn.Module:
+        return single_file_classes[slot].from_single_file(state_dict, subfolder=slot, **overrides.get(slot, {}), **common)
+
+    denoiser = part(family.denoiser_slot, lambda: single(family.denoiser_slot))
+    vae = part(VAE_SLOT, lambda: single(VAE_SLOT))
+
+    def text_encoder(spec: TextEncoder) -> nn.Module:
         # Hand diffusers only this encoder's tensors: with both SDXL encoders present it picks by
         # comparing widths, which tiny or custom encoders of equal width would defeat.
-        own = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+        own = {k: v for k, v in state_dict.items() if k.startswith(spec.original_prefix)}
         if not own:
-            raise ModelLoadError(f"{path}: no {subfolder} weights ({prefix}*); the checkpoint is incomplete")
+            raise ModelLoadError(f"{path}: no {spec.slot} weights ({spec.original_prefix}*); the checkpoint is incomplete")
         return create_diffusers_clip_model_from_ldm(
-            cls, own, subfolder=subfolder, config=str(folder), torch_dtype=None, local_files_only=True
+            getattr(transformers, spec.model_class), own, subfolder=spec.slot, config=str(folder),
+            torch_dtype=None, local_files_only=True,
         )
 
-    text_encoder_1 = part("text_encoder", lambda: text_encoder(CLIPTextModel, prefixes[0], "text_encoder"))
-    text_encoder_2 = None
-    if family == "sdxl":
-        text_encoder_2 = part(
-            "text_encoder_2", lambda: text_encoder(CLIPTextModelWithProjection, prefixes[1], "text_encoder_2")
-        )
-    tokenizer, tokenizer_2 = _tokenizers(folder, family)
-    return LoadedCheckpoint(
-        unet, vae, text_encoder_1, tokenizer, text_encoder_2, tokenizer_2, scheduler_config, family, prediction, path
+    encoders = tuple(
+        LoadedEncoder(spec, part(spec.slot, lambda: text_encoder(spec)), load_tokenizer(folder / spec.tokenizer, spec))
+        for spec in family.encoders
     )
-
-
-def _tokenizers(folder: Path, family: Family) -> tuple[CLIPTokenizer, CLIPTokenizer | None]:
-    """Load the tokenizer(s) a ``family`` model in ``folder`` needs (the second only for SDXL)."""
-    second = load_clip_tokenizer(folder / "tokenizer_2") if family == "sdxl" else None
-    return load_clip_tokenizer(folder / "tokenizer"), second
+    return LoadedCheckpoint(family, denoiser, vae, encoders, scheduler_config, prediction, path)
 
 
 def _cast(module: nn.Module, dtype: torch.dtype) -> nn.Module:

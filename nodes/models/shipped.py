@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from transformers import CLIPTokenizer
 
+from gouache.nodes.families import FAMILIES, Family, TextEncoder
+
 from .errors import ModelLoadError
-from .families import FAMILIES, Family
 
 # Keys of tokenizer_config.json that CLIPTokenizer's constructor understands.
 _TOKENIZER_KWARGS = ("bos_token", "eos_token", "unk_token", "pad_token", "model_max_length")
@@ -26,11 +28,12 @@ def configs_root() -> Path:
     return Path(str(resources.files("gouache.nodes").joinpath("configs")))
 
 
-def shipped_config_dir(family: Family) -> Path:
-    """Return the shipped diffusers-style config folder for ``family`` (``sd1``, ``sd2`` or ``sdxl``)."""
-    if family not in FAMILIES:
-        raise ModelLoadError(f"no shipped config for family {family!r}; known families: {', '.join(FAMILIES)}")
-    folder = configs_root() / family
+def shipped_config_dir(family: Family | str) -> Path:
+    """Return the shipped diffusers-style config folder of ``family`` (a description or its name)."""
+    name = family.name if isinstance(family, Family) else family
+    if name not in FAMILIES:
+        raise ModelLoadError(f"no shipped config for family {name!r}; known families: {', '.join(FAMILIES)}")
+    folder = configs_root() / name
     if not (folder / "model_index.json").is_file():
         raise ModelLoadError(f"shipped config folder {folder} is incomplete; reinstall gouache")
     return folder
@@ -63,3 +66,10 @@ def load_clip_tokenizer(folder: Path) -> CLIPTokenizer:
     vocab, merges = clip_bpe_files()
     # Positional paths: transformers 5 silently ignores vocab_file=/merges_file= keywords (FACTS.md).
     return CLIPTokenizer(str(vocab), str(merges), **kwargs)
+
+
+def load_tokenizer(folder: Path, spec: TextEncoder) -> Any:
+    """Load the tokenizer of the text encoder ``spec`` from ``folder`` (its diffusers tokenizer folder)."""
+    if spec.layout in ("clip", "open_clip"):
+        return load_clip_tokenizer(folder)
+    raise ModelLoadError(f"{folder}: no tokenizer loader for {spec.layout!r} text encoders ({spec.model_class})")

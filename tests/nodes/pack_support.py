@@ -32,10 +32,11 @@ def build_lora(folder: Path, target: Path, fmt: str, *, seed: int, rank: int = 2
     """A random LoRA for the model in ``folder``, in ``kohya`` or ``diffusers`` (peft) layout."""
     loaded = load_checkpoint(folder)
     generator = torch.Generator().manual_seed(seed)
-    parts = [("unet", loaded.unet)]
+    modules = loaded.components()
+    parts = [("unet", modules["unet"])]
     if text_encoder:
-        parts += [("text_encoder", loaded.text_encoder), ("text_encoder_2", loaded.text_encoder_2)]
-    sdxl = loaded.text_encoder_2 is not None
+        parts += [("text_encoder", modules["text_encoder"]), ("text_encoder_2", modules.get("text_encoder_2"))]
+    sdxl = modules.get("text_encoder_2") is not None
     kohya_prefix = {"unet": "lora_unet_", "text_encoder": "lora_te1_" if sdxl else "lora_te_",
                     "text_encoder_2": "lora_te2_"}
     tensors: dict[str, torch.Tensor] = {}

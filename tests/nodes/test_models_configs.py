@@ -60,7 +60,7 @@ def test_real_size_roundtrip_through_diffusers_conversion(family: str) -> None:
     assert millions == pytest.approx(PARAMETERS_MILLIONS[family], abs=0.1)
 
     original = diffusers_to_original(unet, vae, te, te2, family=family)
-    assert detect_family(original) == family
+    assert detect_family(original).name == family
     assert infer_diffusers_model_type(original) == DIFFUSERS_NAME[family]
 
     folder = shipped_config_dir(family)

@@ -18,25 +18,26 @@ TOLERANCE = 1e-5
 def _outputs(loaded: LoadedCheckpoint) -> dict[str, torch.Tensor]:
     """Run every component once on fixed inputs."""
     generator = torch.Generator().manual_seed(0)
-    ids = loaded.tokenizer("a red circle", padding="max_length", max_length=77, return_tensors="pt").input_ids
+    parts = loaded.components()
+    ids = parts["tokenizer"]("a red circle", padding="max_length", max_length=77, return_tensors="pt").input_ids
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        hidden = loaded.text_encoder(ids, output_hidden_states=True)
+        hidden = parts["text_encoder"](ids, output_hidden_states=True)
         out["text"] = hidden.last_hidden_state
         out["text_penultimate"] = hidden.hidden_states[-2]
         context = out["text"]
         added = None
-        if loaded.text_encoder_2 is not None:
-            ids_2 = loaded.tokenizer_2("a red circle", padding="max_length", max_length=77, return_tensors="pt").input_ids
-            second = loaded.text_encoder_2(ids_2, output_hidden_states=True)
+        if parts.get("text_encoder_2") is not None:
+            ids_2 = parts.get("tokenizer_2")("a red circle", padding="max_length", max_length=77, return_tensors="pt").input_ids
+            second = parts.get("text_encoder_2")(ids_2, output_hidden_states=True)
             out["text_2"], out["pooled"] = second.hidden_states[-2], second.text_embeds
             context = torch.cat([out["text_penultimate"], out["text_2"]], dim=-1)
             added = {"text_embeds": out["pooled"], "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
         latents = torch.randn(1, 4, 8, 8, generator=generator)
-        out["unet"] = loaded.unet(latents, 500, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        out["unet"] = parts["unet"](latents, 500, encoder_hidden_states=context, added_cond_kwargs=added).sample
         image = torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1
-        out["vae_encode"] = loaded.vae.encode(image).latent_dist.mean
-        out["vae_decode"] = loaded.vae.decode(latents).sample
+        out["vae_encode"] = parts["vae"].encode(image).latent_dist.mean
+        out["vae_decode"] = parts["vae"].decode(latents).sample
     return out
 
 
@@ -45,11 +46,11 @@ def test_single_file_loads_like_the_diffusers_folder(name: str, request: pytest.
     model = request.getfixturevalue(name)
     from_folder = load_checkpoint(model.folder)
     from_file = load_checkpoint(model.safetensors, config_dir=model.folder)
-    assert (from_file.family, from_file.prediction_type) == (from_folder.family, from_folder.prediction_type)
+    assert (from_file.family.name, from_file.prediction_type) == (from_folder.family.name, from_folder.prediction_type)
     assert from_file.scheduler_config == from_folder.scheduler_config
-    assert (from_file.tokenizer_2 is None) == (model.family != "sdxl")
+    assert (from_file.components().get("tokenizer_2") is None) == (model.family != "sdxl")
     for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
-        a, b = getattr(from_folder, part), getattr(from_file, part)
+        a, b = from_folder.components().get(part), from_file.components().get(part)
         if a is None:
             assert b is None
             continue
@@ -74,7 +75,7 @@ def test_ckpt_loads_through_weights_only(tiny_sd1, monkeypatch: pytest.MonkeyPat
     assert calls == [True]
     reference = read_state_dict(tiny_sd1.safetensors)
     assert read_state_dict(tiny_sd1.ckpt).keys() == reference.keys()
-    assert from_ckpt.family == "sd1"
+    assert from_ckpt.family.name == "sd1"
 
 
 class _Payload:
@@ -147,7 +148,7 @@ def test_missing_weights_are_named(tiny_sd1, tmp_path: Path, dropped: str, part:
 
 
 def test_config_dir_of_another_family_is_refused(tiny_sd1, tiny_sd2) -> None:
-    with pytest.raises(ModelLoadError, match="sd1 checkpoint but config_dir .* describes an sd2 model"):
+    with pytest.raises(ModelLoadError, match="Stable Diffusion 1.x checkpoint but config_dir .* describes a Stable Diffusion 2.x model"):
         load_checkpoint(tiny_sd1.safetensors, config_dir=tiny_sd2.folder)
 
 
@@ -158,8 +159,9 @@ def test_prediction_type_override(tiny_sd2) -> None:
 
 def test_dtype_is_applied(tiny_sd1) -> None:
     loaded = load_checkpoint(tiny_sd1.safetensors, config_dir=tiny_sd1.folder, dtype=torch.float16)
-    assert {p.dtype for p in loaded.unet.parameters()} == {torch.float16}
-    assert {p.dtype for p in loaded.text_encoder.parameters()} == {torch.float16}
+    parts = loaded.components()
+    assert {p.dtype for p in parts["unet"].parameters()} == {torch.float16}
+    assert {p.dtype for p in parts["text_encoder"].parameters()} == {torch.float16}
 
 
 def test_fingerprint_is_stable_and_follows_changes(tiny_sd1, tmp_path: Path) -> None:

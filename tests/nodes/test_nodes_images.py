@@ -48,7 +48,7 @@ def test_gouache_run_reruns_a_saved_png(engine, gouache_home, tmp_path):
     first = _run_ok(engine, text_to_image(seed=9))
     png = gouache_home / "output" / first.images["save"][0]["path"]
     out = tmp_path / "again"
-    command = [sys.executable, "-m", "gouache.engine.cli", "--home", str(gouache_home), "run", str(png),
+    command = [sys.executable, "-m", "gouache", "--home", str(gouache_home), "run", str(png),
                "--output-dir", str(out), "--json", "--set", "sampler.steps=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as pack_support does in-process: fast on a busy machine
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -94,7 +94,8 @@ def test_missing_and_broken_images_name_node_and_input(shared_engine, gouache_ho
     (gouache_home / "input" / "broken.png").write_text("not a picture")
     workflow["nodes"]["load"]["inputs"]["image"] = "broken.png"
     result = shared_engine.run(workflow, outputs=["load"])
-    assert result.error.node == "load" and "image: broken.png is not an image" in result.error.message
+    assert (result.error.node, result.error.input, result.error.code) == ("load", "image", "unreadable")
+    assert result.error.message.startswith("broken.png is not an image")
 
 
 def test_wrong_value_on_an_image_input_names_node_and_input(shared_engine):

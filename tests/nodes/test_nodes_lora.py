@@ -36,7 +36,8 @@ def test_lora_strength_zero_is_the_base_and_the_base_is_untouched(engine, name):
     base = _latents(engine, text_to_image(steps=2))
     manager = engine.resources.get(RESOURCE_KEY, lambda: None)
     loaded = manager.checkpoints()[0].loaded
-    before = {k: v.clone() for k, v in {**loaded.unet.state_dict(), **loaded.text_encoder.state_dict()}.items()}
+    parts = loaded.components()
+    before = {k: v.clone() for k, v in {**parts["unet"].state_dict(), **parts["text_encoder"].state_dict()}.items()}
 
     assert torch.equal(_latents(engine, _with_loras([(name, 0.0, 0.0)])), base)
     patched = _latents(engine, _with_loras([(name, 1.0, 1.0)]))
@@ -48,7 +49,7 @@ def test_lora_strength_zero_is_the_base_and_the_base_is_untouched(engine, name):
 
     engine.cache.clear()
     assert torch.equal(_latents(engine, text_to_image(steps=2)), base)
-    after = {**loaded.unet.state_dict(), **loaded.text_encoder.state_dict()}
+    after = {**parts["unet"].state_dict(), **parts["text_encoder"].state_dict()}
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
@@ -73,8 +74,7 @@ def test_unet_lora_matches_diffusers_load_lora_weights(shared_engine, gouache_ho
                       text_encoder=False)
     ours = _latents(shared_engine, _with_loras([(lora.name, 0.8, 0.8)], steps=4))
     loaded = load_checkpoint(folder)
-    pipe = StableDiffusionPipeline(vae=loaded.vae, text_encoder=loaded.text_encoder, tokenizer=loaded.tokenizer,
-                                   unet=loaded.unet,
+    pipe = StableDiffusionPipeline(**loaded.components(),
                                    scheduler=EulerDiscreteScheduler.from_config(loaded.scheduler_config),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
@@ -91,7 +91,7 @@ def test_lora_for_another_family_fails_naming_the_node(shared_engine):
     workflow = _with_loras([("tiny-sdxl-kohya.safetensors", 1.0, 1.0)])
     result = shared_engine.run(workflow, outputs=["sampler"])
     assert result.status == "failed"
-    assert result.error.node == "lora0"
+    assert (result.error.node, result.error.input, result.error.code) == ("lora0", "name", "wrong_lora")
     assert "another model family" in result.error.message
 
 

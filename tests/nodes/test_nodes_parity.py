@@ -36,11 +36,9 @@ def _loaded(folder):
 def _pipeline(folder, scheduler):
     """A pipeline over components loaded once per module (schedulers are fresh each time)."""
     loaded = _loaded(folder)
-    parts = dict(vae=loaded.vae, text_encoder=loaded.text_encoder, tokenizer=loaded.tokenizer, unet=loaded.unet,
-                 scheduler=scheduler(loaded.scheduler_config))
-    if loaded.family == "sdxl":
-        pipe = StableDiffusionXLPipeline(**parts, text_encoder_2=loaded.text_encoder_2,
-                                         tokenizer_2=loaded.tokenizer_2)
+    parts = dict(**loaded.components(), scheduler=scheduler(loaded.scheduler_config))
+    if loaded.family.name == "sdxl":
+        pipe = StableDiffusionXLPipeline(**parts)
     else:
         pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
@@ -102,8 +100,7 @@ def test_samplers_equal_their_diffusers_scheduler(shared_engine, gouache_home, s
 def test_denoise_equals_img2img_strength(shared_engine, gouache_home):
     start = torch.randn(1, 4, LATENT_SIDE, LATENT_SIDE, generator=torch.Generator().manual_seed(7))
     loaded = _loaded(gouache_home / "models/checkpoints/tiny-sd1")
-    pipe = StableDiffusionImg2ImgPipeline(vae=loaded.vae, text_encoder=loaded.text_encoder, tokenizer=loaded.tokenizer,
-                                          unet=loaded.unet,
+    pipe = StableDiffusionImg2ImgPipeline(**loaded.components(),
                                           scheduler=EulerDiscreteScheduler.from_config(loaded.scheduler_config),
                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)

@@ -62,8 +62,7 @@ def test_encoding_equals_diffusers_encode_prompt(shared_engine, gouache_home):
     from gouache.nodes.models import load_checkpoint
 
     loaded = load_checkpoint(gouache_home / "models/checkpoints/tiny-sd1")
-    pipe = StableDiffusionPipeline(vae=loaded.vae, text_encoder=loaded.text_encoder, tokenizer=loaded.tokenizer,
-                                   unet=loaded.unet, scheduler=None, safety_checker=None, feature_extractor=None,
+    pipe = StableDiffusionPipeline(**loaded.components(), scheduler=None, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     with torch.no_grad():
         expected, _ = pipe.encode_prompt(PROMPT, "cpu", 1, False)

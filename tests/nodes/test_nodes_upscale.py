@@ -40,4 +40,5 @@ def test_upscaler_loader_rejects_a_file_that_is_no_model(shared_engine, gouache_
     workflow["nodes"]["upscaler"]["inputs"]["name"] = "broken.safetensors"
     result = shared_engine.run(workflow, outputs=["upscale"])
     assert result.status == "failed" and result.error.node == "upscaler"
-    assert result.error.message.startswith("ValueError: name:")
+    assert (result.error.input, result.error.code) == ("name", "unreadable")
+    assert result.error.message.startswith("broken.safetensors: spandrel cannot load it")

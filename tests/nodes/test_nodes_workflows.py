@@ -110,7 +110,8 @@ def test_sampler_does_not_mutate_its_inputs(shared_engine):
 def test_a_schedule_the_sampler_cannot_follow_names_the_input(shared_engine):
     result = shared_engine.run(text_to_image(sampler="ddim", scheduler="karras"), outputs=["sampler"])
     assert result.status == "failed" and result.error.node == "sampler"
-    assert "scheduler: sampler 'ddim' cannot follow the 'karras' schedule" in result.error.message
+    assert (result.error.input, result.error.code) == ("scheduler", "unsupported_combination")
+    assert "sampler 'ddim' cannot follow the 'karras' schedule" in result.error.message
 
 
 def test_noise_mask_keeps_the_unmasked_latent(shared_engine, gouache_home):
@@ -148,7 +149,7 @@ def test_noise_mask_keeps_the_unmasked_latent(shared_engine, gouache_home):
     ("a green star on a white background", 15, ("green", "star", "white", None)),
 ])
 def test_the_main_command_draws_what_the_prompt_asks_where_it_asks(tmp_path, prompt, seed, expected):
-    from gouache.engine.cli import main
+    from gouache.cli.main import main
     from gouache.nodes.embedded import checker
 
     out = tmp_path / "out"

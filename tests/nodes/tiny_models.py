@@ -17,7 +17,6 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from gouache.nodes.models import diffusers_to_original, load_checkpoint, shipped_config_dir
-from gouache.nodes.models.families import Family
 
 VAE_CONFIG = {
     "block_out_channels": [8, 16],
@@ -46,7 +45,7 @@ def _text_config(hidden: int, *, act: str, projection: int | None = None) -> CLI
     )
 
 
-UNET_CONFIGS: dict[Family, dict] = {
+UNET_CONFIGS: dict[str, dict] = {
     # SD 1.x shape: attention in all but the last block, conv projections; layers_per_block 1 like gouache-tiny.
     "sd1": {
         "block_out_channels": [8, 8, 16],
@@ -94,7 +93,7 @@ def _jitter(*modules: torch.nn.Module, seed: int) -> None:
                 parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
 
 
-def _copy_shipped(family: Family, folder: Path, names: list[str]) -> None:
+def _copy_shipped(family: str, folder: Path, names: list[str]) -> None:
     source = shipped_config_dir(family)
     for name in names:
         target = folder / name
@@ -102,7 +101,7 @@ def _copy_shipped(family: Family, folder: Path, names: list[str]) -> None:
         shutil.copyfile(source / name, target)
 
 
-def build_diffusers_folder(family: Family, folder: Path, seed: int = 0) -> Path:
+def build_diffusers_folder(family: str, folder: Path, seed: int = 0) -> Path:
     """Write a tiny random ``family`` model as a diffusers folder at ``folder`` and return it."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(sample_size=8, norm_num_groups=4, **UNET_CONFIGS[family])
@@ -129,8 +128,9 @@ def build_diffusers_folder(family: Family, folder: Path, seed: int = 0) -> Path:
 def write_single_file(folder: Path, target: Path) -> Path:
     """Write the model in diffusers ``folder`` to ``target`` (``.safetensors`` or ``.ckpt``) in original layout."""
     loaded = load_checkpoint(folder)
+    parts = loaded.components()
     state_dict = diffusers_to_original(
-        loaded.unet, loaded.vae, loaded.text_encoder, loaded.text_encoder_2, family=loaded.family
+        parts["unet"], parts["vae"], parts["text_encoder"], parts.get("text_encoder_2"), family=loaded.family
     )
     state_dict = {key: value.contiguous().clone() for key, value in state_dict.items()}
     if target.suffix == ".safetensors":

@@ -13,8 +13,8 @@ from gouache.nodes.models import ModelLoadError, detect_checkpoint, detect_famil
 @pytest.mark.parametrize("name", ["tiny_sd1", "tiny_sd2", "tiny_sdxl"])
 def test_single_files_and_folders_are_recognised(name: str, request: pytest.FixtureRequest) -> None:
     model = request.getfixturevalue(name)
-    assert detect_family(read_state_dict(model.safetensors)) == model.family
-    assert detect_folder(model.folder).family == model.family
+    assert detect_family(read_state_dict(model.safetensors)).name == model.family
+    assert detect_folder(model.folder).family.name == model.family
 
 
 def test_folder_prediction_type_comes_from_its_scheduler(tiny_sd1, tiny_sd2) -> None:
@@ -40,7 +40,7 @@ def _sd2_keys() -> dict[str, torch.Tensor]:
 )
 def test_sd2_prediction_type_follows_the_documented_name_rule(name: str, expected: str) -> None:
     detection = detect_checkpoint(_sd2_keys(), Path(name))
-    assert (detection.family, detection.prediction_type, detection.explicit) == ("sd2", expected, False)
+    assert (detection.family.name, detection.prediction_type, detection.explicit) == ("sd2", expected, False)
 
 
 def test_v_pred_key_and_sidecar_yaml_are_explicit(tmp_path: Path) -> None:
@@ -56,8 +56,8 @@ def test_v_pred_key_and_sidecar_yaml_are_explicit(tmp_path: Path) -> None:
 
 def test_unet_width_decides_when_the_text_encoder_is_absent() -> None:
     key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
-    assert detect_family({key: torch.zeros(320, 768)}) == "sd1"
-    assert detect_family({key: torch.zeros(320, 1024)}) == "sd2"
+    assert detect_family({key: torch.zeros(320, 768)}).name == "sd1"
+    assert detect_family({key: torch.zeros(320, 1024)}).name == "sd2"
 
 
 @pytest.mark.parametrize(

@@ -1,25 +1,21 @@
 """Tell which model family a checkpoint belongs to, and whether it predicts noise or velocity.
 
-Families are told apart by where the text encoders live, which is what the original training code
-(CompVis LDM, Stability's SGM) wrote, so block counts and widths do not matter and tiny test models
-are recognised like the real ones:
+Everything family-specific comes from the descriptions in ``gouache.nodes.families``. Families are
+told apart by where their text encoders live in an original-layout file (what the CompVis LDM and
+Stability SGM training code wrote), so block counts and widths do not matter and tiny test models
+are recognised like the real ones: the family all of whose encoder prefixes are present, the one
+with the most encoders winning (SDXL's first encoder is SD 1.x's CLIP-L under another prefix).
+Files without a text encoder fall back on the denoiser's cross-attention width (``context_width``).
 
-* ``sd1``:  ``cond_stage_model.transformer.*`` (transformers CLIP-L layout)
-* ``sd2``:  ``cond_stage_model.model.*`` (OpenCLIP ViT-H layout)
-* ``sdxl``: ``conditioner.embedders.1.model.*`` (OpenCLIP bigG) with ``label_emb`` in the UNet
-
-Files without a text encoder fall back on the UNet's cross-attention width (768, 1024, 2048).
-
-The prediction type cannot be read from the weights; the rule, first match wins:
+The prediction type cannot always be read from the weights; the rule, first match wins:
 
 1. a ``v_pred`` key in the state dict (the marker ComfyUI and several v-prediction fine-tunes write)
    means ``v_prediction``;
 2. a sidecar ``<checkpoint stem>.yaml`` (the A1111 convention) decides through
    ``model.params.parameterization`` (``"v"`` means ``v_prediction``, absent means ``epsilon``);
-3. for SD 2.x, a file name that mentions ``512`` or ``base`` but not ``768`` is the 512 px
-   epsilon model (``v2-1_512-ema-pruned``, ``sd2-base``); any other SD 2.x file is taken to be the
-   768 px v-prediction model, the flagship of both 2.0 and 2.1;
-4. SD 1.x and SDXL base are ``epsilon``.
+3. the family's ``prediction_by_name`` patterns on the file name (SD 2.x: a name that mentions
+   ``512`` or ``base`` but not ``768`` is the 512 px epsilon model);
+4. the family's default, the first of its ``prediction_types``.
 
 Callers can always override it (``load_checkpoint(..., prediction_type=...)``).
 """
@@ -32,27 +28,20 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import yaml
 
+from gouache.nodes.families import FAMILIES, UNET_PREFIX, Family, PredictionType
+
 from .errors import ModelLoadError
 
-Family = Literal["sd1", "sd2", "sdxl"]
-PredictionType = Literal["epsilon", "v_prediction"]
-FAMILIES: tuple[Family, ...] = ("sd1", "sd2", "sdxl")
 PREDICTION_TYPES: tuple[PredictionType, ...] = ("epsilon", "v_prediction")
 
-UNET_PREFIX = "model.diffusion_model."
-# Where each family's text encoders sit in an original-layout file.
-TEXT_ENCODER_PREFIXES: dict[Family, tuple[str, ...]] = {
-    "sd1": ("cond_stage_model.transformer.",),
-    "sd2": ("cond_stage_model.model.",),
-    "sdxl": ("conditioner.embedders.0.transformer.", "conditioner.embedders.1.model."),
+# Files gouache recognises but does not load, by a key prefix only they have, and what to say.
+_REFUSED_PREFIXES = {
+    "conditioner.embedders.0.model.": "SDXL refiner checkpoints are not supported; use an SDXL base checkpoint",
 }
-_SDXL_REFINER_PREFIX = "conditioner.embedders.0.model."
-_CONTEXT_WIDTH_FAMILY: dict[int, Family] = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +53,7 @@ class Detection:
     """
 
     family: Family
-    prediction_type: PredictionType
+    prediction_type: str
     reason: str
     explicit: bool = False
 
@@ -91,6 +80,12 @@ def _context_width(state_dict: Mapping[str, torch.Tensor]) -> int | None:
     return None
 
 
+def _encoder_match(state_dict: Mapping[str, object], family: Family) -> int:
+    """How many of ``family``'s encoders the file holds, or 0 unless it holds every one."""
+    prefixes = family.encoder_prefixes
+    return len(prefixes) if prefixes and all(_has_prefix(state_dict, p) for p in prefixes) else 0
+
+
 def detect_family(state_dict: Mapping[str, torch.Tensor]) -> Family:
     """Return the family of an original-layout (LDM/SGM) state dict, or raise ``ModelLoadError``."""
     if not _has_prefix(state_dict, UNET_PREFIX):
@@ -98,25 +93,27 @@ def detect_family(state_dict: Mapping[str, torch.Tensor]) -> Family:
             f"not a full Stable Diffusion checkpoint: no UNet weights ({UNET_PREFIX}*); found "
             f"{describe_keys(state_dict)}. LoRAs, VAEs and embeddings go in their own model folders."
         )
-    if _has_prefix(state_dict, _SDXL_REFINER_PREFIX):
-        raise ModelLoadError("SDXL refiner checkpoints are not supported; use an SDXL base checkpoint")
-    if _has_prefix(state_dict, TEXT_ENCODER_PREFIXES["sdxl"][1]):
-        if f"{UNET_PREFIX}label_emb.0.0.weight" not in state_dict:
+    for prefix, refusal in _REFUSED_PREFIXES.items():
+        if _has_prefix(state_dict, prefix):
+            raise ModelLoadError(refusal)
+    matches = {family.name: _encoder_match(state_dict, family) for family in FAMILIES.values()}
+    best = max(matches, key=lambda name: matches[name])
+    if matches[best]:
+        family = FAMILIES[best]
+        if family.size_conditioning and f"{UNET_PREFIX}label_emb.0.0.weight" not in state_dict:
             raise ModelLoadError(
-                "checkpoint has SDXL's second text encoder but its UNet lacks label_emb (the size and "
+                f"checkpoint has {family.label}'s text encoders but its UNet lacks label_emb (the size and "
                 f"pooled-text embedding); found {describe_keys(state_dict)}"
             )
-        return "sdxl"
-    if _has_prefix(state_dict, TEXT_ENCODER_PREFIXES["sd2"][0]):
-        return "sd2"
-    if _has_prefix(state_dict, TEXT_ENCODER_PREFIXES["sd1"][0]):
-        return "sd1"
+        return family
     width = _context_width(state_dict)
-    if width in _CONTEXT_WIDTH_FAMILY:
-        return _CONTEXT_WIDTH_FAMILY[width]
+    for family in FAMILIES.values():
+        if width is not None and family.context_width == width:
+            return family
+    known = ", ".join(f"{f.context_width} {f.label}" for f in FAMILIES.values() if f.context_width)
     raise ModelLoadError(
-        "unknown checkpoint layout: no text encoder under cond_stage_model.* or conditioner.embedders.*, "
-        f"and a cross-attention width of {width} matches no known family (768 SD1, 1024 SD2, 2048 SDXL); "
+        "unknown checkpoint layout: no text encoder where a known family keeps it, "
+        f"and a cross-attention width of {width} matches no known family ({known}); "
         f"found {describe_keys(state_dict)}"
     )
 
@@ -144,12 +141,12 @@ def detect_prediction_type(
         from_yaml = _sidecar_parameterization(Path(path))
         if from_yaml is not None:
             return Detection(family, from_yaml, f"{Path(path).with_suffix('.yaml').name} says so", explicit=True)
-    if family != "sd2":
-        return Detection(family, "epsilon", f"{family} models predict noise")
     name = Path(path).name.lower() if path is not None else ""
-    if re.search(r"512|base", name) and "768" not in name:
-        return Detection(family, "epsilon", "SD 2.x file named as the 512 px base model")
-    return Detection(family, "v_prediction", "SD 2.x defaults to the 768 px v-prediction model")
+    for pattern, prediction in family.prediction_by_name:
+        if name and re.search(pattern, name):
+            return Detection(family, prediction, f"{family.label} file named as a {prediction} model")
+    default = family.prediction_types[0]
+    return Detection(family, default, f"{family.label} models default to {default}")
 
 
 def detect_checkpoint(state_dict: Mapping[str, torch.Tensor], path: Path | None = None) -> Detection:
@@ -169,31 +166,37 @@ def _read_json(path: Path) -> dict:
 def detect_folder(folder: Path) -> Detection:
     """Detect family and prediction type of a diffusers folder from its ``model_index.json`` and configs.
 
-    ``StableDiffusionXLPipeline`` is ``sdxl``. For ``StableDiffusionPipeline`` a cross-attention width of
-    768 means ``sd1`` and 1024 ``sd2``; other (custom, tiny) widths count as ``sd2`` when the UNet uses
-    linear projections in its transformers, as SD 2.x does, and ``sd1`` otherwise. The prediction type is
-    the scheduler config's.
+    The pipeline class names the candidate families. Several families share one pipeline class
+    (``StableDiffusionPipeline`` is SD 1.x and 2.x): the denoiser's cross-attention width decides, and
+    for custom (tiny) widths whether its transformers use linear projections (``linear_projection``:
+    SD 2.x's do, SD 1.x's don't). The prediction type is the scheduler config's.
     """
     folder = Path(folder)
     index = _read_json(folder / "model_index.json")
     pipeline = index.get("_class_name")
-    unet = _read_json(folder / "unet" / "config.json")
-    if pipeline == "StableDiffusionXLPipeline":
-        family: Family = "sdxl"
-    elif pipeline == "StableDiffusionPipeline":
-        width = unet.get("cross_attention_dim")
-        if width in (768, 1024):
-            family = _CONTEXT_WIDTH_FAMILY[width]
-        else:
-            family = "sd2" if unet.get("use_linear_projection") else "sd1"
-    else:
+    candidates = [family for family in FAMILIES.values() if pipeline in family.pipelines]
+    if not candidates:
+        known = sorted({name for family in FAMILIES.values() for name in family.pipelines})
         raise ModelLoadError(
-            f"{folder / 'model_index.json'}: pipeline {pipeline!r} is not supported; expected "
-            "StableDiffusionPipeline or StableDiffusionXLPipeline"
+            f"{folder / 'model_index.json'}: pipeline {pipeline!r} is not supported; expected one of {', '.join(known)}"
         )
+    family = candidates[0]
+    if len(candidates) > 1:
+        slot = candidates[0].denoiser_slot
+        denoiser = _read_json(folder / slot / "config.json")
+        width = denoiser.get("cross_attention_dim")
+        by_width = [f for f in candidates if f.context_width == width]
+        if by_width:
+            family = by_width[0]
+        else:
+            linear = bool(denoiser.get("use_linear_projection"))
+            family = next((f for f in candidates if f.linear_projection == linear), candidates[0])
     scheduler_path = folder / "scheduler" / "scheduler_config.json"
     scheduler = _read_json(scheduler_path) if scheduler_path.is_file() else {}
-    prediction = scheduler.get("prediction_type", "epsilon")
-    if prediction not in PREDICTION_TYPES:
-        raise ModelLoadError(f"{scheduler_path}: prediction_type {prediction!r} is not one of {PREDICTION_TYPES}")
+    prediction = scheduler.get("prediction_type", family.prediction_types[0])
+    if prediction not in family.prediction_types:
+        raise ModelLoadError(
+            f"{scheduler_path}: prediction_type {prediction!r} is not one of {family.label}'s: "
+            f"{', '.join(family.prediction_types)}"
+        )
     return Detection(family, prediction, "the folder's scheduler config says so", explicit=True)
