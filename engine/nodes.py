@@ -14,7 +14,11 @@ A node type is a subclass of :class:`Node`::
             return {"image": blur(image, radius)}
 
 Its docstring is its description. ``run`` receives every declared input as a keyword argument and
-returns a dict with exactly the declared outputs. Nodes never mutate their inputs.
+returns a dict with exactly the declared outputs; its parameters must name exactly the declared
+inputs (or take ``**inputs``), which the registry checks. Rules across inputs go in ``check``, which
+validation calls on the typed-in values, so a workflow that breaks them fails before anything runs.
+A value that turns out unusable at run time is reported with ``raise InputError(input, message)``.
+Nodes never mutate their inputs.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from gouache.engine.sockets import LITERAL_TYPES
 
 if TYPE_CHECKING:
     from gouache.engine.context import RunContext
+    from gouache.engine.problems import InputError
 
 
 class CachePolicy(str, enum.Enum):
@@ -53,9 +58,12 @@ class Input(BaseModel):
     """May be left unset; ``run`` then gets ``default`` (``None`` when there is none)."""
     link: Literal["either", "wire", "widget"] = "either"
     """``wire``: only a link may feed it; ``widget``: only a typed-in value; ``either``: both."""
-    min: float | None = None
-    max: float | None = None
-    step: float | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    """Bounds, inclusive; kept as given, so an INT bound such as 2**64 - 1 stays exact."""
+    step: int | float | None = None
+    """For an INT input, values must be ``min`` (or 0) plus a multiple of ``step``; for a FLOAT input
+    it is the editor's increment only (typed-in values between steps are accepted)."""
     choices: tuple[Any, ...] | None = None
     choices_from: str | None = None
     """A model folder kind (e.g. ``checkpoints``): the choices are the models found there now."""
@@ -68,8 +76,8 @@ class Input(BaseModel):
     """The editor offers an upload button for this kind of file (``image``)."""
     description: str = ""
 
-    def __init__(self, name: str, type: str, /, **kwargs: Any) -> None:
-        super().__init__(name=name, type=type, **kwargs)
+    def __init__(self, name: str | None = None, type: str | None = None, /, **kwargs: Any) -> None:
+        super().__init__(**_by_keyword(name, type, kwargs))
 
     @property
     def accepts_literal(self) -> bool:
@@ -87,6 +95,15 @@ class Input(BaseModel):
         return self.optional or self.default is not None
 
 
+def _by_keyword(name: str | None, type: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    # Node authors write Input("seed", "INT"); pydantic reading /api/nodes JSON back passes keywords.
+    if name is not None:
+        kwargs["name"] = name
+    if type is not None:
+        kwargs["type"] = type
+    return kwargs
+
+
 class Output(BaseModel):
     """One named output of a node type."""
 
@@ -96,8 +113,8 @@ class Output(BaseModel):
     type: str
     description: str = ""
 
-    def __init__(self, name: str, type: str, /, **kwargs: Any) -> None:
-        super().__init__(name=name, type=type, **kwargs)
+    def __init__(self, name: str | None = None, type: str | None = None, /, **kwargs: Any) -> None:
+        super().__init__(**_by_keyword(name, type, kwargs))
 
 
 class NodeInfo(BaseModel):
@@ -131,6 +148,14 @@ class Node:
     def run(self, ctx: RunContext, **inputs: Any) -> dict[str, Any]:
         """Compute the outputs from the inputs."""
         raise NotImplementedError(f"{type(self).__name__} does not define run()")
+
+    def check(self, values: dict[str, Any]) -> list[InputError]:
+        """Problems with the typed-in ``values`` taken together (linked inputs are absent).
+
+        Validation calls it once every single value has passed its own checks; return one
+        :class:`InputError` per problem (every one at once), or nothing. It must be cheap and pure.
+        """
+        return []
 
     def fingerprint(self, ctx: RunContext, **inputs: Any) -> str:
         """Identify the external state this node reads (``CachePolicy.FINGERPRINT`` only)."""

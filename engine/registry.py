@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import keyword
 from dataclasses import dataclass, field
 
@@ -19,6 +20,32 @@ class DefinitionError(ValueError):
         self.problems = problems
         listed = "; ".join(problems)
         super().__init__(f"pack {pack!r}, node {node!r}: {listed}")
+
+
+def _signature_problems(method: object, name: str, declared: list[str], *, every: bool) -> list[str]:
+    """Check that ``method(self, ctx, ...)`` names declared inputs only, and (``every``) all of them."""
+    try:
+        signature = inspect.signature(method)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return [f"{name}(): its signature cannot be read"]
+    params = list(signature.parameters.values())[1:]  # self
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        return [f"{name}() must take the run context first: def {name}(self, ctx, ...)"]
+    rest = params[1:]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in rest)
+    named = [p.name for p in rest if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    problems = []
+    extra = [p for p in named if p not in declared]
+    if extra:
+        problems.append(f"{name}() takes {', '.join(extra)}, which {'is' if len(extra) == 1 else 'are'} not a declared "
+                        f"input; declare {'it' if len(extra) == 1 else 'them'} in inputs or remove the parameter")
+    missing = [d for d in declared if d not in named]
+    if every and missing and not takes_any:
+        problems.append(f"{name}() has no parameter for the declared input(s) {', '.join(missing)}; "
+                        "add them, or take **inputs")
+    if any(p.kind is p.VAR_POSITIONAL for p in rest):
+        problems.append(f"{name}() takes *args; inputs arrive by name, so take them as named parameters")
+    return problems
 
 
 def _is_name(text: object) -> bool:
@@ -64,10 +91,15 @@ class Registry:
             problems.append(f"version must be a positive integer, got {node_class.version!r}")
         if not (node_class.__doc__ or "").strip():
             problems.append("the class has no docstring; it is the node's description")
+        declared = [spec.name for spec in node_class.inputs]
         if node_class.run is Node.run:
             problems.append("run() is not defined")
+        else:
+            problems += _signature_problems(node_class.run, "run", declared, every=True)
         if node_class.cache is CachePolicy.FINGERPRINT and node_class.fingerprint is Node.fingerprint:
             problems.append("cache is FINGERPRINT but fingerprint() is not defined")
+        elif node_class.fingerprint is not Node.fingerprint:
+            problems += _signature_problems(node_class.fingerprint, "fingerprint", declared, every=False)
         seen: set[str] = set()
         for spec in node_class.inputs:
             where = f"input {spec.name!r}"
@@ -86,6 +118,8 @@ class Registry:
                 problems.append(f"{where}: only an INT input can be a seed")
             if spec.multiline and spec.type != "STRING":
                 problems.append(f"{where}: only a STRING input can be multiline")
+            if spec.step is not None and (spec.step <= 0 or (spec.type == "INT" and not float(spec.step).is_integer())):
+                problems.append(f"{where}: step must be above 0 (and whole for an INT input), got {spec.step!r}")
             if spec.default is not None:
                 _, problem = check_value(spec, spec.default)
                 if problem is not None:

@@ -10,7 +10,7 @@ from typing import Any
 import networkx as nx
 
 from gouache.engine.nodes import Node
-from gouache.engine.problems import Problem
+from gouache.engine.problems import InputError, Problem
 from gouache.engine.registry import Registry
 from gouache.engine.values import check_value
 from gouache.engine.workflow import Link, Workflow
@@ -112,6 +112,8 @@ def validate(workflow: Workflow, registry: Registry,
                 problems.append(Problem(node_id, name, problem.code, f"{where}: {problem.message}"))
                 continue
             literals[name] = checked
+        if not any(problem.node == node_id for problem in problems):
+            problems.extend(_cross_input_problems(node_id, entry.type, node_class, literals, links))
         nodes[node_id] = ValidNode(node_id, node_class, literals, links)
 
     order: list[str] = []
@@ -122,6 +124,26 @@ def validate(workflow: Workflow, registry: Registry,
     if problems or len(nodes) != len(workflow.nodes):
         return None, problems
     return ValidWorkflow(workflow, nodes, graph, order), problems
+
+
+def _cross_input_problems(node_id: str, type_name: str, node_class: type[Node], literals: dict[str, Any],
+                          links: dict[str, tuple[str, str]]) -> list[Problem]:
+    """The node's own ``check`` of its typed-in values taken together, as problems."""
+    values = {name: value for name, value in literals.items() if name not in links}
+    try:
+        found = list(node_class().check(values) or [])
+    except Exception as error:  # a bug in the pack's check must not hide the other problems
+        return [Problem(node_id, None, "check_failed",
+                        f"node {node_id!r} ({type_name}): its check() failed: {type(error).__name__}: {error}")]
+    problems = []
+    for error in found:
+        if not isinstance(error, InputError):
+            problems.append(Problem(node_id, None, "check_failed",
+                                    f"node {node_id!r} ({type_name}): check() returned {error!r}, not an InputError"))
+            continue
+        problems.append(Problem(node_id, error.input, error.code,
+                                f"node {node_id!r} ({type_name}) input {error.input!r}: {error.message}"))
+    return problems
 
 
 @lru_cache(maxsize=4096)

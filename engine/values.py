@@ -32,6 +32,11 @@ def _type_problem(spec: Input, value: Any) -> ValueProblem | None:
     return None
 
 
+def _number(value: float) -> str:
+    """A bound as people write it: whole numbers without a decimal point, exactly."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def check_value(spec: Input, value: Any) -> tuple[Any, ValueProblem | None]:
     """Return the value as the node receives it (INT widened to FLOAT) and the problem, if any."""
     problem = _type_problem(spec, value)
@@ -43,9 +48,15 @@ def check_value(spec: Input, value: Any) -> tuple[Any, ValueProblem | None]:
         return value, ValueProblem("not_a_choice", f"{value!r} is not one of the choices: {shown}{more}")
     if spec.type in ("INT", "FLOAT"):
         if spec.min is not None and value < spec.min:
-            return value, ValueProblem("out_of_range", f"{value!r} is below the minimum {spec.min:g}")
+            return value, ValueProblem("out_of_range", f"{value!r} is below the minimum {_number(spec.min)}")
         if spec.max is not None and value > spec.max:
-            return value, ValueProblem("out_of_range", f"{value!r} is above the maximum {spec.max:g}")
+            return value, ValueProblem("out_of_range", f"{value!r} is above the maximum {_number(spec.max)}")
+        if spec.type == "INT" and spec.step:
+            base = spec.min if spec.min is not None else 0
+            if (value - base) % spec.step:
+                where = f"a multiple of {_number(spec.step)}" if base % spec.step == 0 else \
+                    f"{_number(base)} plus a multiple of {_number(spec.step)}"
+                return value, ValueProblem("not_a_multiple", f"{value!r} is not {where}")
         if spec.type == "FLOAT":
             value = float(value)
     return value, None

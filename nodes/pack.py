@@ -214,6 +214,12 @@ class Sampler(Node):
     ]
     outputs = [Output("latent", "LATENT")]
 
+    def check(self, values):
+        from gouache.nodes.schedulers import combination_problem
+
+        problem = combination_problem(values.get("sampler_name", "euler"), values.get("scheduler", "normal"))
+        return [problem] if problem else []
+
     def run(self, ctx, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, denoise):
         from gouache.nodes.sampling import SampleSettings, sample
 

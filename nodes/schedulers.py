@@ -73,10 +73,31 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 }
 
 
+_SIGMA_SCHEDULES = ("karras", "exponential", "beta")
+UNSUPPORTED_SCHEDULES: dict[str, tuple[str, ...]] = {
+    "euler_ancestral": _SIGMA_SCHEDULES, "ddim": _SIGMA_SCHEDULES, "ddpm": _SIGMA_SCHEDULES, "lcm": _SIGMA_SCHEDULES,
+}
+"""Schedules a sampler's diffusers class has no flag for, written out so validation needs no diffusers
+import; a test checks it against the classes' signatures (``schedules_from_diffusers``)."""
+
+
 def supported_schedules(sampler: str) -> list[str]:
-    """The schedules ``sampler``'s class can follow."""
+    """The schedules ``sampler`` can follow."""
+    return [name for name in SCHEDULES if name not in UNSUPPORTED_SCHEDULES.get(sampler, ())]
+
+
+def schedules_from_diffusers(sampler: str) -> list[str]:
+    """The schedules ``sampler``'s diffusers class has every config flag for (imports diffusers)."""
     params = _params(SAMPLERS[sampler][0])
     return [name for name, flags in SCHEDULES.items() if all(flag in params for flag in flags)]
+
+
+def combination_problem(sampler: str, schedule: str) -> InputError | None:
+    """Why ``sampler`` cannot follow ``schedule``, naming the ``scheduler`` input; ``None`` if it can."""
+    if sampler in SAMPLERS and schedule in SCHEDULES and schedule not in supported_schedules(sampler):
+        return InputError("scheduler", f"sampler {sampler!r} cannot follow the {schedule!r} schedule; "
+                                       f"it takes: {', '.join(supported_schedules(sampler))}", "unsupported_combination")
+    return None
 
 
 def _params(class_name: str) -> set[str]:
@@ -95,13 +116,12 @@ def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, see
     if schedule not in SCHEDULES:
         raise InputError("scheduler", f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}",
                          "not_a_choice")
+    problem = combination_problem(sampler, schedule)
+    if problem is not None:
+        raise problem
     class_name, options = SAMPLERS[sampler]
     params = _params(class_name)
     flags = SCHEDULES[schedule]
-    missing = [flag for flag in flags if flag not in params]
-    if missing:
-        raise InputError("scheduler", f"sampler {sampler!r} cannot follow the {schedule!r} schedule; "
-                         f"it takes: {', '.join(supported_schedules(sampler))}", "unsupported_combination")
     overrides = {flag: False for flag in _SIGMA_FLAGS if flag in params}
     overrides.update(options)
     overrides.update(flags)

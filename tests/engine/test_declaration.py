@@ -19,6 +19,12 @@ def make(name="Thing", inputs=(), outputs=(Output("x", "FLOAT"),), doc="A thing.
     return type(name, (Node,), namespace)
 
 
+def with_run(run, inputs) -> type[Node]:
+    """A node class whose ``run`` is ``run``, to test the signature checks."""
+    return type("Thing", (Node,), {"type_name": "Thing", "inputs": list(inputs), "outputs": [Output("x", "FLOAT")],
+                                   "__doc__": "A thing.", "run": run})
+
+
 def problems_of(node_class) -> str:
     registry = Registry()
     with pytest.raises(DefinitionError) as caught:
@@ -56,9 +62,32 @@ def test_a_valid_definition_registers_and_publishes_its_docstring():
     (make(name=""), "type_name is empty"),
     (make(version=0), "version must be a positive integer"),
     (type("NoRun", (Node,), {"type_name": "NoRun", "__doc__": "x"}), "run() is not defined"),
+    (make(inputs=[Input("n", "INT", step=0)]), "step must be above 0"),
+    (make(inputs=[Input("n", "INT", step=2.5)]), "step must be above 0 (and whole for an INT input)"),
+    (with_run(lambda self, ctx, n, extra: {"x": 1.0}, [Input("n", "INT")]), "takes extra, which is not a declared input"),
+    (with_run(lambda self, ctx: {"x": 1.0}, [Input("n", "INT"), Input("m", "INT")]),
+     "no parameter for the declared input(s) n, m; add them, or take **inputs"),
+    (with_run(lambda self, ctx, *args: {"x": 1.0}, []), "takes *args"),
+    (with_run(lambda self: {"x": 1.0}, []), "run() must take the run context first"),
 ])
 def test_bad_definitions_are_refused_with_the_reason(node_class, expected):
     assert expected in problems_of(node_class)
+
+
+def test_run_may_name_each_input_or_take_them_all():
+    registry = Registry()
+    registry.add_node(with_run(lambda self, ctx, n, m: {"x": 1.0}, [Input("n", "INT"), Input("m", "INT")]), "p")
+    registry = Registry()
+    registry.add_node(with_run(lambda self, ctx, n, **rest: {"x": 1.0}, [Input("n", "INT"), Input("m", "INT")]), "p")
+
+
+def test_fingerprint_may_take_some_inputs_but_names_only_declared_ones():
+    from gouache.engine import CachePolicy
+
+    good = make(inputs=[Input("n", "INT")], cache=CachePolicy.FINGERPRINT, fingerprint=lambda self, ctx, n: "k")
+    Registry().add_node(good, "p")
+    bad = make(inputs=[Input("n", "INT")], cache=CachePolicy.FINGERPRINT, fingerprint=lambda self, ctx, path: "k")
+    assert "fingerprint() takes path, which is not a declared input" in problems_of(bad)
 
 
 def test_a_fingerprint_node_must_define_fingerprint():

@@ -40,6 +40,8 @@ CASES = [
     ("literal_not_allowed", "s", "x", wf(s={"type": "Scale", "inputs": {"x": 2.0}}), "takes a FLOAT from a link"),
     ("cycle", "p", "a", wf(p={"type": "Add", "inputs": {"a": {"node": "q", "output": "sum"}}}, q={"type": "Add", "inputs": {"a": {"node": "p", "output": "sum"}}}), "closes a cycle"),
     ("invalid_node", "x", None, wf(x={"type": "Number", "colour": "red"}), "node 'x'"),
+    ("not_a_multiple", "s", "stop", wf(s={"type": "Span", "inputs": {"stop": 130}}), "130 is not a multiple of 8"),
+    ("below_start", "s", "stop", wf(s={"type": "Span", "inputs": {"start": 20, "stop": 16}}), "input 'stop': must not be below start (20)"),
 ]
 
 
@@ -51,6 +53,41 @@ def test_each_error_code_names_its_node_and_input(engine, code, node, input_name
     assert repr(node) in problem.message
     if input_name:
         assert repr(input_name) in problem.message
+
+
+def test_cross_input_checks_report_every_problem_and_see_only_typed_in_values(engine):
+    valid, problems = engine.check(wf(s={"type": "Span", "inputs": {"start": 20, "stop": 16, "unit": 0}}))
+    assert valid is None
+    assert {(p.node, p.input, p.code) for p in problems} == {("s", "stop", "below_start"), ("s", "unit", "zero")}
+    # A linked start is not known before the run: the check does not guess it.
+    linked = wf(i={"type": "Int", "inputs": {"value": 20}},
+                s={"type": "Span", "inputs": {"start": {"node": "i", "output": "value"}, "stop": 16}})
+    valid, problems = engine.check(linked)
+    assert valid is not None and problems == []
+
+
+def test_a_failing_check_is_a_problem_not_a_crash(engine, monkeypatch):
+    monkeypatch.setattr(engine.registry.get("Span"), "check", lambda self, values: 1 / 0)
+    problem = only_problem(engine, wf(s={"type": "Span"}))
+    assert (problem.node, problem.code) == ("s", "check_failed") and "ZeroDivisionError" in problem.message
+
+
+def test_integer_bounds_are_exact_even_past_float_precision():
+    from gouache.engine import Input
+    from gouache.engine.values import check_value
+
+    seed = Input("seed", "INT", min=0, max=2**64 - 1)
+    assert check_value(seed, 2**64 - 1)[1] is None
+    assert check_value(seed, 2**64)[1].message == "18446744073709551616 is above the maximum 18446744073709551615"
+
+
+def test_a_run_time_input_error_names_the_input(engine):
+    linked = wf(i={"type": "Int", "inputs": {"value": 0}},
+                s={"type": "Span", "inputs": {"unit": {"node": "i", "output": "value"}}})
+    result = engine.run(linked, outputs=["s"])
+    assert result.status == "failed"
+    assert (result.error.node, result.error.input, result.error.code) == ("s", "unit", "zero")
+    assert result.error.message == "must not be 0: a span is counted in units"
 
 
 def test_a_cycle_names_every_node_on_it(engine):

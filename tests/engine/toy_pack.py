@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gouache.engine import CachePolicy, Input, Node, Output, SocketType, hookimpl
+from gouache.engine import CachePolicy, Input, InputError, Node, Output, SocketType, hookimpl
 
 
 class Number(Node):
@@ -172,7 +172,30 @@ class ReadFile(Node):
             return {"text": handle.read()}
 
 
-NODES = [Number, Int, Add, Sum, Scale, Blob, BlobSize, Record, Fail, Clock, Slow, ReadFile]
+class Span(Node):
+    """The length of a span from ``start`` to ``stop``, counted in whole ``unit`` steps."""
+
+    type_name = "Span"
+    category = "toy"
+    inputs = [Input("start", "INT", default=0), Input("stop", "INT", default=8, min=0, max=4096, step=8),
+              Input("unit", "INT", default=1, min=0, max=64)]
+    outputs = [Output("length", "INT")]
+
+    def check(self, values):
+        problems = []
+        if "start" in values and "stop" in values and values["start"] > values["stop"]:
+            problems.append(InputError("stop", f"must not be below start ({values['start']})", "below_start"))
+        if values.get("unit") == 0:
+            problems.append(InputError("unit", "must not be 0: a span is counted in units", "zero"))
+        return problems
+
+    def run(self, ctx, start, stop, unit):
+        if unit == 0:
+            raise InputError("unit", "must not be 0: a span is counted in units", "zero")
+        return {"length": (stop - start) // unit}
+
+
+NODES = [Number, Int, Add, Sum, Scale, Blob, BlobSize, Record, Fail, Clock, Slow, ReadFile, Span]
 
 
 @hookimpl

@@ -107,11 +107,26 @@ def test_sampler_does_not_mutate_its_inputs(shared_engine):
     assert torch.count_nonzero(latent["samples"]) == 0 and set(latent) == {"samples"}
 
 
-def test_a_schedule_the_sampler_cannot_follow_names_the_input(shared_engine):
-    result = shared_engine.run(text_to_image(sampler="ddim", scheduler="karras"), outputs=["sampler"])
-    assert result.status == "failed" and result.error.node == "sampler"
-    assert (result.error.input, result.error.code) == ("scheduler", "unsupported_combination")
-    assert "sampler 'ddim' cannot follow the 'karras' schedule" in result.error.message
+def test_a_schedule_the_sampler_cannot_follow_is_refused_before_anything_runs(shared_engine):
+    valid, problems = shared_engine.check(text_to_image(sampler="ddim", scheduler="karras"))
+    assert valid is None
+    assert [(p.node, p.input, p.code) for p in problems] == [("sampler", "scheduler", "unsupported_combination")]
+    assert "sampler 'ddim' cannot follow the 'karras' schedule; it takes: normal, sgm_uniform" in problems[0].message
+
+
+def test_the_schedule_table_validation_reads_matches_diffusers():
+    from gouache.nodes.schedulers import SAMPLERS, schedules_from_diffusers, supported_schedules
+
+    for sampler in SAMPLERS:
+        assert supported_schedules(sampler) == schedules_from_diffusers(sampler), sampler
+
+
+def test_a_size_that_is_not_a_multiple_of_8_is_refused_before_anything_runs(shared_engine):
+    workflow = text_to_image()
+    workflow["nodes"]["latent"]["inputs"]["width"] = 130
+    valid, problems = shared_engine.check(workflow)
+    assert valid is None
+    assert [(p.node, p.input, p.code) for p in problems] == [("latent", "width", "not_a_multiple")]
 
 
 def test_noise_mask_keeps_the_unmasked_latent(shared_engine, gouache_home):
