@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from gouache.engine.sockets import LITERAL_TYPES
 
@@ -130,7 +130,7 @@ class NodeInfo(BaseModel):
     output_node: bool
     cache: CachePolicy
     deprecated: bool = False
-    extra: dict[str, Any] = Field(default_factory=dict)
+    """Kept so old workflows run; the editor no longer offers it for new graphs."""
 
 
 class Node:
@@ -144,6 +144,8 @@ class Node:
     output_node: ClassVar[bool] = False
     """A node wanted for its side effect (saving a file): runs are pruned to these by default."""
     cache: ClassVar[CachePolicy] = CachePolicy.DETERMINISTIC
+    deprecated: ClassVar[bool] = False
+    """Kept so old workflows run, but no longer offered for new graphs (say what replaces it in the docstring)."""
 
     def run(self, ctx: RunContext, **inputs: Any) -> dict[str, Any]:
         """Compute the outputs from the inputs."""
@@ -175,4 +177,5 @@ class Node:
             outputs=list(cls.outputs),
             output_node=cls.output_node,
             cache=cls.cache,
+            deprecated=cls.deprecated,
         )

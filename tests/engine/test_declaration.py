@@ -136,3 +136,10 @@ def test_plugins_can_add_socket_types_and_a_conflicting_redefinition_is_an_error
     assert "BLOB" in engine.registry.types
     conflict = next(report for report in engine.packs if report.name == "conflict")
     assert conflict.status == "error" and "BLOB" in conflict.error
+
+
+def test_a_deprecated_node_says_so_in_its_published_info():
+    registry = Registry()
+    registry.add_node(make(name="Old", deprecated=True), "p")
+    registry.add_node(make(name="New"), "p")
+    assert {info.type: info.deprecated for info in registry.infos()} == {"New": False, "Old": True}
