@@ -11,7 +11,7 @@ from gouache.engine.executor import RunResult
 from gouache.engine.hookspecs import hookimpl
 from gouache.engine.models import ModelEntry, ModelFolder
 from gouache.engine.nodes import CachePolicy, Input, Node, NodeInfo, Output
-from gouache.engine.plugins import PackReport, WebExtension
+from gouache.engine.packs import PackReport, WebExtension
 from gouache.engine.problems import InputError, NodeError, Problem, WorkflowInvalid
 from gouache.engine.registry import DefinitionError, Registry
 from gouache.engine.settings import Settings

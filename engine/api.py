@@ -11,7 +11,7 @@ from gouache.engine.context import Resources
 from gouache.engine.events import EventBus, Subscriber
 from gouache.engine.executor import Executor, RunResult, default_targets
 from gouache.engine.models import ModelIndex
-from gouache.engine.plugins import PackSource, entry_point_sources, load_packs, module_pack
+from gouache.engine.packs import PackSource, entry_point_sources, load_packs, module_pack
 from gouache.engine.problems import Problem, WorkflowInvalid
 from gouache.engine.settings import Settings
 from gouache.engine.validate import ValidWorkflow, validate

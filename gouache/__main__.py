@@ -1,5 +1,5 @@
 """Allow ``python -m gouache``."""
 
-from gouache.engine.cli import main
+from gouache.cli.main import main
 
 raise SystemExit(main())

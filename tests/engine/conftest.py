@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import toy_pack  # noqa: E402
-from engine_helpers import chain, subprocess_env  # noqa: E402,F401
+from engine_helpers import chain, make_toy_site, subprocess_env  # noqa: E402,F401
 
 from gouache.engine import Engine  # noqa: E402
 
@@ -31,18 +29,4 @@ def toy_site(tmp_path: Path) -> Path:
 
     Put it on PYTHONPATH (subprocesses) or sys.path to make ``Engine()`` find the pack.
     """
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "toy_pack.py").write_text(Path(toy_pack.__file__).read_text())
-    dist = site / "gouache_toy-1.2.3.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gouache-toy\nVersion: 1.2.3\n")
-    (dist / "entry_points.txt").write_text("[gouache]\ntoy = toy_pack\n")
-    broken = site / "gouache_broken-0.1.dist-info"
-    broken.mkdir()
-    (broken / "METADATA").write_text("Metadata-Version: 2.1\nName: gouache-broken\nVersion: 0.1\n")
-    (broken / "entry_points.txt").write_text("[gouache]\nbroken = broken_pack\n")
-    (site / "broken_pack.py").write_text(textwrap.dedent("""
-        raise ImportError("this pack needs a library that is not installed")
-    """))
-    return site
+    return make_toy_site(tmp_path / "site")

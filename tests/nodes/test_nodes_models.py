@@ -9,7 +9,7 @@ from gouache.nodes.folders import builtin_checkpoints, weights_dir
 
 
 def test_gouache_models_json_lists_every_kind_with_format_and_family(gouache_home, capsys):
-    from gouache.engine.cli import main
+    from gouache.cli.main import main
 
     assert main(["--home", str(gouache_home), "models", "--json"]) == 0
     found = json.loads(capsys.readouterr().out)

@@ -6,7 +6,7 @@ this folder, because other test folders import helpers with ``from conftest impo
 breaks when pytest has loaded a second module named ``conftest``.
 
 The sandbox is a throwaway virtual environment that sees every package of the running one
-(through a ``.pth`` file) but installs into its own folder, so ``gouache plugins install`` and
+(through a ``.pth`` file) but installs into its own folder, so ``gouache packs install`` and
 ``remove`` run for real without touching the environment the tests run in. pip itself refuses to
 uninstall anything outside the sandbox.
 """
@@ -65,8 +65,8 @@ class Gouache:
         return json.loads(done.stdout)
 
     def packs(self, **extra_env: str) -> dict[str, dict]:
-        """``gouache plugins list --json`` by pack name."""
-        return {pack["name"]: pack for pack in self.json("plugins", "list", **extra_env)}
+        """``gouache packs list --json`` by pack name."""
+        return {pack["name"]: pack for pack in self.json("packs", "list", **extra_env)}
 
     def distributions(self) -> dict[str, str]:
         """Every distribution this interpreter sees, with its version (the state to compare)."""

@@ -32,19 +32,19 @@ def test_the_example_packs_own_tests_pass():
 
 
 def test_the_example_pack_installs_runs_and_is_removed(sandbox):
-    done = sandbox("plugins", "install", str(EXAMPLE), "--yes")
+    done = sandbox("packs", "install", str(EXAMPLE), "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pack 'hello' loaded; node types: HelloSplitWords, HelloCountWords" in done.stdout
 
-    info = sandbox.json("plugins", "info", "hello")
+    info = sandbox.json("packs", "info", "hello")
     assert (info["distribution"], info["status"], info["web_extensions"]) == ("gouache-hello", "loaded", ["gouache-hello"])
-    text = sandbox("plugins", "info", "hello").stdout
+    text = sandbox("packs", "info", "hello").stdout
     assert "web extension gouache-hello: " in text and "(hello.js)" in text
     assert "text/hello/HelloSplitWords v1" in text
     assert "wordlists" in sandbox.json("models")
     result = sandbox.json("run", str(EXAMPLE / "hello.json"))
     assert result["outputs"]["count"] == {"count": 3}
 
-    done = sandbox("plugins", "remove", "hello", "--yes")
+    done = sandbox("packs", "remove", "hello", "--yes")
     assert done.returncode == 0, done.stderr
     assert "hello" not in sandbox.packs()

@@ -23,14 +23,14 @@ def test_install_run_the_shipped_workflow_and_remove(sandbox, tmp_path):
         kind = "reinstall"
     except metadata.PackageNotFoundError:
         kind = "new"
-    done = sandbox("plugins", "install", str(PACK), "--yes", **with_builtin)
+    done = sandbox("packs", "install", str(PACK), "--yes", **with_builtin)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pack 'effects' loaded; node types: " in done.stdout
     # Nothing gouache runs on was touched: the pack brings only itself.
     assert "would change this environment" in done.stdout
     assert f"installed: gouache-effects 0.1.0 ({kind})\n" in done.stdout
 
-    info = sandbox.json("plugins", "info", "effects", **with_builtin)
+    info = sandbox.json("packs", "info", "effects", **with_builtin)
     assert info["status"] == "loaded" and sorted(info["node_types"]) == NODE_TYPES
     assert info["web_extensions"] == ["gouache-effects"]
     tint = next(i for node in info["nodes"] if node["type"] == "ColorGrade" for i in node["inputs"] if i["name"] == "tint")
@@ -47,7 +47,7 @@ def test_install_run_the_shipped_workflow_and_remove(sandbox, tmp_path):
         assert image.size == (256, 192)
         assert "gouache" in json.dumps(dict(image.text)), "the workflow travels inside the PNG"
 
-    done = sandbox("plugins", "remove", "effects", "--yes", **with_builtin)
+    done = sandbox("packs", "remove", "effects", "--yes", **with_builtin)
     assert done.returncode == 0, done.stderr
     if kind == "new":
         assert "effects" not in sandbox.packs(**with_builtin)

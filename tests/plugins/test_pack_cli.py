@@ -1,4 +1,4 @@
-"""``gouache plugins list|info``, the pack filters and --safe-mode, run as a user runs them."""
+"""``gouache packs list|info``, the pack filters and --safe-mode, run as a user runs them."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_a_pack_that_fails_is_listed_with_its_error_and_the_others_still_load(go
     assert "failed to import: ImportError: needs the library frobnicate" in packs["broken"]["error"]
     assert packs["clash"]["status"] == "error" and "no docstring" in packs["clash"]["error"]
     assert packs["greet"]["status"] == "loaded"
-    done = gouache_cli("plugins", "list")
+    done = gouache_cli("packs", "list")
     assert done.returncode == 0
     assert "broken (gouache-broken 0.3): error, 0 node types\n  error: failed to import" in done.stdout
     assert "greet (gouache-greet 1.0.0): loaded, 2 node types\n  nodes: Greet, Shout" in done.stdout
@@ -47,17 +47,17 @@ def test_a_pack_that_fails_is_listed_with_its_error_and_the_others_still_load(go
 
 
 def test_info_shows_one_pack_with_its_nodes(gouache_cli):
-    done = gouache_cli("plugins", "info", "gouache-greet")
+    done = gouache_cli("packs", "info", "gouache-greet")
     assert done.returncode == 0, done.stderr
     assert "name: greet\ndistribution: gouache-greet\nversion: 1.0.0\nstatus: loaded" in done.stdout
     assert "toy/text/Greet v1" in done.stdout
-    info = gouache_cli.json("plugins", "info", "greet")
+    info = gouache_cli.json("packs", "info", "greet")
     assert [node["type"] for node in info["nodes"]] == ["Greet", "Shout"]
     assert info["nodes"][0]["inputs"][0]["name"] == "name"
 
 
 def test_info_on_an_unknown_pack_lists_the_known_ones(gouache_cli):
-    done = gouache_cli("plugins", "info", "nope")
+    done = gouache_cli("packs", "info", "nope")
     assert done.returncode == 2
     assert "no pack named 'nope'" in done.stderr and "greet" in done.stderr
 

@@ -1,4 +1,4 @@
-"""``gouache plugins install`` and ``remove``: a dry run first, a guard around gouache's own
+"""``gouache packs install`` and ``remove``: a dry run first, a guard around gouache's own
 dependencies, and an environment left exactly as it was whenever the answer is no.
 
 The pip runs happen in a sandbox environment (see ``conftest.sandbox``) with tiny local projects,
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from pack_sandbox import make_project, sandbox  # noqa: F401 (fixture)
-from gouache.engine import pack_install
-from gouache.engine.pack_install import Change, canonical, core_packages, forbidden, parse_report
+from gouache.cli import pack_install
+from gouache.cli.pack_install import Change, canonical, core_packages, forbidden, parse_report
 
 REPORT = {  # the shape of `pip install --dry-run --report -` (format version 1), trimmed
     "version": "1", "pip_version": "23.2.1",
@@ -93,7 +93,7 @@ def test_a_pack_that_would_downgrade_a_core_dependency_is_refused_and_nothing_ch
     project = make_project(tmp_path / "pinned", "gouache-pinned", dependencies=(f"pluggy=={other}",),
                            module=GREET_MODULE, entry_point="pinned")
     before = sandbox.distributions()
-    done = sandbox("plugins", "install", str(project), "--yes")
+    done = sandbox("packs", "install", str(project), "--yes")
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"pluggy {pluggy} -> {other}" in done.stdout
     assert "refusing to change gouache or its core dependencies" in done.stderr
@@ -105,7 +105,7 @@ def test_allow_upgrades_lets_the_same_install_through(sandbox, tmp_path):
     other = "1.6.0" if metadata.version("pluggy") != "1.6.0" else "1.5.0"
     project = make_project(tmp_path / "pinned", "gouache-pinned", dependencies=(f"pluggy=={other}",),
                            module=GREET_MODULE, entry_point="pinned")
-    done = sandbox("plugins", "install", str(project), "--yes", "--allow-upgrades")
+    done = sandbox("packs", "install", str(project), "--yes", "--allow-upgrades")
     assert done.returncode == 0, done.stdout + done.stderr
     venv = str(sandbox.python.parent.parent)
     versions = {key.split()[0]: value for key, value in sandbox.distributions().items() if venv in key}
@@ -116,7 +116,7 @@ def test_allow_upgrades_lets_the_same_install_through(sandbox, tmp_path):
 def test_without_yes_and_without_a_terminal_nothing_is_installed(sandbox, tmp_path):
     project = make_project(tmp_path / "greet", "gouache-greet", module=GREET_MODULE, entry_point="greet")
     before = sandbox.distributions()
-    done = sandbox("plugins", "install", str(project))
+    done = sandbox("packs", "install", str(project))
     assert done.returncode == 2
     assert "gouache-greet 0.1.0 (new)" in done.stdout and "pass --yes" in done.stderr
     assert sandbox.distributions() == before
@@ -127,7 +127,7 @@ def test_install_then_remove_a_local_pack_and_only_that_distribution(sandbox, tm
     project = make_project(tmp_path / "greet", "gouache-greet", module=GREET_MODULE, entry_point="greet",
                            dependencies=(f"tinylib @ {library.as_uri()}",))
     before = sandbox.distributions()
-    done = sandbox("plugins", "install", str(project), "--yes")
+    done = sandbox("packs", "install", str(project), "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gouache-greet 0.1.0 (new)" in done.stdout and "tinylib 2.0 (new)" in done.stdout
     assert "pack 'greet' loaded; node types: Greet, Shout" in done.stdout
@@ -136,7 +136,7 @@ def test_install_then_remove_a_local_pack_and_only_that_distribution(sandbox, tm
     assert sandbox.packs()["greet"]["status"] == "loaded"
     assert {"Greet", "Shout"} <= {node["type"] for node in sandbox.json("nodes")}
 
-    done = sandbox("plugins", "remove", "greet", "--yes")
+    done = sandbox("packs", "remove", "greet", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "removing gouache-greet 0.1.0 (packs: greet)" in done.stdout
     assert "greet" not in sandbox.packs()
@@ -147,41 +147,41 @@ def test_install_then_remove_a_local_pack_and_only_that_distribution(sandbox, tm
 
 def test_a_distribution_without_an_entry_point_installs_with_a_warning(sandbox, tmp_path):
     project = make_project(tmp_path / "plain", "plain-library", module=GREET_MODULE)
-    done = sandbox("plugins", "install", str(project), "--yes")
+    done = sandbox("packs", "install", str(project), "--yes")
     assert done.returncode == 0, done.stderr
     assert "plain-library declares no entry point in group 'gouache'" in done.stderr
     assert "[project.entry-points.gouache]" in done.stderr
 
 
 def test_installing_what_is_already_there_changes_nothing(sandbox):
-    done = sandbox("plugins", "install", "pluggy", "--yes")
+    done = sandbox("packs", "install", "pluggy", "--yes")
     assert done.returncode == 0 and "nothing to change" in done.stdout
 
 
 def test_a_spec_pip_cannot_resolve_fails_before_anything_changes(sandbox, tmp_path):
-    done = sandbox("plugins", "install", str(tmp_path / "no-such-folder"), "--yes")
+    done = sandbox("packs", "install", str(tmp_path / "no-such-folder"), "--yes")
     assert done.returncode == 1 and "pip cannot resolve" in done.stderr
 
 
 @pytest.mark.parametrize("name", ["builtin", "gouache"])
 def test_remove_refuses_gouache_itself(sandbox, name):
-    done = sandbox("plugins", "remove", name, "--yes")
+    done = sandbox("packs", "remove", name, "--yes")
     assert done.returncode == 2 and "core dependencies" in done.stderr
 
 
 def test_remove_refuses_what_is_not_a_pack(sandbox):
-    done = sandbox("plugins", "remove", "pluggy", "--yes")
+    done = sandbox("packs", "remove", "pluggy", "--yes")
     assert done.returncode == 2 and "no installed pack or pack distribution named 'pluggy'" in done.stderr
 
 
 def test_the_admin_dispatches_install_and_remove(monkeypatch):
-    from gouache.engine import pack_admin
+    from gouache.cli import packs
 
     seen = []
     monkeypatch.setattr(pack_install, "install", lambda args: seen.append(("install", args.spec)) or 0)
     monkeypatch.setattr(pack_install, "remove", lambda args: seen.append(("remove", args.name)) or 0)
-    pack_admin.main(argparse.Namespace(plugins_command="install", spec="x"))
-    pack_admin.main(argparse.Namespace(plugins_command="remove", name="y"))
+    packs.main(argparse.Namespace(packs_command="install", spec="x"))
+    packs.main(argparse.Namespace(packs_command="remove", name="y"))
     assert seen == [("install", "x"), ("remove", "y")]
 
 
@@ -190,7 +190,7 @@ def test_at_a_real_terminal_answering_no_installs_nothing(sandbox, tmp_path):
     before = sandbox.distributions()
     controller, terminal = pty.openpty()
     os.write(controller, b"n\n")
-    done = subprocess.run([str(sandbox.python), "-m", "gouache", "plugins", "install", str(project)], stdin=terminal,
+    done = subprocess.run([str(sandbox.python), "-m", "gouache", "packs", "install", str(project)], stdin=terminal,
                           capture_output=True, text=True, env=sandbox.env, cwd=sandbox.cwd, timeout=300)
     os.close(controller)
     os.close(terminal)

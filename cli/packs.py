@@ -1,4 +1,4 @@
-"""``gouache plugins``: list and inspect node packs (``pack_install`` installs and removes them)."""
+"""``gouache packs`` (alias ``plugins``): list and inspect node packs (``pack_install`` installs and removes them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 
 from gouache.engine.api import Engine
-from gouache.engine.plugins import PackReport
+from gouache.engine.packs import PackReport
 
 
 def _reports(args: argparse.Namespace) -> tuple[Engine, list[PackReport]]:
@@ -59,10 +59,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Dispatch ``gouache plugins SUBCOMMAND``."""
+    """Dispatch ``gouache packs SUBCOMMAND``."""
     handlers = {"list": cmd_list, "info": cmd_info}
-    if args.plugins_command in ("install", "remove"):
-        from gouache.engine import pack_install
+    if args.packs_command in ("install", "remove"):
+        from gouache.cli import pack_install
 
         return pack_install.main(args)
-    return handlers[args.plugins_command](args)
+    return handlers[args.packs_command](args)

@@ -48,7 +48,7 @@ class PackReport:
     web_extensions: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The report as ``gouache plugins list --json`` prints it."""
+        """The report as ``gouache packs list --json`` prints it."""
         return dict(self.__dict__)
 
 

@@ -1,4 +1,4 @@
-"""The ``gouache`` command line: run, validate, nodes, models, plugins, serve.
+"""The ``gouache`` command line: run, validate, nodes, models, packs, serve.
 
 Exit codes: 0 success; 2 the workflow or the arguments are invalid (nothing ran); 1 a node failed
 at run time; 130 interrupted. Progress goes to stderr; ``--json`` results to stdout.
@@ -14,12 +14,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from gouache.cli.progress import Progress
 from gouache.engine.api import Engine
-from gouache.engine.events import Event
 from gouache.engine.executor import RunResult
 from gouache.engine.problems import Problem, WorkflowInvalid
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+"""What ``--device`` accepts; ``config.json`` may also name one GPU, e.g. ``cuda:1``."""
 
 
 class UsageError(Exception):
@@ -57,35 +60,6 @@ def _jsonable(value: Any) -> Any:
     if shape is not None:
         described["shape"] = list(shape)
     return described
-
-
-class Progress:
-    """A progress bar on stderr: nodes done out of nodes planned, and the running node's steps."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, event: Event) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        data = event.data
-        if event.type == "started":
-            self.bar = tqdm(total=len(data["nodes"]), unit="node", file=sys.stderr, leave=False,
-                            dynamic_ncols=True)
-        elif self.bar is None:
-            return
-        elif event.type in ("node_cached", "node_finished"):
-            self.bar.update(1)
-        elif event.type == "node_started":
-            self.bar.set_description(f"{data['node']} ({data['type']})")
-        elif event.type == "progress":
-            self.bar.set_postfix_str(f"step {data['value']}/{data['max']}")
-        elif event.type in ("finished", "interrupted", "node_error"):
-            self.bar.close()
-            self.bar = None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -174,10 +148,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_plugins(args: argparse.Namespace) -> int:
-    from gouache.engine import pack_admin
+def cmd_packs(args: argparse.Namespace) -> int:
+    from gouache.cli import packs
 
-    return pack_admin.main(args)
+    return packs.main(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -198,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("workflow")
     run.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE", help="override an input")
     run.add_argument("--output-dir", help="where to save images (default: HOME/output)")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
+    run.add_argument("--device", choices=DEVICES, default=None)
     run.add_argument("--outputs", help="comma-separated node ids to compute (default: every output node)")
     run.add_argument("--json", action="store_true", help="print a machine-readable result")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -220,29 +194,29 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(handler=cmd_models)
 
-    plugins = commands.add_parser("plugins", help="list, inspect, install or remove node packs")
-    plugin_commands = plugins.add_subparsers(dest="plugins_command", required=True)
-    listing = plugin_commands.add_parser("list", help="every pack and its status")
+    packs = commands.add_parser("packs", aliases=["plugins"], help="list, inspect, install or remove node packs")
+    pack_commands = packs.add_subparsers(dest="packs_command", required=True)
+    listing = pack_commands.add_parser("list", help="every pack and its status")
     listing.add_argument("--json", action="store_true")
-    info = plugin_commands.add_parser("info", help="one pack in detail")
+    info = pack_commands.add_parser("info", help="one pack in detail")
     info.add_argument("name")
     info.add_argument("--json", action="store_true")
-    install = plugin_commands.add_parser("install", help="install a pack with pip (after a dry run)")
+    install = pack_commands.add_parser("install", help="install a pack with pip (after a dry run)")
     install.add_argument("spec", help="a package name, a local path or a wheel")
     install.add_argument("--allow-upgrades", action="store_true",
                          help="allow changing gouache or its core dependencies")
     install.add_argument("--yes", "-y", action="store_true", help="do not ask before installing")
-    remove = plugin_commands.add_parser("remove", help="uninstall a pack")
+    remove = pack_commands.add_parser("remove", help="uninstall a pack")
     remove.add_argument("name")
     remove.add_argument("--yes", "-y", action="store_true")
-    plugins.set_defaults(handler=cmd_plugins)
+    packs.set_defaults(handler=cmd_packs)
 
     serve = commands.add_parser("serve", help="start the web editor and API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8188)
     serve.add_argument("--allow-origin", action="append", default=[], help="another origin allowed to call the API")
     serve.add_argument("--token", help="require this token (header or cookie) on every request")
-    serve.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
+    serve.add_argument("--device", choices=DEVICES, default=None)
     serve.add_argument("--safe-mode", action="store_true")
     serve.set_defaults(handler=cmd_serve)
     return parser

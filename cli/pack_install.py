@@ -1,4 +1,4 @@
-"""``gouache plugins install`` and ``remove``: pip into the running environment, with guards.
+"""``gouache packs install`` and ``remove``: pip into the running environment, with guards.
 
 An install first asks pip what it would do (``pip install --dry-run --report -``), shows every
 change and refuses one that would change gouache or a core dependency unless told
@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gouache.engine.plugins import ENTRY_POINT_GROUP, FIRST_PARTY
+from gouache.engine.packs import ENTRY_POINT_GROUP, FIRST_PARTY
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
@@ -249,8 +249,8 @@ def remove(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    """``gouache plugins install SPEC`` or ``gouache plugins remove NAME``."""
-    handler = install if args.plugins_command == "install" else remove
+    """``gouache packs install SPEC`` or ``gouache packs remove NAME``."""
+    handler = install if args.packs_command == "install" else remove
     try:
         return handler(args)
     except Refused as error:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine_helpers import chain, subprocess_env
-from gouache.engine.cli import parse_assignment
+from gouache.cli.main import parse_assignment
 
 
 @pytest.fixture
@@ -88,17 +88,38 @@ def test_validate_and_nodes(cli, tmp_path):
     assert "toy/Add v1 [toy]" in text
 
 
-def test_plugins_list_shows_status(cli):
-    listing = json.loads(cli("plugins", "list", "--json").stdout)
+def test_packs_list_shows_status(cli):
+    listing = json.loads(cli("packs", "list", "--json").stdout)
     status = {pack["name"]: pack for pack in listing}
     assert status["toy"]["status"] == "loaded" and "Add" in status["toy"]["node_types"]
     assert status["broken"]["status"] == "error" and "not installed" in status["broken"]["error"]
 
 
-def test_engine_imports_no_torch():
-    script = "import sys, gouache.engine, gouache.engine.cli; print('torch' in sys.modules)"
+@pytest.mark.parametrize("arguments", [["list"], ["list", "--json"], ["info", "toy"], ["info", "nope"]])
+def test_plugins_is_another_name_for_packs(cli, arguments):
+    packs, plugins = cli("packs", *arguments), cli("plugins", *arguments)
+    assert (plugins.returncode, plugins.stdout, plugins.stderr) == (packs.returncode, packs.stdout, packs.stderr)
+
+
+def test_help_names_packs_and_its_alias(cli):
+    done = cli("--help")
+    assert done.returncode == 0 and "packs (plugins)" in done.stdout
+
+
+def test_the_command_line_imports_neither_torch_nor_the_web_server_until_asked():
+    script = ("import sys, gouache.cli.main; "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(('gouache.web', "
+              "'gouache.nodes'))))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_console_script_and_python_m_gouache_are_the_same_command(cli):
+    gouache = Path(sys.executable).with_name("gouache")
+    if not gouache.exists():
+        pytest.skip("the gouache console script is not installed beside this interpreter")
+    script = subprocess.run([str(gouache), "--help"], capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0 and script.stdout == cli("--help").stdout
 
 
 def test_progress_goes_to_stderr_and_results_to_stdout(cli, tmp_path):
