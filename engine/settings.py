@@ -2,15 +2,98 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import posixpath
+import reprlib
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_CACHE_BYTES = 4 * 1024**3
+APP_NAME = "gouache"
+
+
+def user_data_dir(app: str = APP_NAME) -> Path:
+    """The platform's per-user data folder for ``app``: the one ``platformdirs.user_data_dir(app)`` names.
+
+    Linux and other POSIX systems: ``$XDG_DATA_HOME/app`` (when it is an absolute path), else
+    ``~/.local/share/app``; macOS: ``$XDG_DATA_HOME/app`` likewise, else
+    ``~/Library/Application Support/app``; Windows: ``%LOCALAPPDATA%\\app\\app`` (platformdirs puts
+    the app under a folder named after its author, which defaults to the app's name). Written here
+    with the stdlib so that the engine needs no platformdirs; the tests compare the two.
+    """
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA") or os.path.expanduser(r"~\AppData\Local")
+        return Path(local, app, app)
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if posixpath.isabs(xdg):
+        return Path(xdg, app)
+    if sys.platform == "darwin":
+        return Path(os.path.expanduser("~/Library/Application Support"), app)
+    return Path(os.path.expanduser("~/.local/share"), app)
+
+
+class ConfigFile(BaseModel):
+    """What ``config.json`` in the base directory may hold; any other key is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = "auto"
+    cache_bytes: int = Field(DEFAULT_CACHE_BYTES, ge=0)
+    memory_budget_bytes: int | None = Field(None, ge=0)
+    extra_model_roots: list[str] = []
+    model_dirs: dict[str, list[str]] = {}
+
+    @field_validator("cache_bytes", "memory_budget_bytes", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        # JSON true would otherwise pass as 1 byte.
+        if isinstance(value, bool):
+            raise ValueError(f"Input should be a number of bytes, not {str(value).lower()}")
+        return value
+
+
+def read_config(path: Path) -> ConfigFile:
+    """``config.json`` at ``path`` (defaults when it does not exist), or a ``ValueError`` saying what to fix.
+
+    Every problem is reported at once, each with its key; an unknown key (a typo such as
+    ``cache_byte``) gets the closest known key as a suggestion instead of being silently ignored.
+    """
+    if not path.is_file():
+        return ConfigFile()
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as error:
+        problems = [_describe(problem) for problem in error.errors(include_url=False)]
+        raise ValueError(f"{path} is not a valid gouache config ({len(problems)} problem"
+                         f"{'s' * (len(problems) != 1)}):\n" + "\n".join(f"  {p}" for p in problems)) from None
+
+
+def _describe(problem: Any) -> str:
+    """One pydantic error as ``key 'a.b': what is wrong``, with a suggestion for an unknown key."""
+    location = problem["loc"]
+    if not location:
+        return f"the file must hold a JSON object of settings, not {type(problem['input']).__name__}"
+    key = ".".join(str(part) for part in location)
+    if problem["type"] == "extra_forbidden" and len(location) == 1:
+        known = list(ConfigFile.model_fields)
+        close = difflib.get_close_matches(str(location[0]), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key {key!r}: {hint}known keys are {', '.join(known)}"
+    message = problem["msg"].removeprefix("Value error, ")
+    found = f"(found {reprlib.repr(problem['input'])})"
+    if message.startswith("Input should "):
+        return f"key {key!r} must {message.removeprefix('Input should ')} {found}"
+    return f"key {key!r}: {message} {found}"
 
 
 @dataclass(frozen=True)
@@ -36,23 +119,17 @@ class Settings:
     @classmethod
     def load(cls, home: str | Path | None = None, **overrides: Any) -> Settings:
         """Settings from ``home`` (or the environment), its ``config.json`` and ``overrides``."""
-        base = Path(home or os.environ.get("GOUACHE_HOME") or platformdirs.user_data_dir("gouache"))
+        base = Path(home or os.environ.get("GOUACHE_HOME") or user_data_dir())
         base = base.expanduser().resolve()
-        config: dict[str, Any] = {}
-        config_path = base / "config.json"
-        if config_path.is_file():
-            try:
-                config = json.loads(config_path.read_text())
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+        config = read_config(base / "config.json")
         settings = cls(
             home=base,
-            device=str(config.get("device", "auto")),
-            cache_bytes=int(config.get("cache_bytes", DEFAULT_CACHE_BYTES)),
-            memory_budget_bytes=config.get("memory_budget_bytes"),
-            extra_model_roots=tuple(Path(p).expanduser() for p in config.get("extra_model_roots", [])),
+            device=config.device,
+            cache_bytes=config.cache_bytes,
+            memory_budget_bytes=config.memory_budget_bytes,
+            extra_model_roots=tuple(Path(p).expanduser() for p in config.extra_model_roots),
             model_dirs={kind: tuple(Path(p).expanduser() for p in paths)
-                        for kind, paths in config.get("model_dirs", {}).items()},
+                        for kind, paths in config.model_dirs.items()},
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

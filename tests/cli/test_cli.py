@@ -143,3 +143,14 @@ def test_a_png_carrying_a_workflow_runs(cli, tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
     done = cli("run", str(tmp_path / "plain.png"))
     assert done.returncode == 2 and "without an embedded gouache workflow" in done.stderr
+
+
+def test_a_misspelt_config_key_stops_every_command_with_a_suggestion(cli, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.json").write_text(json.dumps({"cache_byte": 1000}))
+    done = cli("validate", write(tmp_path, chain(2)))
+    assert done.returncode == 1 and done.stdout == ""
+    assert f"{home / 'config.json'} is not a valid gouache config" in done.stderr
+    assert "unknown key 'cache_byte': did you mean 'cache_bytes'?" in done.stderr
+    assert "Traceback" not in done.stderr
