@@ -67,6 +67,8 @@ class Input(BaseModel):
     choices: tuple[Any, ...] | None = None
     choices_from: str | None = None
     """A model folder kind (e.g. ``checkpoints``): the choices are the models found there now."""
+    max_length: int | None = None
+    """For a STRING input, the most characters accepted (default ``values.MAX_TEXT``)."""
     multiline: bool = False
     seed: bool = False
     """An integer seed: the editor offers to randomise it after each run."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -9,6 +10,7 @@ from typing import Any
 
 import networkx as nx
 
+from gouache.engine.jsonio import cut, shorten
 from gouache.engine.nodes import Node
 from gouache.engine.problems import InputError, Problem
 from gouache.engine.registry import Registry
@@ -63,7 +65,8 @@ def validate(workflow: Workflow, registry: Registry,
         node_class = registry.get(entry.type)
         if node_class is None:
             problems.append(Problem(node_id, None, "unknown_node_type",
-                                    f"node {node_id!r}: unknown node type {entry.type!r}; "
+                                    f"node {shorten(node_id)}: unknown node type {shorten(entry.type)}; "
+                                    f"{_did_you_mean(entry.type, registry.node_types())}"
                                     "check the spelling or install the pack that provides it "
                                     "(`gouache nodes` lists the known types)"))
             continue
@@ -72,12 +75,12 @@ def validate(workflow: Workflow, registry: Registry,
             if name not in specs:
                 known = ", ".join(specs) or "none"
                 problems.append(Problem(node_id, name, "unknown_input",
-                                        f"node {node_id!r} ({entry.type}): unknown input {name!r}; "
-                                        f"its inputs are: {known}"))
+                                        f"node {shorten(node_id)} ({cut(entry.type)}): unknown input {shorten(name)}; "
+                                        f"{_did_you_mean(name, list(specs))}its inputs are: {known}"))
         literals: dict[str, Any] = {}
         links: dict[str, tuple[str, str]] = {}
         for name, spec in specs.items():
-            where = f"node {node_id!r} ({entry.type}) input {name!r}"
+            where = f"node {shorten(node_id)} ({cut(entry.type)}) input {shorten(name)}"
             if name not in entry.inputs:
                 if spec.has_default:
                     literals[name] = spec.default
@@ -104,8 +107,9 @@ def validate(workflow: Workflow, registry: Registry,
                 continue
             checked, problem = check_value(spec, value)
             if problem is None and spec.choices_from is not None and checked not in choices(spec.choices_from):
-                found = ", ".join(map(repr, choices(spec.choices_from)[:12])) or f"none found in {spec.choices_from}"
-                problem_message = f"{checked!r} is not one of the available {spec.choices_from}: {found}"
+                found = ", ".join(map(shorten, choices(spec.choices_from)[:12])) or f"none found in {spec.choices_from}"
+                hint = _did_you_mean(checked, choices(spec.choices_from)) if isinstance(checked, str) else ""
+                problem_message = f"{shorten(checked)} is not one of the available {spec.choices_from}; {hint}found: {found}"
                 problems.append(Problem(node_id, name, "not_a_choice", f"{where}: {problem_message}"))
                 continue
             if problem is not None:
@@ -126,6 +130,12 @@ def validate(workflow: Workflow, registry: Registry,
     return ValidWorkflow(workflow, nodes, graph, order), problems
 
 
+def _did_you_mean(word: str, known: list[str]) -> str:
+    """``did you mean 'X'? `` for the closest of ``known`` to ``word``, or nothing."""
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if len(word) <= 200 else []
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def _cross_input_problems(node_id: str, type_name: str, node_class: type[Node], literals: dict[str, Any],
                           links: dict[str, tuple[str, str]]) -> list[Problem]:
     """The node's own ``check`` of its typed-in values taken together, as problems."""
@@ -134,15 +144,16 @@ def _cross_input_problems(node_id: str, type_name: str, node_class: type[Node], 
         found = list(node_class().check(values) or [])
     except Exception as error:  # a bug in the pack's check must not hide the other problems
         return [Problem(node_id, None, "check_failed",
-                        f"node {node_id!r} ({type_name}): its check() failed: {type(error).__name__}: {error}")]
+                        f"node {shorten(node_id)} ({cut(type_name)}): its check() failed: {type(error).__name__}: "
+                        f"{cut(str(error))}")]
     problems = []
     for error in found:
         if not isinstance(error, InputError):
             problems.append(Problem(node_id, None, "check_failed",
-                                    f"node {node_id!r} ({type_name}): check() returned {error!r}, not an InputError"))
+                                    f"node {shorten(node_id)} ({cut(type_name)}): check() returned {shorten(error)}, not an InputError"))
             continue
         problems.append(Problem(node_id, error.input, error.code,
-                                f"node {node_id!r} ({type_name}) input {error.input!r}: {error.message}"))
+                                f"node {shorten(node_id)} ({cut(type_name)}) input {shorten(error.input)}: {error.message}"))
     return problems
 
 
@@ -159,21 +170,19 @@ def _check_link(workflow: Workflow, registry: Registry, where: str, node_id: str
     source = workflow.nodes.get(link.node)
     if source is None:
         return Problem(node_id, name, "missing_node",
-                       f"{where} links to node {link.node!r}, which is not in the workflow")
+                       f"{where} links to node {shorten(link.node)}, which is not in the workflow")
     source_class = registry.get(source.type)
     if source_class is None:
-        # The source's own unknown_node_type problem says what is wrong.
-        return Problem(node_id, name, "missing_output",
-                       f"{where} links to {link.node!r}, whose type {source.type!r} is unknown")
+        return None  # the source's own unknown_node_type problem says what is wrong; one problem, not two
     outputs = output_types(source_class)
     if link.output not in outputs:
         known = ", ".join(outputs) or "none"
         return Problem(node_id, name, "missing_output",
-                       f"{where} links to output {link.output!r} of {link.node!r} ({source.type}), "
+                       f"{where} links to output {shorten(link.output)} of {shorten(link.node)} ({cut(source.type)}), "
                        f"which has no such output; its outputs are: {known}")
     if not registry.types.compatible(outputs[link.output], input_type):
         return Problem(node_id, name, "type_mismatch",
-                       f"{where} expects {input_type} but {link.node!r}.{link.output} is "
+                       f"{where} expects {input_type} but {shorten(link.node)}.{link.output} is "
                        f"{outputs[link.output]}; connect an output of type {input_type}")
     return None
 
@@ -193,5 +202,5 @@ def _cycle_problems(graph: nx.DiGraph, workflow: Workflow) -> Iterable[Problem]:
                            if isinstance(value, Link) and value.node == first), None)
         path = " -> ".join(on_cycle + [on_cycle[0]])
         yield Problem(second, input_name, "cycle",
-                      f"node {second!r} input {input_name!r} closes a cycle: {path}; "
+                      f"node {shorten(second)} input {shorten(input_name)} closes a cycle: {path}; "
                       "a workflow must not feed a node's output back into itself")
