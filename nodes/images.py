@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from gouache.engine import InputError
 
+PARTIAL_SUFFIX = ".partial"
+PARTIAL_MAX_AGE = 600
+"""Seconds after which a temporary file left by a killed process is removed."""
 RESIZE_METHODS = ("nearest-exact", "bilinear", "bicubic", "area", "lanczos")
 _COUNTER = re.compile(r"_(\d{5})\.png$")
 
@@ -70,22 +74,39 @@ def save_png(image_row: Any, folder: Path, prefix: str, text: dict[str, str]) ->
     for key, value in text.items():
         info.add_text(key, value)
     picture = to_pil(image_row)
-    counter = _next_counter(target_dir, stem)
-    while True:
-        path = target_dir / f"{stem}_{counter:05d}.png"
-        try:
-            handle = open(path, "xb")  # exclusive: a file another run just wrote is never replaced
-        except FileExistsError:
-            counter += 1
-            continue
-        with handle:
+    # Written whole to a temporary file first, then linked to its name: a process killed mid-write
+    # leaves a .partial file (removed by a later save), never a cut PNG under a real name.
+    partial = target_dir / f".{stem}.{os.getpid()}.{time.monotonic_ns()}{PARTIAL_SUFFIX}"
+    try:
+        with open(partial, "xb") as handle:
             picture.save(handle, format="PNG", pnginfo=info, compress_level=4)
-        return path
+            handle.flush()
+            os.fsync(handle.fileno())
+        counter = _next_counter(target_dir, stem)
+        while True:
+            path = target_dir / f"{stem}_{counter:05d}.png"
+            try:
+                os.link(partial, path)  # exclusive: a file another run just wrote is never replaced
+            except FileExistsError:
+                counter += 1
+                continue
+            return path
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _next_counter(folder: Path, stem: str) -> int:
+    """The number after the highest ``stem_NNNNN.png``; removes stale ``.partial`` files on the way."""
     highest = 0
+    stale_before = time.time() - PARTIAL_MAX_AGE
     for entry in os.scandir(folder):
+        if entry.name.endswith(PARTIAL_SUFFIX):
+            try:
+                if entry.stat().st_mtime < stale_before:
+                    os.unlink(entry.path)
+            except OSError:
+                pass  # another process removed or is finishing it
+            continue
         if entry.name.startswith(stem + "_"):
             match = _COUNTER.search(entry.name)
             if match and entry.name[: -len(match.group(0))] == stem:

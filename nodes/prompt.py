@@ -91,13 +91,15 @@ def _apply_weights(embeds: Any, weights: Any) -> Any:
     return weighted * (original_mean / weighted.mean())
 
 
-def encode(loaded: Any, text: str, device: Any) -> tuple[Any, Any]:
+def encode(loaded: Any, text: str, device: Any, between_windows: Any = None) -> tuple[Any, Any]:
     """Embeddings [1, 77*k, D] and the pooled embedding [1, D2] (``None`` if unused) for ``text``.
 
     Each encoder of the checkpoint's family gives the hidden states its description names (``last``:
     after the final layer norm; ``penultimate``: before the last block); the family's
     ``join_encoders`` joins them (SDXL concatenates feature-wise), and the pooled embedding is the
     projected pooled output of the first window of the encoder marked ``pooled``.
+    ``between_windows`` is called before each window (``ctx.check_interrupt``: a long prompt stops
+    within one window when the run is interrupted).
     """
     import torch
 
@@ -107,10 +109,12 @@ def encode(loaded: Any, text: str, device: Any) -> tuple[Any, Any]:
     for loaded_encoder in loaded.encoders:
         spec, tokenizer, encoder = loaded_encoder.spec, loaded_encoder.tokenizer, loaded_encoder.model
         window_ids, window_weights = tokenize_windows(tokenizer, pieces)
-        token_total = token_count(tokenizer, text)
+        token_total = token_count(tokenizer, text) if getattr(encoder.config, "use_attention_mask", False) else 0
         outputs = []
         dtype = next(encoder.parameters()).dtype
         for index, (ids, weights) in enumerate(zip(window_ids, window_weights)):
+            if between_windows is not None:
+                between_windows()
             ids_tensor = torch.tensor([ids], device=device)
             mask = None
             if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' pipelines do

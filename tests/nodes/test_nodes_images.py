@@ -141,3 +141,37 @@ def test_vae_round_trip_keeps_the_picture(shared_engine):
     assert outputs["encode"]["latent"]["samples"].shape == (1, 4, 64, 64)  # the tiny VAE halves each side
     image = outputs["decode"]["image"]
     assert image.shape == (1, 128, 128, 3) and 0.0 <= image.min() and image.max() <= 1.0
+
+
+KILLED_MID_SAVE = """
+import os, signal, sys, torch
+from pathlib import Path
+from PIL import Image
+from gouache.nodes import images
+
+real_save = Image.Image.save
+def save_then_die(self, handle, *args, **kwargs):
+    handle.write(b"\\x89PNG half a picture")
+    handle.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+Image.Image.save = save_then_die
+images.save_png(torch.rand(8, 8, 3), Path(sys.argv[1]), "killed", {})
+"""
+
+
+def test_a_process_killed_while_saving_leaves_no_png_and_its_leftover_is_cleaned(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from gouache.nodes import images
+
+    done = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(tmp_path)], capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert not list(tmp_path.glob("*.png"))
+    [leftover] = tmp_path.glob("*" + images.PARTIAL_SUFFIX)
+    os.utime(leftover, (0, 0))  # as if left long ago
+    saved = images.save_png(torch.rand(8, 8, 3), tmp_path, "killed", {})
+    assert saved.name == "killed_00001.png" and saved.stat().st_size > 0
+    assert not leftover.exists()

@@ -89,3 +89,28 @@ def test_sdxl_conditioning_has_pooled_output_and_both_encoders(shared_engine):
     conditioning = _encode(shared_engine, PROMPT, "tiny-sdxl")
     assert conditioning.embeds.shape == (1, 77, 8 + 16)  # the two tiny encoders' widths
     assert conditioning.pooled.shape == (1, 12)  # encoder 2's projection
+
+
+def test_an_interrupt_stops_text_encoding_between_windows(shared_engine):
+    workflow = text_to_image(prompt="a red circle, " * 400, seed=11)  # about 20 windows
+
+    def interrupt_when_encoding_starts(event):
+        if event.type == "node_started" and event.data["node"] == "positive":
+            shared_engine.interrupt()
+
+    unsubscribe = shared_engine.subscribe(interrupt_when_encoding_starts)
+    try:
+        result = shared_engine.run(workflow, outputs=["positive"])
+    finally:
+        unsubscribe()
+    assert result.status == "interrupted"
+    assert "positive" not in result.executed  # stopped inside the node, not after it
+
+
+def test_a_prompt_longer_than_the_limit_is_refused_at_validation(shared_engine):
+    from gouache.nodes.pack import MAX_PROMPT
+
+    valid, problems = shared_engine.check(text_to_image(prompt="x" * (MAX_PROMPT + 1)))
+    assert valid is None
+    assert [(p.node, p.input, p.code) for p in problems] == [("positive", "text", "too_long")]
+    assert f"the limit is {MAX_PROMPT:,}" in problems[0].message
