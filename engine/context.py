@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gouache.engine.events import EventBus
+from gouache.engine.events import EventBus, PreviewData, ProgressData
 from gouache.engine.models import ModelIndex
 from gouache.engine.settings import Settings
 from gouache.engine.workflow import Workflow
@@ -58,7 +58,7 @@ class RunContext:
 
     def progress(self, value: int, total: int) -> None:
         """Report step ``value`` of ``total``, and stop here if interrupted."""
-        self._bus.emit("progress", run_id=self.run_id, node=self.node_id, value=value, max=total)
+        self._bus.emit(ProgressData, run_id=self.run_id, node=self.node_id, value=value, max=total)
         self.check_interrupt()
 
     @property
@@ -68,7 +68,7 @@ class RunContext:
 
     def preview(self, jpeg: bytes) -> None:
         """Offer a small JPEG preview of work in progress."""
-        self._bus.emit("preview", run_id=self.run_id, node=self.node_id, jpeg=jpeg)
+        self._bus.emit(PreviewData, run_id=self.run_id, node=self.node_id, jpeg=jpeg)
 
     def add_image(self, kind: str, path: Path) -> dict[str, str]:
         """Record an image this node wrote under the ``kind`` folder (output, temp, input)."""

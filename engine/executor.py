@@ -12,7 +12,10 @@ from typing import Any
 
 from gouache.engine.cache import OutputCache, node_key
 from gouache.engine.context import Interrupted, Resources, RunContext
-from gouache.engine.events import EventBus
+from gouache.engine.events import (
+    EventBus, FinishedData, InterruptedData, NodeCachedData, NodeErrorData, NodeFinishedData, NodeStartedData,
+    StartedData,
+)
 from gouache.engine.models import ModelIndex
 from gouache.engine.nodes import CachePolicy
 from gouache.engine.problems import InputError, NodeError
@@ -91,7 +94,7 @@ class Executor:
         result = RunResult(run_id)
         bus = self.bus
         started = time.perf_counter()
-        bus.emit("started", run_id=run_id, nodes=order)
+        bus.emit(StartedData, run_id=run_id, nodes=order)
         keys: dict[str, str] = {}
         values = result.outputs
         node_id = ""
@@ -120,9 +123,9 @@ class Executor:
                     if entry.ui.get("images"):
                         result.images[node_id] = entry.ui["images"]
                     result.cached.append(node_id)
-                    bus.emit("node_cached", run_id=run_id, node=node_id)
+                    bus.emit(NodeCachedData, run_id=run_id, node=node_id)
                     continue
-                bus.emit("node_started", run_id=run_id, node=node_id, type=node_class.type_name)
+                bus.emit(NodeStartedData, run_id=run_id, node=node_id, type=node_class.type_name)
                 node_started = time.perf_counter()
                 outputs = instance.run(ctx, **inputs)
                 _check_outputs(node_class, outputs)
@@ -135,11 +138,10 @@ class Executor:
                     self.cache.put(key, outputs, ui)
                 result.executed.append(node_id)
                 result.timings[node_id] = seconds
-                bus.emit("node_finished", run_id=run_id, node=node_id, seconds=seconds,
-                         images=ctx.images)
+                bus.emit(NodeFinishedData, run_id=run_id, node=node_id, seconds=seconds, images=ctx.images)
         except Interrupted:
             result.status = "interrupted"
-            bus.emit("interrupted", run_id=run_id, node=node_id)
+            bus.emit(InterruptedData, run_id=run_id, node=node_id)
         except Exception as error:
             node_type = valid.nodes[node_id].node_class.type_name if node_id else ""
             result.status = "failed"
@@ -148,11 +150,16 @@ class Executor:
                                          error.input, error.code)
             else:
                 result.error = NodeError(node_id, node_type, _message(error), traceback.format_exc())
-            bus.emit("node_error", run_id=run_id, **result.error.to_json())
+            bus.emit(NodeErrorData, run_id=run_id, **result.error.to_json())
         result.seconds = time.perf_counter() - started
-        bus.emit("finished", run_id=run_id, status=result.status, seconds=result.seconds,
-                 executed=len(result.executed), cached=len(result.cached))
+        bus.publish(finished_event(result))
         return result
+
+
+def finished_event(result: RunResult) -> FinishedData:
+    """The ``finished`` event of a run: built here only, for the executor and for the web worker."""
+    return FinishedData(run_id=result.run_id, status=result.status, seconds=result.seconds,
+                        executed=len(result.executed), cached=len(result.cached))
 
 
 def _message(error: BaseException) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import ConfigDict
+
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a workflow. ``node``/``input`` are ``None`` for whole-file problems."""
 
+    __pydantic_config__ = ConfigDict(extra="forbid")  # HTTP bodies embed problems as they are
     node: str | None
     input: str | None
     code: str

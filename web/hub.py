@@ -18,12 +18,17 @@ import json
 import logging
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from gouache.engine import Event
+from gouache.engine.events import (
+    EventData, FinishedData, NodeCachedData, NodeFinishedData, NodeStartedData, PreviewData, ProgressData,
+    StartedData,
+)
+
+from gouache.web.schemas import QueueEntry, RunningData, StateData
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +49,6 @@ def parse_preview_frame(frame: bytes) -> tuple[str, bytes]:
     if kind != PREVIEW_FRAME:
         raise ValueError(f"unknown binary frame kind {kind}")
     return frame[3 : 3 + length].decode("utf-8"), frame[3 + length :]
-
-
-def _jsonable(value: Any) -> Any:
-    return str(value)
-
-
-@dataclass
-class RunningState:
-    """What a reconnecting client needs to know about the run in progress."""
-
-    run_id: str
-    nodes: list[str]
-    node: str | None = None
-    progress: dict[str, int] | None = None
-    executed: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    images: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    preview: tuple[str, bytes] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``running`` part of the ``state`` message."""
-        return {"run_id": self.run_id, "nodes": self.nodes, "node": self.node, "progress": self.progress,
-                "executed": self.executed, "cached": self.cached, "images": self.images}
 
 
 class Client:
@@ -107,7 +89,9 @@ class Hub:
         self.queue_snapshot = queue_snapshot
         self.interval = interval
         self.clients: set[Client] = set()
-        self.running: RunningState | None = None
+        self.running: RunningData | None = None
+        self.preview: PreviewData | None = None
+        """The running node's last preview, sent to a client that connects mid-run."""
         self._pending: dict[tuple[str, str], Event] = {}
         self._last: dict[tuple[str, str], float] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
@@ -118,17 +102,16 @@ class Hub:
 
     def state(self) -> dict[str, Any]:
         """The ``state`` message a client gets on connecting."""
-        queue = [{"run_id": run["run_id"], "status": run["status"], "position": run["position"],
-                  "created": run["created"]} for run in self.queue_snapshot()]
-        running = self.running.to_json() if self.running else None
-        return {"type": "state", "data": {"queue": queue, "running": running}}
+        queue = [QueueEntry(run_id=run["run_id"], status=run["status"], position=run["position"],
+                            created=run["created"]) for run in self.queue_snapshot()]
+        return {"type": "state", "data": StateData(queue=queue, running=self.running).model_dump(mode="json")}
 
     def attach(self, ws: web.WebSocketResponse) -> Client:
         """Register a connected client and queue its catch-up messages first."""
         client = Client(ws)
-        client.send(json.dumps(self.state(), default=_jsonable))
-        if self.running and self.running.preview:
-            client.send(preview_frame(*self.running.preview))
+        client.send(json.dumps(self.state()))
+        if self.running and self.preview:
+            client.send(preview_frame(self.preview.node, self.preview.jpeg))
         self.clients.add(client)
         return client
 
@@ -137,8 +120,8 @@ class Hub:
         self.clients.discard(client)
 
     def _dispatch(self, event: Event) -> None:
-        self._track(event)
-        node = event.data.get("node")
+        self._track(event.data)
+        node = getattr(event.data, "node", None)
         if event.type in ("progress", "preview"):
             self._throttle((event.type, node), event)
             return
@@ -152,29 +135,29 @@ class Hub:
             self._last.clear()
         self._broadcast(event)
 
-    def _track(self, event: Event) -> None:
-        data = event.data
-        if event.type == "started":
-            self.running = RunningState(data["run_id"], list(data.get("nodes", [])))
+    def _track(self, data: EventData) -> None:
+        if isinstance(data, StartedData):
+            self.running, self.preview = RunningData(run_id=data.run_id, nodes=data.nodes), None
             return
         running = self.running
-        if running is None or data.get("run_id") != running.run_id:
+        if running is None or data.run_id != running.run_id:
             return
-        if event.type == "node_started":
-            running.node, running.progress = data["node"], None
-        elif event.type == "progress":
-            running.node, running.progress = data["node"], {"value": data["value"], "max": data["max"]}
-        elif event.type == "preview":
-            running.preview = (data["node"], data["jpeg"])
-        elif event.type == "node_cached":
-            running.cached.append(data["node"])
-        elif event.type == "node_finished":
-            running.executed.append(data["node"])
-            if data.get("images"):
-                running.images[data["node"]] = data["images"]
-            running.node, running.progress, running.preview = None, None, None
-        elif event.type == "finished":
-            self.running = None
+        match data:
+            case NodeStartedData():
+                running.node, running.progress = data.node, None
+            case ProgressData():
+                running.node, running.progress = data.node, {"value": data.value, "max": data.max}
+            case PreviewData():
+                self.preview = data
+            case NodeCachedData():
+                running.cached.append(data.node)
+            case NodeFinishedData():
+                running.executed.append(data.node)
+                if data.images:
+                    running.images[data.node] = list(data.images)
+                running.node, running.progress, self.preview = None, None, None
+            case FinishedData():
+                self.running, self.preview = None, None
 
     def _throttle(self, key: tuple[str, str], event: Event) -> None:
         self._pending[key] = event
@@ -198,10 +181,11 @@ class Hub:
     def _broadcast(self, event: Event) -> None:
         if not self.clients:
             return
-        if event.type == "preview":
-            message: str | bytes = preview_frame(event.data["node"], event.data["jpeg"])
+        data = event.data
+        if isinstance(data, PreviewData):
+            message: str | bytes = preview_frame(data.node, data.jpeg)
         else:
-            message = json.dumps({"type": event.type, "data": event.data}, default=_jsonable)
+            message = json.dumps({"type": event.type, "data": data.model_dump(mode="json")})
         for client in list(self.clients):
             if not client.send(message):
                 log.warning("dropping a websocket client that fell %d messages behind", CLIENT_BACKLOG)

@@ -1,5 +1,10 @@
 """Pydantic models of every HTTP body and websocket message; ``docs/api.md`` embeds their schemas.
 
+Run events are the engine's own models (:mod:`gouache.engine.events`), problems and node errors
+the engine's own dataclasses (:mod:`gouache.engine.problems`): this module adds only what the
+server alone says. :data:`ROUTES` names the response model of each route and status; the web
+tests check every body and message they receive against these models.
+
 ``python -m gouache.web.schemas docs/api.md`` rewrites the generated part of that page (between
 the ``schemas:start`` and ``schemas:end`` markers); a test fails when it is out of date.
 """
@@ -8,12 +13,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel, with_config
 
-from gouache.engine import NodeInfo
+from gouache.engine import NodeInfo, PackReport, Problem, Workflow
+from gouache.engine.events import RUN_EVENTS, EventData, ImageRef
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
 
@@ -41,26 +48,10 @@ class RunQueued(Message):
     position: int
 
 
-class ProblemModel(Message):
-    """One problem that stops a workflow from running (node/input null for whole-file problems)."""
-
-    node: str | None
-    input: str | None
-    code: str
-    message: str
-
-
 class Problems(Message):
-    """400 from POST /api/runs: every problem found, at once."""
+    """400 from POST /api/runs and PUT /api/workflows/{name}: every problem found, at once."""
 
-    problems: list[ProblemModel]
-
-
-class ImageRef(Message):
-    """A file a node wrote, fetched at GET /api/files/{kind}/{path}."""
-
-    kind: Literal["output", "input", "temp"]
-    path: str
+    problems: list[Problem]
 
 
 class NodeOutputs(Message):
@@ -70,13 +61,25 @@ class NodeOutputs(Message):
 
 
 class RunError(Message):
-    """Why a run failed or stopped: the node, its type, the message (and a traceback)."""
+    """Why a run failed or stopped: a node's :class:`~gouache.engine.NodeError`, or, with ``node``
+    and ``type`` null, what stopped the run outside any node (``code``: ``interrupted``,
+    ``server_stopped``, ``workflow_invalid`` with its ``problems``, ``internal_error``)."""
 
     node: str | None
     type: str | None
     message: str
-    traceback: str = ""
-    problems: list[ProblemModel] | None = None
+    traceback: str
+    input: str | None
+    code: str
+    problems: list[Problem] | None = Field(None, description="only with code workflow_invalid")
+
+
+def run_error(message: str, code: str, *, node: str | None = None,
+              problems: list[Problem] | None = None) -> dict[str, Any]:
+    """The ``error`` of a run that ended outside any node (``NodeError.to_json()`` is a node's)."""
+    error = RunError(node=node, type=None, message=message, traceback="", input=None, code=code,
+                     problems=problems)
+    return error.model_dump(mode="json", exclude=None if problems is not None else {"problems"})
 
 
 class RunRecord(Message):
@@ -85,7 +88,7 @@ class RunRecord(Message):
     run_id: str
     seq: int
     status: RunStatus
-    position: int | None = Field(None, description="runs ahead of it, while queued")
+    position: int | None = Field(None, description="runs ahead of it, while queued (absent in history)")
     created: float
     started: float | None
     finished: float | None
@@ -123,16 +126,10 @@ class SocketTypeModel(Message):
     description: str
 
 
-class PackModel(Message):
+@with_config(ConfigDict(extra="forbid"))
+@dataclass
+class PackModel(PackReport):
     """A node pack and what became of it: ``loaded``, ``error`` (with the message) or ``blocked``."""
-
-    name: str
-    status: str
-    distribution: str | None
-    version: str | None
-    error: str | None
-    node_types: list[str]
-    web_extensions: list[str]
 
 
 class NodesResponse(Message):
@@ -144,6 +141,19 @@ class NodesResponse(Message):
     categories: list[str]
     types: list[SocketTypeModel]
     packs: list[PackModel]
+
+
+class ModelFile(BaseModel):
+    """One model found: its name (as workflows use it), its path, and what its kind adds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    path: str
+
+
+class ModelsResponse(RootModel[dict[str, list[ModelFile]]]):
+    """GET /api/models: every model kind and the models found, as ``gouache models --json`` prints."""
 
 
 class Uploaded(Message):
@@ -170,6 +180,19 @@ class WorkflowList(Message):
     workflows: list[WorkflowEntry]
 
 
+class WorkflowSaved(Message):
+    """201 (new) or 200 (replaced) from PUT /api/workflows/{name}."""
+
+    name: str
+
+
+class WorkflowDeleted(Message):
+    """DELETE /api/workflows/{name}."""
+
+    name: str
+    deleted: Literal[True]
+
+
 class ExtensionEntry(Message):
     """A pack's web extension: URLs of its ES modules and stylesheets."""
 
@@ -188,71 +211,45 @@ class ErrorBody(Message):
     """Any other 4xx/5xx: what went wrong and how to fix it."""
 
     error: str
+    run_status: RunStatus | None = Field(None, description="409 from DELETE /api/runs/{id}: how the run ended")
+
+
+Body = type[BaseModel] | tuple[type[BaseModel], ...]
+
+ROUTES: dict[str, dict[int, Body]] = {
+    "GET /api/nodes": {200: NodesResponse},
+    "GET /api/models": {200: ModelsResponse},
+    "GET /api/runs": {200: RunList},
+    "POST /api/runs": {202: RunQueued, 400: (Problems, ErrorBody)},
+    "GET /api/runs/{run_id}": {200: RunRecord},
+    "DELETE /api/runs/{run_id}": {200: Cancelled, 202: Cancelled},
+    "POST /api/uploads": {201: Uploaded},
+    "GET /api/workflows": {200: WorkflowList},
+    "GET /api/workflows/{name}": {200: Workflow},
+    "PUT /api/workflows/{name}": {200: WorkflowSaved, 201: WorkflowSaved, 400: (Problems, ErrorBody)},
+    "DELETE /api/workflows/{name}": {200: WorkflowDeleted},
+    "GET /api/extensions": {200: ExtensionList},
+}
+"""The JSON body of each API route by status (a tuple: one of these); any other 4xx/5xx of an API
+route is an :class:`ErrorBody`. A 400 is ``Problems`` when the workflow is at fault, ``ErrorBody``
+when the request is (a body that is not JSON, a bad name)."""
+
+
+def response_models(route: str, status: int) -> tuple[type[BaseModel], ...]:
+    """The models one of which describes the body ``route`` (``"GET /api/runs"``) answers with ``status``."""
+    body = ROUTES.get(route, {}).get(status)
+    if body is None:
+        return (ErrorBody,) if status >= 400 else ()
+    return body if isinstance(body, tuple) else (body,)
 
 
 # ---- websocket (text frames: {"type", "data"}) ------------------------------------------------
 
 
-class QueuedData(Message):
-    run_id: str
-    position: int
+class CancelledData(EventData):
+    """A queued run was cancelled before it started (sent by the server)."""
 
-
-class CancelledData(Message):
-    run_id: str
-
-
-class StartedData(Message):
-    run_id: str
-    nodes: list[str] = Field(description="the nodes this run will visit, in order")
-
-
-class NodeStartedData(Message):
-    run_id: str
-    node: str
-    type: str
-
-
-class ProgressData(Message):
-    run_id: str
-    node: str
-    value: int
-    max: int
-
-
-class NodeCachedData(Message):
-    run_id: str
-    node: str
-
-
-class NodeFinishedData(Message):
-    run_id: str
-    node: str
-    seconds: float
-    images: list[ImageRef]
-
-
-class NodeErrorData(Message):
-    run_id: str
-    node: str
-    type: str
-    message: str
-    traceback: str
-    input: str | None = None
-    code: str = "node_failed"
-
-
-class FinishedData(Message):
-    run_id: str
-    status: Literal["succeeded", "failed", "interrupted"]
-    seconds: float
-    executed: int
-    cached: int
-
-
-class InterruptedData(Message):
-    run_id: str
-    node: str
+    event_type = "cancelled"
 
 
 class QueueEntry(Message):
@@ -263,13 +260,15 @@ class QueueEntry(Message):
 
 
 class RunningData(Message):
+    """The run in progress as a reconnecting client needs it (the hub keeps it up to date)."""
+
     run_id: str
     nodes: list[str]
-    node: str | None
-    progress: dict[str, int] | None = Field(description='{"value", "max"} of the running node')
-    executed: list[str]
-    cached: list[str]
-    images: dict[str, list[ImageRef]]
+    node: str | None = None
+    progress: dict[str, int] | None = Field(None, description='{"value", "max"} of the running node')
+    executed: list[str] = Field(default_factory=list)
+    cached: list[str] = Field(default_factory=list)
+    images: dict[str, list[ImageRef]] = Field(default_factory=dict)
 
 
 class StateData(Message):
@@ -279,22 +278,30 @@ class StateData(Message):
     running: RunningData | None
 
 
-EVENTS: dict[str, type[Message]] = {
-    "state": StateData, "queued": QueuedData, "cancelled": CancelledData, "started": StartedData,
-    "node_started": NodeStartedData, "progress": ProgressData, "node_cached": NodeCachedData,
-    "node_finished": NodeFinishedData, "node_error": NodeErrorData, "finished": FinishedData,
-    "interrupted": InterruptedData,
+EVENTS: dict[str, type[BaseModel]] = {
+    "state": StateData,
+    **{event_type: model for event_type, model in RUN_EVENTS.items() if event_type != "preview"},
+    "cancelled": CancelledData,
 }
+"""The data model of each text frame's ``type``; previews travel as binary frames (hub.py)."""
 
-HTTP: list[type[Message]] = [RunRequest, RunQueued, Problems, RunRecord, RunList, Cancelled, NodesResponse,
-                             Uploaded, WorkflowList, ExtensionList, ErrorBody]
+HTTP: list[type[BaseModel]] = [RunRequest, *dict.fromkeys(model for route, statuses in ROUTES.items()
+                                                             for status in statuses
+                                                             for model in response_models(route, status))]
 
 START, END = "<!-- schemas:start (generated by python -m gouache.web.schemas docs/api.md) -->", "<!-- schemas:end -->"
 
 
 def render() -> str:
     """The generated Markdown: one JSON Schema per HTTP body and websocket message."""
-    parts = [START, "", "### HTTP bodies", ""]
+    parts = [START, "", "### Responses by route", "",
+             "Any other 4xx/5xx status of an `/api/` route answers an `ErrorBody`.", "",
+             "| route | status: body |", "|---|---|"]
+    for route, statuses in ROUTES.items():
+        answers = ", ".join(f"{status}: " + " or ".join(f"`{model.__name__}`" for model in response_models(route, status))
+                            for status in statuses)
+        parts.append(f"| `{route}` | {answers} |")
+    parts += ["", "### HTTP bodies", ""]
     for model in HTTP:
         parts += _schema_block(model.__name__, model)
     parts += ["### Websocket messages", "",

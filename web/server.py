@@ -22,7 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
-from gouache.engine import Engine
+from gouache.engine import Engine, Problem
 from gouache.engine.workflow import parse
 
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
@@ -95,6 +95,10 @@ def is_loopback(host: str) -> bool:
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
+
+
+def _problems(problems: list[Problem]) -> web.Response:
+    return web.json_response({"problems": [problem.to_json() for problem in problems]}, status=400)
 
 
 # ---- middlewares ----------------------------------------------------------------------------
@@ -240,13 +244,13 @@ async def post_run(request: web.Request) -> web.Response:
     try:
         body = RunRequest.model_validate(await _json_body(request))
     except ValidationError as error:
-        problems = [{"node": None, "input": None, "code": "invalid_request",
-                     "message": f"{'.'.join(map(str, detail['loc'])) or 'body'}: {detail['msg']}"}
+        problems = [Problem(None, None, "invalid_request",
+                            f"{'.'.join(map(str, detail['loc'])) or 'body'}: {detail['msg']}")
                     for detail in error.errors()]
-        return web.json_response({"problems": problems}, status=400)
+        return _problems(problems)
     _, problems = await asyncio.to_thread(state.engine.check, body.workflow, None, body.outputs)
     if problems:
-        return web.json_response({"problems": [problem.to_json() for problem in problems]}, status=400)
+        return _problems(problems)
     run_id = uuid.uuid4().hex
     position = await asyncio.to_thread(state.worker.submit, run_id, body.workflow, body.outputs)
     return web.json_response({"run_id": run_id, "position": position}, status=202)
@@ -359,7 +363,7 @@ async def put_workflow(request: web.Request) -> web.Response:
     raw = await _json_body(request)
     _, problems = parse(raw)
     if problems:
-        return web.json_response({"problems": [problem.to_json() for problem in problems]}, status=400)
+        return _problems(problems)
     created = library.save(name, raw)
     return web.json_response({"name": name}, status=201 if created else 200)
 

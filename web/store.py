@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gouache.web.schemas import run_error
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue order and pagination cursor
@@ -31,7 +33,7 @@ CREATE TABLE IF NOT EXISTS runs (
     cached    TEXT NOT NULL DEFAULT '[]',         -- node ids taken from the cache (JSON list)
     outputs   TEXT NOT NULL DEFAULT '{}',         -- {node: {"images": [{"kind", "path"}]}} (JSON)
     timings   TEXT NOT NULL DEFAULT '{}',         -- {node: seconds} (JSON)
-    error     TEXT                                -- {"node","type","message","traceback"} (JSON) or NULL
+    error     TEXT                                -- {"node","type","message","traceback","input","code"} (JSON) or NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 """
@@ -74,7 +76,7 @@ class RunStore:
         """Mark runs a previous process left ``running`` as interrupted; return their ids."""
         with self._transaction() as db:
             ids = [row["run_id"] for row in db.execute("SELECT run_id FROM runs WHERE status = 'running'")]
-            error = json.dumps({"node": None, "type": None, "message": RECOVERED_MESSAGE, "traceback": ""})
+            error = json.dumps(run_error(RECOVERED_MESSAGE, "server_stopped"))
             db.execute("UPDATE runs SET status = 'interrupted', finished = ?, error = ? WHERE status = 'running'",
                        (time.time(), error))
         return ids
@@ -160,12 +162,6 @@ class RunStore:
         more = len(rows) > limit
         rows = rows[:limit]
         return [_record(row) for row in rows], (rows[-1]["seq"] if more and rows else None)
-
-    def workflow_of(self, run_id: str) -> dict[str, Any] | None:
-        """The workflow a run was submitted with."""
-        with self._lock:
-            row = self._db.execute("SELECT workflow FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None else json.loads(row["workflow"])
 
 
 def _record(row: sqlite3.Row, *, with_workflow: bool = False) -> dict[str, Any]:

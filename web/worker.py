@@ -1,7 +1,7 @@
 """The one worker thread that runs queued workflows, off the server's event loop.
 
 It is also the single relay of run events to the server: every engine event passes through
-:meth:`Worker._on_event`, and a run's ``finished`` event is held back until the run's record is
+:meth:`Worker._on_event`, and a run's ``finished`` event is sent only once the run's record is
 in the store, so a client that reacts to ``finished`` always reads the final record.
 """
 
@@ -13,7 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from gouache.engine import Engine, Event, WorkflowInvalid
+from gouache.engine.events import EventData, QueuedData
+from gouache.engine.executor import RunResult, finished_event
 
+from gouache.web.schemas import CancelledData, run_error
 from gouache.web.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,6 @@ class Worker:
         """Held while queueing a run and while taking the next: ``queued`` always precedes ``started``."""
         self._current: str | None = None
         self._cancelled: set[str] = set()
-        self._held: Event | None = None
         self._thread = threading.Thread(target=self._loop, name="gouache-worker", daemon=True)
         self._unsubscribe = engine.subscribe(self._on_event)
 
@@ -57,18 +59,13 @@ class Worker:
         """Queue a run, announce it, wake the worker; returns its position."""
         with self._queue_lock:
             position = self.store.add(run_id, workflow, targets)
-            self.emit("queued", run_id=run_id, position=position)
+            self.emit(QueuedData, run_id=run_id, position=position)
         self._wake.set()
         return position
 
-    @property
-    def current(self) -> str | None:
-        """The id of the run being run, if any."""
-        return self._current
-
-    def emit(self, event_type: str, **data: Any) -> None:
+    def emit(self, kind: type[EventData], **fields: Any) -> None:
         """Send a server event (``queued``, ``cancelled``) through the engine's bus."""
-        self.engine.events.emit(event_type, **data)
+        self.engine.events.emit(kind, **fields)
 
     def cancel(self, run_id: str) -> str | None:
         """Cancel a queued run (``"cancelled"``) or interrupt the running one (``"interrupting"``).
@@ -76,7 +73,7 @@ class Worker:
         ``None`` when the run is neither queued nor running.
         """
         if self.store.cancel_queued(run_id):
-            self.emit("cancelled", run_id=run_id)
+            self.emit(CancelledData, run_id=run_id)
             return "cancelled"
         with self._lock:
             if self._current == run_id:
@@ -86,12 +83,11 @@ class Worker:
         return None
 
     def _on_event(self, event: Event) -> None:
-        if event.type == "started" and event.data.get("run_id") in self._cancelled:
+        if event.type == "started" and event.data.run_id in self._cancelled:
             # The executor clears its stop flag as a run starts: re-assert a cancel that came earlier.
             self.engine.interrupt()
-        if event.type == "finished" and event.data.get("run_id") == self._current:
-            self._held = event
-            return
+        if event.type == "finished" and event.data.run_id == self._current:
+            return  # _execute sends it once the record is stored
         self.listener(event)
 
     def _loop(self) -> None:
@@ -112,39 +108,31 @@ class Worker:
         run_id = record["run_id"]
         with self._lock:
             self._current = run_id
-        self._held = None
         try:
             result = self.engine.run(record["workflow"], outputs=record["targets"], run_id=run_id)
             outputs = {node: {"images": images} for node, images in result.images.items()}
-            error = result.error.to_json() if result.error else None
-            status = result.status
-            if status == "interrupted" and error is None:
-                error = {"node": None, "type": None, "message": "interrupted", "traceback": ""}
-            self.store.finish(run_id, status, executed=result.executed, cached=result.cached, outputs=outputs,
-                              timings=result.timings, seconds=result.seconds, error=error)
-            finished = self._held or Event("finished", {"run_id": run_id, "status": status,
-                                                        "seconds": result.seconds, "executed": len(result.executed),
-                                                        "cached": len(result.cached)})
+            if result.error is not None:
+                error = result.error.to_json()
+            elif result.status == "interrupted":
+                error = run_error("interrupted", "interrupted")
+            else:
+                error = None
+            self.store.finish(run_id, result.status, executed=result.executed, cached=result.cached,
+                              outputs=outputs, timings=result.timings, seconds=result.seconds, error=error)
         except WorkflowInvalid as invalid:
             # Valid when queued; not any more (a pack went away across a restart, a model was removed).
-            problems = [problem.to_json() for problem in invalid.problems]
-            error = {"node": problems[0]["node"] if problems else None, "type": None,
-                     "message": str(invalid), "traceback": "", "problems": problems}
-            self._record_failure(run_id, error)
-            finished = Event("finished", {"run_id": run_id, "status": "failed", "seconds": 0.0,
-                                          "executed": 0, "cached": 0})
+            problems = invalid.problems
+            result = self._record_failure(run_id, run_error(str(invalid), "workflow_invalid", problems=problems,
+                                                            node=problems[0].node if problems else None))
         except Exception as failure:  # the engine reports node failures in the result; this is a bug
             log.exception("run %s failed outside any node", run_id)
-            self._record_failure(run_id, {"node": None, "type": None, "traceback": "",
-                                          "message": f"{type(failure).__name__}: {failure}"})
-            finished = Event("finished", {"run_id": run_id, "status": "failed", "seconds": 0.0,
-                                          "executed": 0, "cached": 0})
+            result = self._record_failure(run_id, run_error(f"{type(failure).__name__}: {failure}", "internal_error"))
         finally:
             with self._lock:
                 self._current = None
                 self._cancelled.discard(run_id)
-            self._held = None
-        self.listener(finished)
+        self.listener(Event(finished_event(result)))
 
-    def _record_failure(self, run_id: str, error: dict[str, Any]) -> None:
+    def _record_failure(self, run_id: str, error: dict[str, Any]) -> RunResult:
         self.store.finish(run_id, "failed", executed=[], cached=[], outputs={}, timings={}, seconds=0.0, error=error)
+        return RunResult(run_id, status="failed")

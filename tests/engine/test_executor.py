@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 
+import pytest
 import toy_pack
 from engine_helpers import chain
+from pydantic import ValidationError
+
+from gouache.engine import InputError, NodeError
+from gouache.engine.events import RUN_EVENTS, EventBus, NodeErrorData, ProgressData
 
 
 def wf(**nodes) -> dict:
@@ -56,6 +62,32 @@ def test_events_arrive_in_order_with_only_their_own_data(engine):
     assert [event.type for event in events] == ["started", "node_cached", "node_cached", "finished"]
 
 
+def test_every_event_is_an_instance_of_its_model(engine):
+    events = []
+    engine.subscribe(events.append)
+    engine.run(wf(a={"type": "Number"}, f={"type": "Fail", "inputs": {"x": link("a", "value")}}))
+    assert [event.type for event in events] == ["started", "node_started", "node_finished", "node_started",
+                                                "node_error", "finished"]
+    for event in events:
+        assert type(event.data) is RUN_EVENTS[event.type]
+        assert event.data["run_id"] == event.data.run_id  # read by name too, as the JSON is
+
+
+def test_a_misspelt_or_missing_event_field_fails_where_it_is_emitted():
+    bus = EventBus()
+    bus.subscribe(lambda event: None)
+    with pytest.raises(ValidationError, match="maximum"):
+        bus.emit(ProgressData, run_id="r", node="n", value=1, max=2, maximum=2)
+    with pytest.raises(ValidationError, match="max"):
+        bus.emit(ProgressData, run_id="r", node="n", value=1)
+    with pytest.raises(KeyError):
+        ProgressData(run_id="r", node="n", value=1, max=2)["maximum"]
+
+
+def test_the_node_error_event_carries_every_field_of_a_node_error():
+    assert list(NodeErrorData.model_fields) == ["run_id", *(field.name for field in fields(NodeError))]
+
+
 def test_a_failing_subscriber_does_not_break_the_run(engine):
     def broken(event):
         raise RuntimeError("subscriber bug")
@@ -78,6 +110,30 @@ def test_a_failing_node_ends_the_run_with_a_node_error_and_the_engine_stays_usab
     assert error_event.data["node"] == "f" and error_event.data["message"] == result.error.message
     assert events[-1].type == "finished" and events[-1].data["status"] == "failed"
     assert engine.run(chain(2)).ok
+
+
+def test_an_input_error_names_the_input_in_the_node_error_and_its_event(engine):
+    class Positive(toy_pack.Number):
+        """Refuses a value below zero, at run time."""
+
+        type_name = "Positive"
+
+        def run(self, ctx, value):
+            if value < 0:
+                raise InputError("value", "must not be negative; use 0 or more", "negative")
+            return {"value": value}
+
+    engine.registry.add_node(Positive, "test")
+    events = []
+    engine.subscribe(events.append)
+    result = engine.run(wf(p={"type": "Positive", "inputs": {"value": -1}}))
+    error = result.error
+    assert (error.node, error.type, error.input, error.code) == ("p", "Positive", "value", "negative")
+    assert error.message == "must not be negative; use 0 or more" and "InputError" in error.traceback
+    (event,) = [e for e in events if e.type == "node_error"]
+    assert event.data.model_dump() == {"run_id": result.run_id, **error.to_json()}
+    plain = engine.run(wf(f={"type": "Fail"})).error
+    assert (plain.input, plain.code) == (None, "node_failed")
 
 
 def test_a_node_returning_the_wrong_outputs_is_a_node_error(engine):
