@@ -1,4 +1,8 @@
-"""Fixtures for the web tests: the real server on a free port, a client, a browser page."""
+"""Fixtures for the web tests: the real server on a free port, a client, a browser page.
+
+Every body the client receives and every websocket message the server sends during a test are
+checked against the API's models (``gouache.web.schemas``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from web_support import Client, toy_engine
+from web_support import Client, MessageCheck, toy_engine
 
 from gouache.engine import Engine
 from gouache.web.background import BackgroundServer
@@ -26,7 +30,7 @@ def engine(tmp_path: Path) -> Engine:
 
 @pytest.fixture
 def server(engine: Engine):
-    with BackgroundServer(engine) as running:
+    with BackgroundServer(engine) as running, MessageCheck(running.url):
         yield running
 
 

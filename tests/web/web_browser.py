@@ -25,6 +25,22 @@ class EditorPage:
         self.shots = shots
         self.errors: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("response", self._check_response)
+
+    def _check_response(self, response: Any) -> None:
+        """Check each API body the editor receives against its route's model, as the test client does."""
+        from urllib.parse import urlsplit
+
+        from web_support import Reply, check_reply
+
+        url = urlsplit(response.url)
+        if not url.path.startswith("/api/") or response.status in (301, 302, 304):
+            return
+        try:
+            reply = Reply(response.status, {"Content-Type": response.headers.get("content-type", "")}, response.body())
+            check_reply(response.request.method, url.path + (f"?{url.query}" if url.query else ""), reply)
+        except AssertionError as error:
+            self.errors.append(str(error))
 
     def open(self, query: str = "?new=1") -> EditorPage:
         self.page.goto(self.url + "/" + query)

@@ -1,9 +1,13 @@
-"""Helpers for the web tests: a toy engine, a small HTTP client, workflow builders."""
+"""Helpers for the web tests: a toy engine, a small HTTP client that checks every body it gets
+against the API's models, a check for websocket messages, workflow builders."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +24,52 @@ import toy_pack  # noqa: E402
 import web_pack  # noqa: E402
 
 from gouache.engine import Engine  # noqa: E402
+from gouache.web.schemas import EVENTS, ROUTES, response_models  # noqa: E402
+
+ROUTE_PATTERNS = [(route, re.compile(re.sub(r"\{\w+\}", "[^/]+", route.split(" ")[1]) + "$")) for route in ROUTES]
+
+
+def route_of(method: str, path: str) -> str | None:
+    """The ``ROUTES`` key a request is answered by (``"GET /api/runs/{run_id}"``), if any."""
+    path = path.split("?")[0]
+    for route, pattern in ROUTE_PATTERNS:
+        if route.startswith(method + " ") and pattern.match(path):
+            return route
+    return None
+
+
+def conforms(models: tuple[Any, ...], data: Any, what: str) -> None:
+    """``data`` is exactly what one of ``models`` describes: no field it lacks, none it requires
+    missing, and nothing it would drop or change on the way through."""
+    failures = []
+    for model in models:
+        try:
+            again = model.model_validate(data).model_dump(mode="json", exclude_unset=True)
+        except Exception as error:
+            failures.append(f"not a {model.__name__}: {error}")
+            continue
+        if again == data:
+            return
+        failures.append(f"changes when read as {model.__name__}: {again}")
+    raise AssertionError(f"{what}: {json.dumps(data)[:2000]}\n" + "\n".join(failures))
+
+
+def check_reply(method: str, path: str, reply: Reply) -> None:
+    """An API reply's JSON body against the model of its route and status (``schemas.ROUTES``)."""
+    if not path.startswith("/api/") or not reply.headers.get("Content-Type", "").startswith("application/json"):
+        return
+    route = route_of(method, path) or f"{method} {path.split('?')[0]}"
+    models = response_models(route, reply.status)
+    assert models, f"{route} answered {reply.status} with JSON but has no response model in schemas.ROUTES"
+    conforms(models, reply.json, f"the {reply.status} body of {route}")
+
+
+def check_message(message: dict[str, Any]) -> None:
+    """A websocket text message: ``{"type", "data"}`` with ``data`` as the event's model says."""
+    assert set(message) == {"type", "data"}, message
+    model = EVENTS.get(message["type"])
+    assert model is not None, f"websocket message type {message['type']!r} has no model in schemas.EVENTS"
+    conforms((model,), message["data"], f"the websocket message {message['type']!r}")
 
 
 def toy_engine(home: Path) -> Engine:
@@ -46,15 +96,18 @@ class Client:
 
     def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
                 raw: bytes | None = None) -> Reply:
+        """Send a request; the reply's JSON body must match its route's response model."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
         if body is not None and raw is None:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return Reply(response.status, response.headers, response.read())
+                reply = Reply(response.status, response.headers, response.read())
         except urllib.error.HTTPError as error:
-            return Reply(error.code, error.headers, error.read())
+            reply = Reply(error.code, error.headers, error.read())
+        check_reply(method, path, reply)
+        return reply
 
     def get(self, path: str, **kw: Any) -> Reply:
         return self.request("GET", path, **kw)
@@ -77,6 +130,56 @@ class Client:
                 return record
             time.sleep(0.05)
         raise AssertionError(f"run {run_id} did not finish in {timeout} s: {record}")
+
+
+class MessageCheck:
+    """A websocket client in its own thread, connected for a whole test, that checks every message.
+
+    ``with MessageCheck(url):`` fails on leaving when a text message did not match its model or a
+    binary frame was not a preview frame.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url.replace("http", "ws", 1) + "/ws"
+        self.failures: list[str] = []
+        self.seen = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ws: Any = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._listen()), name="ws-check", daemon=True)
+
+    def __enter__(self) -> MessageCheck:
+        self._thread.start()
+        assert self._ready.wait(30), "the websocket check could not connect"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive() and self._loop is not None and self._ws is not None:
+            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop)
+        self._thread.join(30)
+        assert not self.failures, "\n".join(self.failures)
+
+    async def _listen(self) -> None:
+        import aiohttp
+
+        from gouache.web.hub import parse_preview_frame
+
+        try:
+            async with aiohttp.ClientSession() as session, session.ws_connect(self.url) as ws:
+                self._loop, self._ws = asyncio.get_running_loop(), ws
+                self._ready.set()
+                async for message in ws:
+                    self.seen += 1
+                    try:
+                        if message.type == aiohttp.WSMsgType.BINARY:
+                            parse_preview_frame(message.data)
+                        else:
+                            check_message(json.loads(message.data))
+                    except (AssertionError, ValueError) as error:
+                        self.failures.append(str(error))
+        except Exception as error:  # a check that cannot connect must not pass silently
+            self.failures.append(f"the websocket check failed: {error!r}")
+            self._ready.set()
 
 
 def chain(*pairs: tuple[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
