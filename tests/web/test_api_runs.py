@@ -72,6 +72,16 @@ def test_a_failing_node_fails_the_run_with_its_error(client):
     assert record["error"]["node"] == "f" and "always fails" in record["error"]["message"]
 
 
+def test_a_node_naming_an_input_fails_the_run_with_that_input(client):
+    workflow = chain(("lookup", {"type": "Lookup", "inputs": {"key": "three"}}),
+                     ("r", {"type": "Record", "inputs": {"value": {"node": "lookup", "output": "value"}}}))
+    record = client.wait_run(client.post("/api/runs", {"workflow": workflow}).json["run_id"])
+    assert record["status"] == "failed"
+    error = record["error"]
+    assert (error["node"], error["type"], error["input"], error["code"]) == ("lookup", "Lookup", "key", "unknown_key")
+    assert error["message"] == "no entry 'three'; use one of one, two" and "InputError" in error["traceback"]
+
+
 def test_queue_positions_cancel_and_interrupt(client):
     slow = steps_workflow(steps=200, delay=0.02)
     first = client.post("/api/runs", {"workflow": slow}).json
@@ -91,7 +101,8 @@ def test_queue_positions_cancel_and_interrupt(client):
     assert cancelled.status == 200 and cancelled.json["status"] == "cancelled"
     interrupted = client.delete(f"/api/runs/{first['run_id']}")
     assert interrupted.status == 202 and interrupted.json["status"] == "interrupting"
-    assert client.wait_run(first["run_id"])["status"] == "interrupted"
+    stopped = client.wait_run(first["run_id"])
+    assert stopped["status"] == "interrupted" and stopped["error"]["code"] == "interrupted"
     assert client.get(f"/api/runs/{second['run_id']}").json["status"] == "cancelled"
     assert client.wait_run(third["run_id"])["status"] == "succeeded"
     assert client.delete(f"/api/runs/{third['run_id']}").status == 409

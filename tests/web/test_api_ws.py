@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from web_support import Client, steps_workflow
+from web_support import Client, chain, check_message, steps_workflow
 from gouache.web.hub import parse_preview_frame, preview_frame
 
 
@@ -26,6 +26,7 @@ async def collect(url: str, until, timeout: float = 30.0, on_open=None):
                     item = parse_preview_frame(message.data)
                 else:
                     item = json.loads(message.data)
+                    check_message(item)
                 messages.append(item)
                 if until(item):
                     return messages
@@ -54,6 +55,15 @@ def test_a_client_sees_the_whole_run(server):
     assert node == "steps" and jpeg[:2] == b"\xff\xd8"
     # the run's record is final by the time "finished" arrives
     assert client.get(f"/api/runs/{run_id}").json["status"] == "succeeded"
+
+
+def test_a_node_error_names_the_input_it_is_about(server):
+    client = Client(server.url)
+    workflow = chain(("lookup", {"type": "Lookup", "inputs": {"key": "three"}}))
+    messages = asyncio.run(collect(server.url, is_finished, on_open=lambda: client.post("/api/runs", {"workflow": workflow})))
+    error = next(m["data"] for m in messages if m["type"] == "node_error")
+    assert (error["node"], error["type"], error["input"], error["code"]) == ("lookup", "Lookup", "key", "unknown_key")
+    assert messages[-1]["data"]["status"] == "failed"
 
 
 def test_progress_is_throttled_and_the_last_always_arrives(server):

@@ -108,6 +108,42 @@ def test_a_failing_node_shows_its_message(editor_page, server):
     assert ui.state("fail")["state"] == "error"
 
 
+RING = (0xE0, 0x5A, 0x5A)  # editor.js draws errors in #e05a5a
+
+
+def ringed(ui, node: str, widget: str) -> bool:
+    """Whether the editor draws the error ring around ``widget``: red pixels at its left edge."""
+    from PIL import Image
+
+    x, y = ui.js("""([n, w]) => {
+        const editor = window.gouache.editor, node = editor.nodeById(n), widget = editor.widgetFor(node, w);
+        editor.canvas.draw(true, true);
+        const [cx, cy] = editor.canvas.ds.convertOffsetToCanvas([node.pos[0] + 12, node.pos[1] + widget.y + 10]);
+        const r = document.querySelector('#graph').getBoundingClientRect();
+        return [Math.round(r.left + cx), Math.round(r.top + cy)]; }""", [node, widget])
+    image = Image.open(ui.shot(f"ring-{node}-{widget}")).convert("RGB")
+    near = [image.getpixel((x + dx, y + dy)) for dx in range(-4, 5) for dy in range(-4, 5)]
+    return any(all(abs(c - r) < 40 for c, r in zip(pixel, RING)) for pixel in near)
+
+
+def test_a_run_time_error_rings_the_input_it_names(editor_page, server):
+    Client(server.url).put("/api/workflows/lookup", chain(
+        ("lookup", {"type": "Lookup", "inputs": {"key": "three"}}),
+        ("record", {"type": "Record", "inputs": {"value": {"node": "lookup", "output": "value"}}})))
+    ui = editor_page.open("?workflow=lookup")
+    assert not ringed(ui, "lookup", "key")
+    ui.page.click("#run")
+    item = ui.page.wait_for_selector("#problems li[data-node=lookup]")
+    assert (item.get_attribute("data-input"), item.get_attribute("data-code")) == ("key", "unknown_key")
+    assert "lookup.key" in item.inner_text() and "no entry 'three'; use one of one, two" in item.inner_text()
+    state = ui.state("lookup")
+    assert state["state"] == "error"
+    assert state["errors"] == [{"input": "key", "message": "no entry 'three'; use one of one, two"}]
+    assert ringed(ui, "lookup", "key")
+    ui.type_value("lookup", "key", "two")  # fixing the input clears its error, as for validation problems
+    assert ui.state("lookup")["errors"] == []
+
+
 def test_the_format_round_trips_through_the_editor(editor_page, server):
     workflow = {
         "format": "gouache/1",

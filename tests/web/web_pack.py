@@ -6,7 +6,7 @@ import io
 import time
 from pathlib import Path
 
-from gouache.engine import CachePolicy, Input, Node, Output, WebExtension, hookimpl
+from gouache.engine import CachePolicy, Input, InputError, Node, Output, WebExtension, hookimpl
 
 
 def tiny_jpeg(shade: int) -> bytes:
@@ -104,7 +104,22 @@ class Picture(Node):
         return {"name": image}
 
 
-NODES = [Steps, Busy, Swatch, Dial, Picture]
+class Lookup(Node):
+    """Look ``key`` up in a small table; an unknown key fails the run naming the input."""
+
+    type_name = "Lookup"
+    category = "web/test"
+    inputs = [Input("key", "STRING", default="one")]
+    outputs = [Output("value", "FLOAT")]
+    TABLE = {"one": 1.0, "two": 2.0}
+
+    def run(self, ctx, key):
+        if key not in self.TABLE:
+            raise InputError("key", f"no entry {key!r}; use one of {', '.join(self.TABLE)}", "unknown_key")
+        return {"value": self.TABLE[key]}
+
+
+NODES = [Steps, Busy, Swatch, Dial, Picture, Lookup]
 
 
 @hookimpl

@@ -12,7 +12,6 @@ const listeners = new Map();
 let editor;
 let currentName = null;
 const queue = new Map(); // run_id -> {status, position, node, progress}
-const mine = new Set();
 
 // ---- undo / redo -----------------------------------------------------------------------------
 
@@ -106,7 +105,6 @@ async function run() {
   showProblems([]);  // before posting: a fast run may report its own errors before the reply comes
   try {
     const queued = await api.post("/api/runs", { workflow });
-    mine.add(queued.run_id);
     say(`queued (position ${queued.position})`);
     editor.randomizeSeeds();
   } catch (error) {
@@ -223,8 +221,9 @@ function handle(message) {
       if (data.images?.length && editor.nodeById(data.node)) editor.setImages(data.node, data.images);
       break;
     case "node_error":
+      // A run-time error that names its input rings that input, as a validation problem does.
       setNode(data.node, { state: "error" });
-      if (editor.nodeById(data.node)) showProblems([{ node: data.node, input: null, code: "node_error", message: data.message }]);
+      if (editor.nodeById(data.node)) showProblems([{ node: data.node, input: data.input, code: data.code, message: data.message }]);
       break;
     case "interrupted":
       say("interrupted");
