@@ -264,7 +264,7 @@ class LoadImage(Node):
     type_name = "LoadImage"
     category = "image"
     cache = CachePolicy.FINGERPRINT
-    inputs = [Input("image", "STRING", upload="image", link="widget", choices_from="input_images",
+    inputs = [Input("image", "COMBO", upload="image", link="widget", choices_from="input_images",
                     description="A file name in the input folder (sub-folders allowed).")]
     outputs = [Output("image", "IMAGE"), Output("mask", "MASK")]
 
