@@ -10,7 +10,7 @@ from gouache.engine.events import Event
 from gouache.engine.executor import RunResult
 from gouache.engine.hookspecs import hookimpl
 from gouache.engine.models import ModelEntry, ModelFolder
-from gouache.engine.nodes import CachePolicy, Input, Node, NodeInfo, Output
+from gouache.engine.declaration import CachePolicy, Input, Node, NodeInfo, Output
 from gouache.engine.packs import PackReport, WebExtension
 from gouache.engine.problems import InputError, NodeError, Problem, WorkflowInvalid
 from gouache.engine.registry import DefinitionError, Registry

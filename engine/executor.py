@@ -17,7 +17,7 @@ from gouache.engine.events import (
     StartedData,
 )
 from gouache.engine.models import ModelIndex
-from gouache.engine.nodes import CachePolicy
+from gouache.engine.declaration import CachePolicy
 from gouache.engine.problems import InputError, NodeError
 from gouache.engine.settings import Settings
 from gouache.engine.validate import ValidWorkflow

@@ -14,7 +14,7 @@ import pluggy
 
 from gouache.engine import hookspecs
 from gouache.engine.models import ModelFolder
-from gouache.engine.nodes import Node
+from gouache.engine.declaration import Node
 from gouache.engine.registry import DefinitionError, Registry
 from gouache.engine.sockets import SocketType
 

@@ -6,7 +6,7 @@ import inspect
 import keyword
 from dataclasses import dataclass, field
 
-from gouache.engine.nodes import CachePolicy, Node, NodeInfo
+from gouache.engine.declaration import CachePolicy, Node, NodeInfo
 from gouache.engine.sockets import SocketType, SocketTypes
 from gouache.engine.values import check_value
 

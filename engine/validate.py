@@ -11,7 +11,7 @@ from typing import Any
 import networkx as nx
 
 from gouache.engine.jsonio import cut, shorten
-from gouache.engine.nodes import Node
+from gouache.engine.declaration import Node
 from gouache.engine.problems import InputError, Problem
 from gouache.engine.registry import Registry
 from gouache.engine.values import check_value

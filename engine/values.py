@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gouache.engine.jsonio import shorten
-from gouache.engine.nodes import Input
+from gouache.engine.declaration import Input
 
 
 @dataclass(frozen=True)
