@@ -9,7 +9,7 @@ from gouache.engine.context import Interrupted, RunContext
 from gouache.engine.events import Event
 from gouache.engine.executor import RunResult
 from gouache.engine.hookspecs import hookimpl
-from gouache.engine.models import ModelEntry, ModelFolder
+from gouache.engine.model_index import ModelEntry, ModelFolder
 from gouache.engine.declaration import CachePolicy, Input, Node, NodeInfo, Output
 from gouache.engine.packs import PackReport, WebExtension
 from gouache.engine.problems import InputError, NodeError, Problem, WorkflowInvalid

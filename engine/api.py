@@ -10,7 +10,7 @@ from gouache.engine.cache import OutputCache
 from gouache.engine.context import Resources
 from gouache.engine.events import EventBus, Subscriber
 from gouache.engine.executor import Executor, RunResult, default_targets
-from gouache.engine.models import ModelIndex
+from gouache.engine.model_index import ModelIndex
 from gouache.engine.packs import PackSource, entry_point_sources, load_packs, module_pack
 from gouache.engine.problems import Problem, WorkflowInvalid
 from gouache.engine.settings import Settings

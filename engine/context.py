@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gouache.engine.events import EventBus, PreviewData, ProgressData
-from gouache.engine.models import ModelIndex
+from gouache.engine.model_index import ModelIndex
 from gouache.engine.settings import Settings
 from gouache.engine.workflow import Workflow
 

@@ -16,7 +16,7 @@ from gouache.engine.events import (
     EventBus, FinishedData, InterruptedData, NodeCachedData, NodeErrorData, NodeFinishedData, NodeStartedData,
     StartedData,
 )
-from gouache.engine.models import ModelIndex
+from gouache.engine.model_index import ModelIndex
 from gouache.engine.declaration import CachePolicy
 from gouache.engine.problems import InputError, NodeError
 from gouache.engine.settings import Settings

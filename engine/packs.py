@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 
 from gouache.engine import hookspecs
-from gouache.engine.models import ModelFolder
+from gouache.engine.model_index import ModelFolder
 from gouache.engine.declaration import Node
 from gouache.engine.registry import DefinitionError, Registry
 from gouache.engine.sockets import SocketType
