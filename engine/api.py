@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gouache.engine.cache import OutputCache
+from gouache.engine.cache import OutputCache, disk_tier
 from gouache.engine.context import Resources
 from gouache.engine.events import EventBus, Subscriber
 from gouache.engine.executor import Executor, RunResult, default_targets
@@ -25,12 +25,14 @@ class Engine:
 
     ``Engine()`` loads every installed pack (the built-in one included) from the ``gouache``
     entry-point group. ``packs`` adds packs given as objects (``{"name": module}``);
-    ``entry_points=False`` loads only those.
+    ``entry_points=False`` loads only those. ``disk_cache=True`` keeps storable node outputs under
+    ``home/cache`` within ``settings.disk_cache_bytes``, for later processes (the CLI and the server
+    turn it on).
     """
 
     def __init__(self, *, packs: dict[str, Any] | None = None, entry_points: bool = True,
                  safe_mode: bool = False, settings: Settings | None = None,
-                 home: str | Path | None = None, **options: Any) -> None:
+                 home: str | Path | None = None, disk_cache: bool = False, **options: Any) -> None:
         self.settings = settings or Settings.load(home, **options)
         sources: list[PackSource] = entry_point_sources() if entry_points else []
         sources += [module_pack(name, plugin) for name, plugin in (packs or {}).items()]
@@ -39,7 +41,8 @@ class Engine:
         self.packs = loaded.reports
         self.web_extensions = loaded.web_extensions
         self.models = ModelIndex(self.settings, loaded.model_folders)
-        self.cache = OutputCache(self.settings.cache_bytes)
+        self.cache = OutputCache(self.settings.cache_bytes, self.settings.cache_device_bytes,
+                                 disk_tier(self.settings, self.packs) if disk_cache else None)
         self.events = EventBus()
         self._executor = Executor(self.settings, self.models, self.cache, self.events)
 

@@ -31,6 +31,8 @@ class RunResult:
     status: str = "succeeded"
     executed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
+    from_disk: list[str] = field(default_factory=list)
+    """The cached nodes whose outputs came from the disk tier (written by an earlier process)."""
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     images: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     """Files nodes wrote, by node id: ``[{"kind": "output", "path": "x.png"}]``."""
@@ -118,11 +120,13 @@ class Executor:
                     extra = uuid.uuid4().hex
                 key = keys[node_id] = node_key(node, upstream, extra)
                 entry = self.cache.get(key) if node_class.cache is not CachePolicy.NEVER else None
-                if entry is not None:
+                if entry is not None and self._files_exist(entry.ui):
                     values[node_id] = entry.outputs
                     if entry.ui.get("images"):
                         result.images[node_id] = entry.ui["images"]
                     result.cached.append(node_id)
+                    if entry.source == "disk":
+                        result.from_disk.append(node_id)
                     bus.emit(NodeCachedData, run_id=run_id, node=node_id)
                     continue
                 bus.emit(NodeStartedData, run_id=run_id, node=node_id, type=node_class.type_name)
@@ -154,6 +158,11 @@ class Executor:
         result.seconds = time.perf_counter() - started
         bus.publish(finished_event(result))
         return result
+
+    def _files_exist(self, ui: dict[str, Any]) -> bool:
+        """Whether the files a cached node reported are still there: a node whose files were deleted runs again."""
+        images = ui.get("images") or []
+        return all((self.settings.folder(image["kind"]) / image["path"]).is_file() for image in images)
 
 
 def finished_event(result: RunResult) -> FinishedData:

@@ -14,8 +14,39 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DEFAULT_CACHE_BYTES = 4 * 1024**3
 APP_NAME = "gouache"
+GiB = 1024**3
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM in bytes, or ``None`` where the stdlib cannot tell (``os.sysconf`` is missing on Windows)."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def _share_of_ram(divisor: int, unknown: int, cap: int | None = None) -> int:
+    ram = physical_memory_bytes()
+    if ram is None:
+        return unknown
+    return ram // divisor if cap is None else min(ram // divisor, cap)
+
+
+DEFAULT_CACHE_BYTES = _share_of_ram(8, unknown=2 * GiB, cap=8 * GiB)
+"""Node outputs kept in RAM: 1/8 of the machine's RAM, at most 8 GiB (2 GiB where RAM is unknown).
+
+Long-lived servers grow toward it (every new seed adds latents and images), so it follows the machine
+instead of a fixed figure that suits a workstation and starves a laptop."""
+DEFAULT_MODEL_CACHE_BYTES = _share_of_ram(2, unknown=8 * GiB)
+"""Loaded checkpoints, LoRAs and upscalers kept in RAM: half the machine's RAM (8 GiB where unknown).
+A model the current run uses is kept even past it."""
+DEFAULT_DISK_CACHE_BYTES = 4 * GiB
+"""Node outputs kept under ``home/cache``: 4 GiB, a few thousand 1024 px images or a hundred thousand 128 px ones."""
+DEVICE_CACHE_SHARE = 8
+"""Without ``cache_device_bytes``, outputs held on a GPU may take 1/8 of that GPU's memory (as the pack
+that made them reports it; 1 GiB where it does not)."""
 
 
 def user_data_dir(app: str = APP_NAME) -> Path:
@@ -45,11 +76,15 @@ class ConfigFile(BaseModel):
 
     device: str = "auto"
     cache_bytes: int = Field(DEFAULT_CACHE_BYTES, ge=0)
+    cache_device_bytes: int | None = Field(None, ge=0)
+    disk_cache_bytes: int = Field(DEFAULT_DISK_CACHE_BYTES, ge=0)
+    model_cache_bytes: int = Field(DEFAULT_MODEL_CACHE_BYTES, ge=0)
     memory_budget_bytes: int | None = Field(None, ge=0)
     extra_model_roots: list[str] = []
     model_dirs: dict[str, list[str]] = {}
 
-    @field_validator("cache_bytes", "memory_budget_bytes", mode="before")
+    @field_validator("cache_bytes", "cache_device_bytes", "disk_cache_bytes", "model_cache_bytes",
+                     "memory_budget_bytes", mode="before")
     @classmethod
     def _not_a_bool(cls, value: Any) -> Any:
         # JSON true would otherwise pass as 1 byte.
@@ -102,15 +137,23 @@ class Settings:
 
     The base directory holds ``models/``, ``input/``, ``output/``, ``temp/`` and the server's
     database. It is ``GOUACHE_HOME`` if set, else the platform's user data folder. A
-    ``config.json`` there may set ``device``, ``cache_bytes``, ``memory_budget_bytes``,
-    ``extra_model_roots`` (folders laid out like ``models/``, e.g. another tool's) and
-    ``model_dirs`` (``{"checkpoints": ["/data/sd"]}``).
+    ``config.json`` there may set ``device``, the byte budgets below, ``extra_model_roots``
+    (folders laid out like ``models/``, e.g. another tool's) and ``model_dirs``
+    (``{"checkpoints": ["/data/sd"]}``).
     """
 
     home: Path
     device: str = "auto"
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    """Node outputs kept in RAM (see ``DEFAULT_CACHE_BYTES``)."""
+    cache_device_bytes: int | None = None
+    """Node outputs kept on each GPU; ``None``: 1/``DEVICE_CACHE_SHARE`` of its memory."""
+    disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES
+    """Node outputs kept under ``home/cache`` when the engine's disk tier is on; 0 turns it off."""
+    model_cache_bytes: int = DEFAULT_MODEL_CACHE_BYTES
+    """Loaded models kept in RAM; least recently used ones not needed by the current run go first."""
     memory_budget_bytes: int | None = None
+    """Models on the GPU at once; ``None``: what the driver reports free, less a margin."""
     extra_model_roots: tuple[Path, ...] = ()
     model_dirs: dict[str, tuple[Path, ...]] = field(default_factory=dict)
     output_dir: Path | None = None
@@ -126,12 +169,20 @@ class Settings:
             home=base,
             device=config.device,
             cache_bytes=config.cache_bytes,
+            cache_device_bytes=config.cache_device_bytes,
+            disk_cache_bytes=config.disk_cache_bytes,
+            model_cache_bytes=config.model_cache_bytes,
             memory_budget_bytes=config.memory_budget_bytes,
             extra_model_roots=tuple(Path(p).expanduser() for p in config.extra_model_roots),
             model_dirs={kind: tuple(Path(p).expanduser() for p in paths)
                         for kind, paths in config.model_dirs.items()},
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    @property
+    def cache_dir(self) -> Path:
+        """The disk tier of the output cache."""
+        return self.home / "cache"
 
     @property
     def models_dir(self) -> Path:

@@ -101,7 +101,8 @@ def test_a_misspelt_key_is_refused_with_the_file_the_key_and_a_suggestion(home):
     message = problems(home)
     assert str(path.resolve()) in message
     assert "unknown key 'cache_byte': did you mean 'cache_bytes'?" in message
-    assert "known keys are device, cache_bytes, memory_budget_bytes, extra_model_roots, model_dirs" in message
+    assert ("known keys are device, cache_bytes, cache_device_bytes, disk_cache_bytes, model_cache_bytes, "
+            "memory_budget_bytes, extra_model_roots, model_dirs") in message
 
 
 def test_an_unknown_key_nothing_resembles_lists_the_known_keys_without_a_guess(home):
