@@ -70,6 +70,9 @@ class _Patchable:
 class ModelHandle(_Patchable):
     """MODEL: the denoiser of ``checkpoint`` with ``patches`` applied while it samples."""
 
+    sampling: tuple[tuple[str, Any], ...] = ()
+    """Scheduler config overrides a node set (``FlowShift``: the flow models' ``shift``)."""
+
     def parts(self) -> list[tuple[str, Any]]:
         """The denoiser, under its family's slot (``unet`` or ``transformer``)."""
         loaded = self.checkpoint.loaded
@@ -105,6 +108,8 @@ class Conditioning:
     pooled: Any = field(default=None, repr=False)
     size: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None = None
     text: str = ""
+    guidance: float | None = None
+    """Flux.1 dev's distilled guidance strength (``FluxGuidance``); ``None``: the family's default."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -116,6 +116,10 @@ def _read_scheduler_config(folder: Path) -> dict[str, Any]:
 def _load_folder(folder: Path, dtype: torch.dtype) -> LoadedCheckpoint:
     detection = detect_folder(folder)
     family = detection.family
+    if family.sampling == "flow":  # SD 3.x, Flux.1: weights stay in their stored dtype
+        from .flow_models import load_folder
+
+        return load_folder(folder, family)
 
     def part(name: str, load: Callable[[], nn.Module]) -> nn.Module:
         try:
@@ -145,7 +149,12 @@ def _decide_prediction(detection: Detection, config_dir: Path | None, scheduler_
 
 
 def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -> LoadedCheckpoint:
+    from .flow_models import detect_flow_family, load_single_file
+
     state_dict = read_state_dict(path)
+    flow = detect_flow_family(state_dict)
+    if flow is not None:  # SD 3.x, Flux.1: configs come from the tensors' shapes, weights keep their dtype
+        return load_single_file(path, flow, state_dict)
     detection = detect_checkpoint(state_dict, path)
     family = detection.family
     if config_dir is not None:

@@ -68,8 +68,35 @@ def load_clip_tokenizer(folder: Path) -> CLIPTokenizer:
     return CLIPTokenizer(str(vocab), str(merges), **kwargs)
 
 
+def load_t5_tokenizer(folder: Path) -> Any:
+    """Load the T5 tokenizer described by ``folder`` (a diffusers ``tokenizer_2``/``tokenizer_3`` folder).
+
+    A complete folder (``tokenizer.json`` or ``spiece.model``) loads as it is; one with only
+    ``tokenizer_config.json``, as shipped, gets T5's vocabulary from ``configs/t5_tokenizer``
+    (Apache-2.0, see its LICENSE).
+    """
+    from transformers import T5TokenizerFast
+
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file() or (folder / "spiece.model").is_file():
+        return T5TokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    shared = configs_root() / "t5_tokenizer" / "tokenizer.json"
+    if not shared.is_file():
+        raise ModelLoadError(
+            f"{folder} holds no T5 tokenizer and the shipped one ({shared}) is missing: put T5's tokenizer.json "
+            "(or spiece.model) in that folder, or reinstall gouache"
+        )
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    kwargs = {key: config[key] for key in ("eos_token", "unk_token", "pad_token", "extra_ids", "model_max_length")
+              if key in config}
+    return T5TokenizerFast(tokenizer_file=str(shared), **kwargs)
+
+
 def load_tokenizer(folder: Path, spec: TextEncoder) -> Any:
     """Load the tokenizer of the text encoder ``spec`` from ``folder`` (its diffusers tokenizer folder)."""
     if spec.layout in ("clip", "open_clip"):
         return load_clip_tokenizer(folder)
+    if spec.layout == "t5":
+        return load_t5_tokenizer(folder)
     raise ModelLoadError(f"{folder}: no tokenizer loader for {spec.layout!r} text encoders ({spec.model_class})")

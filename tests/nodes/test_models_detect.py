@@ -86,6 +86,6 @@ def test_unknown_layouts_say_what_was_found(state_dict: dict, words: list[str]) 
 def test_unsupported_folder_names_its_pipeline(tmp_path: Path) -> None:
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text("{}")
-    (tmp_path / "model_index.json").write_text('{"_class_name": "FluxPipeline"}')
-    with pytest.raises(ModelLoadError, match="FluxPipeline"):
+    (tmp_path / "model_index.json").write_text('{"_class_name": "AuraFlowPipeline"}')
+    with pytest.raises(ModelLoadError, match="AuraFlowPipeline"):
         detect_folder(tmp_path)
