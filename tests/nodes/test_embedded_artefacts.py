@@ -8,8 +8,8 @@ import torch
 from safetensors import safe_open
 from spandrel import ModelLoader
 
-from gouache.nodes.embedded import checker, evaluate, export, train_lora, train_upscaler
-from gouache.nodes.embedded.pipeline import generate
+from gouache_training import checker, evaluate, export, train_lora, train_upscaler
+from gouache_training.pipeline import generate
 
 WEIGHTS = evaluate.SHIPPED.parent
 FOLDER = WEIGHTS / export.FOLDER

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from transformers import CLIPTokenizer
 
-from gouache.nodes.embedded import checker, data
-from gouache.nodes.embedded.tokenizer import write_tokenizer
+from gouache_training import WEIGHTS, checker, data
+from gouache_training.tokenizer import write_tokenizer
 
-SHIPPED_TOKENIZER = Path(data.__file__).parent / "weights" / "gouache-tiny" / "tokenizer"
+SHIPPED_TOKENIZER = WEIGHTS / "gouache-tiny" / "tokenizer"
 CAPTION = "a large red circle on a blue background"
 CAPTION_IDS = [132, 22, 114, 87, 112, 82, 22, 103, 131, 133]
 
@@ -153,7 +153,7 @@ def test_shipped_tokenizer_matches_the_built_one() -> None:
 
 
 def test_position_prompts_name_every_position_on_seen_triples() -> None:
-    from gouache.nodes.embedded import evaluate
+    from gouache_training import evaluate
 
     cases = evaluate.position_cases(48)
     assert [c.scene.position for c in cases[:4]] == list(data.POSITIONS[1:])
@@ -179,7 +179,7 @@ def test_place_share_sets_how_often_shapes_are_placed_off_centre() -> None:
 def test_labelled_batches_are_the_plain_batches_with_each_caption_s_position_class() -> None:
     import torch
 
-    from gouache.nodes.embedded.train_unet import LatentBatches, tokenize
+    from gouache_training.train_unet import LatentBatches, tokenize
 
     rng = np.random.default_rng(4)
     scenes = [data.sample_scene(rng, place_share=0.9) for _ in range(40)]
@@ -202,7 +202,7 @@ def test_labelled_batches_are_the_plain_batches_with_each_caption_s_position_cla
 
 
 def test_held_out_placed_and_large_placed_prompts_ask_what_they_say() -> None:
-    from gouache.nodes.embedded import evaluate
+    from gouache_training import evaluate
 
     cases = evaluate.held_out_placed_cases(2)
     assert len(cases) == 12 * 4 * 2 and len({(c.prompt, c.seed) for c in cases}) == len(cases)

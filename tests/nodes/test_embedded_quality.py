@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gouache.nodes.embedded import evaluate
+from gouache_training import evaluate
 
 HELD_OUT_FLOOR = 0.90
 SEEN_FLOOR = 0.90

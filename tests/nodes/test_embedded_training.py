@@ -1,7 +1,7 @@
 """The training command's last stages, in miniature: place, lora and export run, resume and chain.
 
 Starts from the shipped weights (as the `unet` stage would leave them in `.train/`), runs a few
-steps of each stage through `python -m gouache.nodes.embedded.train`'s entry point with small
+steps of each stage through `python -m gouache_training.train`'s entry point with small
 latent caches, and checks what each stage leaves for the next one.
 """
 
@@ -15,7 +15,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from safetensors import safe_open
 
-from gouache.nodes.embedded import evaluate, export, train, train_lora, train_place
+from gouache_training import evaluate, export, train, train_lora, train_place
 
 pytestmark = pytest.mark.slow
 

@@ -165,7 +165,7 @@ def test_noise_mask_keeps_the_unmasked_latent(shared_engine, gouache_home):
 ])
 def test_the_main_command_draws_what_the_prompt_asks_where_it_asks(tmp_path, prompt, seed, expected):
     from gouache.cli.main import main
-    from gouache.nodes.embedded import checker
+    from gouache_training import checker
 
     out = tmp_path / "out"
     argv = ["--home", str(tmp_path / "home"), "run", str(WORKFLOWS / "text-to-image.json"), "--output-dir", str(out),

@@ -1,8 +1,9 @@
-"""Reproduce every embedded-model artefact from a seed: `python -m gouache.nodes.embedded.train --seed 0`.
+"""Reproduce every embedded-model artefact from a seed: `python -m gouache_training.train --seed 0`.
 
-Stages run in order (vae, upscaler, unet, place, lora, export); each resumes from its checkpoint under
-`--work` and skips itself when its final output exists. `--stage` runs one stage; `--steps` and
-`--minutes` bound the training stages that run.
+Run it from the repository root with `PYTHONPATH=training`. Stages run in order (vae, upscaler,
+unet, place, lora, export); each resumes from its checkpoint under `--work` and skips itself when
+its final output exists. `--stage` runs one stage; `--steps` and `--minutes` bound the training
+stages that run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import argparse
 from pathlib import Path
 
 import torch
+
+from . import WEIGHTS
 
 STAGES = ("vae", "upscaler", "unet", "place", "lora", "export")
 # Training time per stage on a 2-core CPU when no bound is given on the command line.
@@ -25,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="at most this many optimizer steps per stage")
     p.add_argument("--minutes", type=float, default=None, help="at most this much training time per stage")
     p.add_argument("--work", type=Path, default=Path(".train"), help="checkpoints and intermediate files")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "weights", help="where artefacts go")
+    p.add_argument("--out", type=Path, default=WEIGHTS, help="where artefacts go")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     return p.parse_args(argv)
 

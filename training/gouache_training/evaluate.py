@@ -1,4 +1,4 @@
-"""Quality figures of the embedded model: `python -m gouache.nodes.embedded.evaluate [--folder F]`.
+"""Quality figures of the embedded model: `python -m gouache_training.evaluate [--folder F]`.
 
 Renders prompts for held-out and seen colour/shape/background triples (cfg 3, 20 Euler steps)
 and reads each image back with the checker. A render is "fully right" when shape colour,
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
-from . import checker, data
+from . import WEIGHTS, checker, data
 from .pipeline import generate
 
-SHIPPED = Path(__file__).parent / "weights" / "gouache-tiny"
+SHIPPED = WEIGHTS / "gouache-tiny"
 
 
 @dataclass(frozen=True)
