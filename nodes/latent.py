@@ -61,22 +61,32 @@ def vae_scale_factor(vae: Any) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def decode(manager: Any, loaded: Any, latent: dict[str, Any]) -> Any:
-    """IMAGE [B,H,W,3] in 0..1 from a LATENT, as the pipelines' decode and postprocess do."""
+def decode(manager: Any, loaded: Any, latent: dict[str, Any], check_interrupt: Any = None) -> Any:
+    """IMAGE [B,H,W,3] in 0..1 from a LATENT, as the pipelines' decode and postprocess do.
+
+    ``check_interrupt`` is called before every layer (a large decode stops within one layer).
+    """
     import torch
+
+    from gouache.nodes.interrupt import interruptible
 
     vae = loaded.vae
     device = manager.on_device([vae])
     samples = latent["samples"].to(device=device, dtype=vae.dtype)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
-    with torch.no_grad():
+    with torch.no_grad(), interruptible([vae.decoder, vae.post_quant_conv], check_interrupt):
         images = vae.decode(samples / vae.config.scaling_factor + shift, return_dict=False)[0]
     return (images.float() / 2 + 0.5).clamp(0, 1).movedim(1, -1).to("cpu").contiguous()
 
 
-def encode(manager: Any, loaded: Any, image: Any) -> dict[str, Any]:
-    """A LATENT from an IMAGE; sides that are not multiples of the VAE's factor are cropped."""
+def encode(manager: Any, loaded: Any, image: Any, check_interrupt: Any = None) -> dict[str, Any]:
+    """A LATENT from an IMAGE; sides that are not multiples of the VAE's factor are cropped.
+
+    ``check_interrupt`` is called before every layer, as in :func:`decode`.
+    """
     import torch
+
+    from gouache.nodes.interrupt import interruptible
 
     if not hasattr(image, "shape") or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
         raise InputError("image", f"expected an IMAGE tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}",
@@ -93,6 +103,6 @@ def encode(manager: Any, loaded: Any, image: Any) -> dict[str, Any]:
     device = manager.on_device([vae])
     batch = (pixels.movedim(-1, 1) * 2 - 1).to(device=device, dtype=vae.dtype)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
-    with torch.no_grad():
+    with torch.no_grad(), interruptible([vae.encoder, vae.quant_conv], check_interrupt):
         latents = vae.encode(batch).latent_dist.mode()
     return {"samples": ((latents.float() - shift) * vae.config.scaling_factor).to("cpu")}

@@ -241,7 +241,7 @@ class VAEDecode(Node):
     def run(self, ctx, latent, vae):
         from gouache.nodes.latent import decode
 
-        return {"image": decode(_manager(ctx), vae.checkpoint.loaded, latent)}
+        return {"image": decode(_manager(ctx), vae.checkpoint.loaded, latent, ctx.check_interrupt)}
 
 
 class VAEEncode(Node):
@@ -255,7 +255,7 @@ class VAEEncode(Node):
     def run(self, ctx, image, vae):
         from gouache.nodes.latent import encode
 
-        return {"latent": encode(_manager(ctx), vae.checkpoint.loaded, image)}
+        return {"latent": encode(_manager(ctx), vae.checkpoint.loaded, image, ctx.check_interrupt)}
 
 
 class LoadImage(Node):
@@ -405,7 +405,8 @@ class UpscaleWithModel(Node):
         _check_images(image, "image")
         manager = _manager(ctx)
         device = manager.on_device([upscale_model.descriptor.model])
-        return {"image": upscale(upscale_model.descriptor, image, device, tile_size, overlap, ctx.progress)}
+        return {"image": upscale(upscale_model.descriptor, image, device, tile_size, overlap, ctx.progress,
+                                 ctx.check_interrupt)}
 
 
 def _check_images(images: Any, name: str) -> None:

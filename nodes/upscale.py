@@ -31,9 +31,15 @@ def load_upscaler(path: Path) -> Any:
 
 
 def upscale(descriptor: Any, image: Any, device: Any, tile: int = DEFAULT_TILE,
-            overlap: int = DEFAULT_OVERLAP, progress: Any = None) -> Any:
-    """IMAGE [B,H,W,C] upscaled by the model's scale; ``tile=0`` runs the whole image at once."""
+            overlap: int = DEFAULT_OVERLAP, progress: Any = None, check_interrupt: Any = None) -> Any:
+    """IMAGE [B,H,W,C] upscaled by the model's scale; ``tile=0`` runs the whole image at once.
+
+    ``check_interrupt`` is called before every layer of the model, so even one large tile stops
+    within a layer when the run is interrupted.
+    """
     import torch
+
+    from gouache.nodes.interrupt import interruptible
 
     if not hasattr(image, "shape") or image.ndim != 4 or image.shape[-1] != 3:
         raise InputError("image", f"expected an RGB IMAGE tensor [B,H,W,3], got {getattr(image, 'shape', type(image))}",
@@ -44,7 +50,7 @@ def upscale(descriptor: Any, image: Any, device: Any, tile: int = DEFAULT_TILE,
     pixels = image.movedim(-1, 1)
     batch, channels, height, width = pixels.shape
     if tile <= 0 or (height <= tile and width <= tile):
-        with torch.no_grad():
+        with torch.no_grad(), interruptible([model], check_interrupt):
             out = model(pixels.to(device, dtype)).float().to("cpu")
         return out.clamp(0, 1).movedim(1, -1).contiguous()
     out = torch.zeros(batch, channels, height * scale, width * scale)
@@ -56,7 +62,7 @@ def upscale(descriptor: Any, image: Any, device: Any, tile: int = DEFAULT_TILE,
             bottom, right = min(top + tile, height), min(left + tile, width)
             y0, x0 = max(top - overlap, 0), max(left - overlap, 0)
             y1, x1 = min(bottom + overlap, height), min(right + overlap, width)
-            with torch.no_grad():
+            with torch.no_grad(), interruptible([model], check_interrupt):
                 result = model(pixels[:, :, y0:y1, x0:x1].to(device, dtype)).float().to("cpu")
             core = result[:, :, (top - y0) * scale:(bottom - y0) * scale, (left - x0) * scale:(right - x0) * scale]
             out[:, :, top * scale:bottom * scale, left * scale:right * scale] = core

@@ -115,3 +115,17 @@ def text_to_image(checkpoint: str = "tiny-sd1", *, size: int = 64, steps: int = 
     nodes["latent"]["inputs"].update(width=size, height=size)
     nodes["sampler"]["inputs"].update(steps=steps, seed=seed, cfg=cfg, sampler_name=sampler, scheduler=scheduler)
     return workflow
+
+
+def run_interrupted_at(engine, workflow: dict, node: str, outputs: list[str]):
+    """Run ``workflow``, asking the engine to stop as soon as ``node`` starts; return the result."""
+
+    def interrupt_when_it_starts(event):
+        if event.type == "node_started" and event.data["node"] == node:
+            engine.interrupt()
+
+    unsubscribe = engine.subscribe(interrupt_when_it_starts)
+    try:
+        return engine.run(workflow, outputs=outputs)
+    finally:
+        unsubscribe()

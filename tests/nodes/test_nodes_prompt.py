@@ -92,19 +92,22 @@ def test_sdxl_conditioning_has_pooled_output_and_both_encoders(shared_engine):
 
 
 def test_an_interrupt_stops_text_encoding_between_windows(shared_engine):
+    from pack_support import run_interrupted_at
+
     workflow = text_to_image(prompt="a red circle, " * 400, seed=11)  # about 20 windows
-
-    def interrupt_when_encoding_starts(event):
-        if event.type == "node_started" and event.data["node"] == "positive":
-            shared_engine.interrupt()
-
-    unsubscribe = shared_engine.subscribe(interrupt_when_encoding_starts)
-    try:
-        result = shared_engine.run(workflow, outputs=["positive"])
-    finally:
-        unsubscribe()
+    result = run_interrupted_at(shared_engine, workflow, "positive", ["positive"])
     assert result.status == "interrupted"
     assert "positive" not in result.executed  # stopped inside the node, not after it
+
+
+def test_an_interrupt_stops_a_vae_decode_inside_the_decoder(shared_engine):
+    from pack_support import run_interrupted_at
+
+    workflow = text_to_image(seed=12)
+    result = run_interrupted_at(shared_engine, workflow, "decode", ["decode"])
+    assert result.status == "interrupted" and "decode" not in result.executed
+    again = shared_engine.run(workflow, outputs=["decode"])
+    assert again.ok and again.executed == ["decode"]  # everything before it came from the cache
 
 
 def test_a_prompt_longer_than_the_limit_is_refused_at_validation(shared_engine):

@@ -42,3 +42,12 @@ def test_upscaler_loader_rejects_a_file_that_is_no_model(shared_engine, gouache_
     assert result.status == "failed" and result.error.node == "upscaler"
     assert (result.error.input, result.error.code) == ("name", "unreadable")
     assert result.error.message.startswith("broken.safetensors: spandrel cannot load it")
+
+
+def test_an_interrupt_stops_a_whole_image_upscale_inside_the_model(shared_engine):
+    from pack_support import run_interrupted_at
+
+    result = run_interrupted_at(shared_engine, _workflow(tile_size=0), "upscale", ["upscale"])
+    assert result.status == "interrupted" and "upscale" not in result.executed
+    whole = _upscaled(shared_engine, tile_size=0)  # the hooks are gone: it runs and is unchanged
+    assert whole.shape == (1, 48, 80, 3)
