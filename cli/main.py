@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
+from gouache.cli.nodes import plain
 from gouache.cli.progress import Progress
-from gouache.engine.api import Engine
-from gouache.engine.executor import RunResult
-from gouache.engine.problems import Problem, WorkflowInvalid
+from gouache.engine import Engine, Input, Problem, Registry, RunResult, WorkflowInvalid
+from gouache.engine.workflow import load_source
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -29,15 +30,81 @@ class UsageError(Exception):
     """Bad command-line arguments (exit code 2)."""
 
 
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """``NODE.INPUT=VALUE``: the value is JSON when it parses as JSON, else a string."""
+SET_HELP = (
+    "set one input, NODE.INPUT=VALUE (repeat for more). VALUE is read as JSON: 5, 2.5, true, [1, 2], "
+    '"quoted text"; anything that is not JSON is text as typed, so text needs no quotes: '
+    "--set positive.text='a red circle'. An input that takes text keeps the text as typed even when it "
+    "looks like JSON: positive.text=5 is the text '5', not the number 5."
+)
+
+
+def split_assignment(text: str) -> tuple[str, str]:
+    """``NODE.INPUT=VALUE`` as its target and the value's text, or :class:`UsageError`."""
     target, equals, value = text.partition("=")
     if not equals or "." not in target:
         raise UsageError(f"--set {text!r}: expected NODE.INPUT=VALUE, e.g. --set sampler.seed=5")
+    return target, value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``NODE.INPUT=VALUE``: the value is JSON when it parses as JSON, else a string."""
+    target, value = split_assignment(text)
     try:
         return target, json.loads(value)
     except json.JSONDecodeError:
         return target, value
+
+
+def takes_text(spec: Input) -> bool:
+    """Whether an input's values are text: STRING, or a choice among names (models, files, words)."""
+    if spec.type == "STRING":
+        return True
+    return spec.type == "COMBO" and (spec.choices_from is not None or
+                                     all(isinstance(choice, str) for choice in spec.choices or ()))
+
+
+def overrides_for(assignments: list[str], workflow: str, registry: Registry) -> dict[str, Any]:
+    """The ``--set`` values: JSON where they parse, except that an input taking text keeps the text.
+
+    ``--set positive.text=5`` must mean the prompt "5": the input's declared type, found through the
+    workflow's node type in the registry, decides. A workflow that cannot be read is left to validation.
+    """
+    try:
+        raw = load_source(workflow)
+    except (OSError, ValueError):
+        raw = None
+    nodes = raw.get("nodes") if isinstance(raw, dict) else None
+    overrides = {}
+    for assignment in assignments:
+        target, text = split_assignment(assignment)
+        _, value = parse_assignment(assignment)
+        node_id, _, input_name = target.rpartition(".")
+        entry = nodes.get(node_id) if isinstance(nodes, dict) else None
+        node_class = registry.get(entry.get("type")) if isinstance(entry, dict) and isinstance(
+            entry.get("type"), str) else None
+        spec = next((i for i in node_class.inputs if i.name == input_name), None) if node_class else None
+        if spec is not None and takes_text(spec) and (value is None or isinstance(value, (bool, int, float))):
+            value = text
+        overrides[target] = value
+    return overrides
+
+
+def refuse_missing_device(option: str | None) -> None:
+    """Refuse ``--device cuda|mps`` on a machine without one, before anything loads or runs.
+
+    torch is imported only when such a device is asked for, so other commands stay quick.
+    """
+    if option not in ("cuda", "mps"):
+        return
+    import torch
+
+    if option == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: this torch build sees no CUDA GPU here; "
+                         "use --device auto (the best device found) or --device cpu")
+    mps = getattr(torch.backends, "mps", None)
+    if option == "mps" and not (mps is not None and mps.is_available()):
+        raise UsageError("--device mps: Apple's MPS is not available here; "
+                         "use --device auto (the best device found) or --device cpu")
 
 
 def _engine(args: argparse.Namespace, **options: Any) -> Engine:
@@ -63,9 +130,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    overrides = dict(parse_assignment(item) for item in args.set or [])
+    refuse_missing_device(args.device)
     outputs = args.outputs.split(",") if args.outputs else None
     engine = _engine(args, device=args.device, output_dir=Path(args.output_dir).resolve() if args.output_dir else None)
+    overrides = overrides_for(args.set or [], args.workflow, engine.registry)
     valid, problems = engine.check(args.workflow, overrides, outputs)
     if valid is None:
         if args.json:
@@ -108,7 +176,7 @@ def _report(engine: Engine, result: RunResult, args: argparse.Namespace) -> None
 
 def cmd_validate(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    overrides = dict(parse_assignment(item) for item in args.set or [])
+    overrides = overrides_for(args.set or [], args.workflow, engine.registry)
     valid, problems = engine.check(args.workflow, overrides)
     if args.json:
         print(json.dumps({"valid": valid is not None, "problems": [p.to_json() for p in problems]}, indent=2))
@@ -121,17 +189,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    infos = engine.registry.infos()
-    if args.json:
-        print(json.dumps([info.model_dump(mode="json") for info in infos], indent=2))
-        return EXIT_OK
-    for info in infos:
-        ins = ", ".join(f"{spec.name}: {spec.type}" for spec in info.inputs)
-        outs = ", ".join(f"{out.name}: {out.type}" for out in info.outputs)
-        summary = info.description.splitlines()[0] if info.description else ""
-        print(f"{info.category}/{info.type} v{info.version} [{info.pack}]\n  ({ins}) -> ({outs})\n  {summary}")
-    return EXIT_OK
+    from gouache.cli import nodes
+
+    return nodes.main(args, _engine(args))
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -155,6 +215,7 @@ def cmd_packs(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    refuse_missing_device(args.device)
     try:
         from gouache.web.server import serve
     except ImportError as error:
@@ -162,62 +223,111 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gouache", description=__doc__.splitlines()[0])
-    parser.add_argument("--home", help="base directory (default: $GOUACHE_HOME or the user data folder)")
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
+EPILOG = """\
+exit codes: 0 success; 2 the workflow or the arguments are invalid (nothing ran);
+1 a node failed at run time; 130 interrupted.
 
-    run = commands.add_parser("run", help="run a workflow file (JSON, or a PNG saved by gouache)")
-    run.add_argument("workflow")
-    run.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE", help="override an input")
-    run.add_argument("--output-dir", help="where to save images (default: HOME/output)")
-    run.add_argument("--device", choices=DEVICES, default=None)
-    run.add_argument("--outputs", help="comma-separated node ids to compute (default: every output node)")
-    run.add_argument("--json", action="store_true", help="print a machine-readable result")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--safe-mode", action="store_true", help="load no third-party node pack")
+examples:
+  gouache run workflows/text-to-image.json --output-dir output --set sampler.seed=5
+  gouache nodes Sampler          every input of one node type: type, default, range, choices
+  gouache COMMAND --help         the options of one command
+"""
+
+JSON_HELP = "print a machine-readable result on stdout instead of text"
+SAFE_MODE_HELP = "load only the built-in node pack, no third-party pack"
+DEVICE_HELP = ("where models run: auto (CUDA, then MPS, then the CPU), cpu, cuda or mps; a device that "
+               "is not there is refused before anything runs (default: config.json's device, else auto)")
+
+
+def _common_options(defaults: bool) -> argparse.ArgumentParser:
+    """--home and --debug, accepted before the command and after it (``gouache run X --home H``).
+
+    Only the top-level parser has defaults: a subcommand's copy (``defaults=False``) leaves the
+    value given before the command alone when it is not repeated after it.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=None if defaults else argparse.SUPPRESS,
+                        help="base directory holding models/, input/, output/ and config.json "
+                             "(default: $GOUACHE_HOME, else the user data folder)")
+    common.add_argument("--debug", action="store_true", default=False if defaults else argparse.SUPPRESS,
+                        help="show Python tracebacks and debug logging")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gouache`` argument parser; every option carries help text (a test checks)."""
+    common = _common_options(defaults=False)
+    parser = argparse.ArgumentParser(prog="gouache", description=plain(__doc__.splitlines()[0]), epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[_common_options(defaults=True)])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="one of the commands below; gouache COMMAND --help says more")
+
+    def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[common], **kwargs)
+
+    run = command("run", "run a workflow file (JSON, or a PNG saved by gouache)")
+    run.add_argument("workflow", help="a workflow .json file, or a PNG gouache saved (it carries its workflow)")
+    run.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE", help=SET_HELP)
+    run.add_argument("--output-dir", metavar="DIR",
+                     help="where to save images (default: HOME/output, under the base directory; "
+                          "the path of every saved file is printed)")
+    run.add_argument("--device", choices=DEVICES, default=None, help=DEVICE_HELP)
+    run.add_argument("--outputs", metavar="NODE,NODE",
+                     help="comma-separated node ids to compute, with what they need (default: every output node)")
+    run.add_argument("--json", action="store_true",
+                     help="print a machine-readable result (status, files, timings per node, cached nodes)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    run.add_argument("--safe-mode", action="store_true", help=SAFE_MODE_HELP)
     run.set_defaults(handler=cmd_run)
 
-    validate = commands.add_parser("validate", help="check a workflow without running it")
-    validate.add_argument("workflow")
-    validate.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE")
-    validate.add_argument("--json", action="store_true")
+    validate = command("validate", "check a workflow without running it, listing every problem at once")
+    validate.add_argument("workflow", help="a workflow .json file, or a PNG gouache saved")
+    validate.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE",
+                          help="check with this input set, as gouache run --set would")
+    validate.add_argument("--json", action="store_true", help="print {valid, problems} as JSON")
+    validate.add_argument("--safe-mode", action="store_true", help=SAFE_MODE_HELP)
     validate.set_defaults(handler=cmd_validate)
 
-    nodes = commands.add_parser("nodes", help="list every node type with its inputs and outputs")
-    nodes.add_argument("--json", action="store_true")
-    nodes.add_argument("--safe-mode", action="store_true")
+    nodes = command("nodes", "list the node types, or describe one with every input's default, range and choices")
+    nodes.add_argument("name", nargs="?", metavar="NAME",
+                       help="a node type to describe in full, e.g. Sampler (default: list them all)")
+    nodes.add_argument("--json", action="store_true",
+                       help="print the node types (or the one named) as the registry publishes them")
+    nodes.add_argument("--safe-mode", action="store_true", help=SAFE_MODE_HELP)
     nodes.set_defaults(handler=cmd_nodes)
 
-    models = commands.add_parser("models", help="list the checkpoints, LoRAs and upscalers found")
-    models.add_argument("--json", action="store_true")
+    models = command("models", "list the checkpoints, LoRAs and upscalers found, and the folders searched")
+    models.add_argument("--json", action="store_true", help="print every model kind and its models as JSON")
     models.set_defaults(handler=cmd_models)
 
-    packs = commands.add_parser("packs", aliases=["plugins"], help="list, inspect, install or remove node packs")
-    pack_commands = packs.add_subparsers(dest="packs_command", required=True)
-    listing = pack_commands.add_parser("list", help="every pack and its status")
-    listing.add_argument("--json", action="store_true")
-    info = pack_commands.add_parser("info", help="one pack in detail")
-    info.add_argument("name")
-    info.add_argument("--json", action="store_true")
-    install = pack_commands.add_parser("install", help="install a pack with pip (after a dry run)")
+    packs = command("packs", "list, inspect, install or remove node packs", aliases=["plugins"])
+    pack_commands = packs.add_subparsers(dest="packs_command", required=True, metavar="PACKS_COMMAND",
+                                         help="list, info, install or remove")
+    listing = pack_commands.add_parser("list", help="every pack and its status", parents=[common])
+    listing.add_argument("--json", action="store_true", help="print every pack's report as JSON")
+    info = pack_commands.add_parser("info", help="one pack in detail", parents=[common])
+    info.add_argument("name", help="the pack's name or its distribution's name")
+    info.add_argument("--json", action="store_true", help="print the pack and its node types as JSON")
+    install = pack_commands.add_parser("install", help="install a pack with pip (after a dry run)", parents=[common])
     install.add_argument("spec", help="a package name, a local path or a wheel")
     install.add_argument("--allow-upgrades", action="store_true",
                          help="allow changing gouache or its core dependencies")
     install.add_argument("--yes", "-y", action="store_true", help="do not ask before installing")
-    remove = pack_commands.add_parser("remove", help="uninstall a pack")
-    remove.add_argument("name")
-    remove.add_argument("--yes", "-y", action="store_true")
+    remove = pack_commands.add_parser("remove", help="uninstall a pack", parents=[common])
+    remove.add_argument("name", help="the pack's name or its distribution's name")
+    remove.add_argument("--yes", "-y", action="store_true", help="do not ask before uninstalling")
     packs.set_defaults(handler=cmd_packs)
 
-    serve = commands.add_parser("serve", help="start the web editor and API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8188)
-    serve.add_argument("--allow-origin", action="append", default=[], help="another origin allowed to call the API")
+    serve = command("serve", "start the web editor and its HTTP/websocket API")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1; any other needs --token)")
+    serve.add_argument("--port", type=int, default=8188, help="port to listen on (default: 8188)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="another origin allowed to call the API, e.g. http://localhost:3000 (repeatable)")
     serve.add_argument("--token", help="require this token (header or cookie) on every request")
-    serve.add_argument("--device", choices=DEVICES, default=None)
-    serve.add_argument("--safe-mode", action="store_true")
+    serve.add_argument("--device", choices=DEVICES, default=None, help=DEVICE_HELP)
+    serve.add_argument("--safe-mode", action="store_true", help=SAFE_MODE_HELP)
     serve.set_defaults(handler=cmd_serve)
     return parser
 
@@ -236,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     except WorkflowInvalid as error:
         _print_problems(error.problems)
         return EXIT_INVALID
+    except BrokenPipeError:  # `gouache nodes | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as error:
         if args.debug:
             traceback.print_exc()

@@ -154,3 +154,80 @@ def test_a_misspelt_config_key_stops_every_command_with_a_suggestion(cli, tmp_pa
     assert f"{home / 'config.json'} is not a valid gouache config" in done.stderr
     assert "unknown key 'cache_byte': did you mean 'cache_bytes'?" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_text_input_keeps_set_values_that_look_like_json_as_text(cli, tmp_path):
+    (tmp_path / "5").write_text("five")
+    (tmp_path / "true").write_text("yes")
+    workflow = {"format": "gouache/1", "nodes": {
+        "r": {"type": "ReadFile", "inputs": {"path": "missing"}},
+        "out": {"type": "Record", "inputs": {"value": {"node": "r", "output": "text"}}}}}
+    for typed, read in (("5", "five"), ("true", "yes")):
+        done = cli("run", write(tmp_path, workflow), "--json", "--set", f"r.path={typed}")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["outputs"]["r"]["text"] == read
+    # a number input still reads JSON, and a link stays a link
+    done = cli("validate", write(tmp_path, chain(2)), "--set", "n0.value=5", "--set",
+               'n1.b={"node": "n0", "output": "value"}')
+    assert done.returncode == 0, done.stderr
+
+
+def test_takes_text_is_decided_by_the_declared_type():
+    from gouache.cli.main import takes_text
+    from gouache.engine import Input
+
+    assert takes_text(Input("text", "STRING"))
+    assert takes_text(Input("name", "COMBO", choices_from="checkpoints"))
+    assert takes_text(Input("mode", "COMBO", choices=("a", "b")))
+    assert not takes_text(Input("size", "COMBO", choices=(512, 768)))
+    assert not takes_text(Input("seed", "INT"))
+
+
+def test_the_builtin_prompt_set_to_a_number_is_the_prompt_5(cli, tmp_path):
+    workflow = Path(__file__).resolve().parents[2] / "workflows" / "text-to-image.json"
+    done = cli("validate", str(workflow), "--set", "positive.text=5", "--set", "sampler.seed=7")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_a_device_that_is_not_there_is_refused_before_anything_runs(cli, tmp_path, device):
+    import torch
+
+    available = torch.cuda.is_available() if device == "cuda" else torch.backends.mps.is_available()
+    if available:
+        pytest.skip(f"this machine has {device}")
+    workflow = {"format": "gouache/1", "nodes": {"s": {"type": "Slow", "inputs": {"steps": 3}}}}
+    done = cli("run", write(tmp_path, workflow), "--device", device)
+    assert done.returncode == 2, done.stderr
+    assert f"--device {device}:" in done.stderr and "--device cpu" in done.stderr
+    assert done.stdout == "" and "ran" not in done.stderr and "Traceback" not in done.stderr
+    done = cli("serve", "--device", device, "--port", "9")
+    assert done.returncode == 2 and f"--device {device}:" in done.stderr
+
+
+def unreadable(tmp_path: Path, kind: str) -> Path:
+    from PIL import Image
+
+    path = tmp_path / f"{kind}.input"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "png without a workflow":
+        Image.new("RGB", (4, 4)).save(path, format="PNG")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "cut json":
+        path.write_text('{"format": "gouache/1", "nodes": {')
+    return path  # "missing": never written
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "binary", "png without a workflow", "empty", "cut json"])
+def test_validate_exits_2_for_every_unreadable_file(cli, tmp_path, kind):
+    path = str(unreadable(tmp_path, kind))
+    done = cli("validate", path)
+    assert done.returncode == 2, done.stderr
+    assert "[unreadable_workflow] cannot read the workflow" in done.stderr and "Traceback" not in done.stderr
+    done = cli("validate", path, "--json", "--set", "a.b=1")
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["valid"] is False
