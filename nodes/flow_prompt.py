@@ -36,8 +36,11 @@ def _pooled(result: Any) -> Any:
     return embeds if embeds is not None else result.pooler_output
 
 
-def encode(loaded: Any, text: str, device: Any) -> tuple[Any, Any]:
-    """Embeddings [1, L, D] and pooled [1, P] for ``text`` with ``loaded``'s CLIP and T5 encoders."""
+def encode(loaded: Any, text: str, device: Any, between_windows: Any = None) -> tuple[Any, Any]:
+    """Embeddings [1, L, D] and pooled [1, P] for ``text`` with ``loaded``'s CLIP and T5 encoders.
+
+    ``between_windows`` is called before each encoder call (``ctx.check_interrupt``).
+    """
     import torch
 
     from gouache.nodes.models.manual_cast import compute_dtype
@@ -50,6 +53,8 @@ def encode(loaded: Any, text: str, device: Any) -> tuple[Any, Any]:
     for encoder in loaded.encoders:
         spec, tokenizer, model = encoder.spec, encoder.tokenizer, encoder.model
         dtype = compute_dtype(model)
+        if between_windows is not None:
+            between_windows()
         if spec.layout == "t5":
             ids, weights = _t5_ids(tokenizer, pieces, spec.max_tokens)
             hidden = model(torch.tensor([ids], device=device))[0]
@@ -57,6 +62,8 @@ def encode(loaded: Any, text: str, device: Any) -> tuple[Any, Any]:
             continue
         windows = []
         for index, (ids, weights) in enumerate(zip(*tokenize_windows(tokenizer, pieces))):
+            if between_windows is not None and index:
+                between_windows()
             result = model(torch.tensor([ids], device=device), output_hidden_states=True)
             if spec.pooled and index == 0:
                 pooled.append(_pooled(result).to(dtype))

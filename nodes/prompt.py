@@ -103,6 +103,10 @@ def encode(loaded: Any, text: str, device: Any, between_windows: Any = None) -> 
     """
     import torch
 
+    if loaded.family.join_encoders in ("clip_then_t5", "t5_with_pooled"):  # SD 3.x, Flux.1
+        from gouache.nodes.flow_prompt import encode as encode_clip_t5
+
+        return encode_clip_t5(loaded, text, device, between_windows)
     pieces = parse_weights(text)
     per_encoder: list[Any] = []
     pooled = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,12 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> float:
 # -- sampling equals the pipelines --------------------------------------------------------------
 
 
+def _ref(loaded) -> CheckpointRef:
+    # CheckpointRef is moving from holding the model to resolving it through the manager.
+    fields = [field.name for field in dataclasses.fields(CheckpointRef)]
+    return CheckpointRef("key", "tiny", (lambda: loaded) if "resolve" in fields else loaded)
+
+
 class _Manager:
     def on_device(self, modules):
         return torch.device("cpu")
@@ -86,7 +93,7 @@ def gouache_latents(loaded, *, cfg: float, steps: int = 4, seed: int = 42, guida
         negative = Conditioning(*flow_prompt.encode(loaded, NEGATIVE, "cpu"))
         settings = SimpleNamespace(seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="normal",
                                    denoise=1.0)
-        model = model or ModelHandle(CheckpointRef("key", "tiny", loaded))
+        model = model or ModelHandle(_ref(loaded))
         latent = {"samples": torch.zeros(1, 16, side, side)}
         return sample_flow(_Manager(), _CTX, model, positive, negative, latent, settings)["samples"]
 
@@ -142,7 +149,7 @@ def test_flux_schnell_equals_flux_pipeline_with_its_unshifted_schedule(schnell):
 
 
 def test_flow_shift_override_changes_the_schedule(sd3):
-    handle = ModelHandle(CheckpointRef("key", "tiny", sd3.loaded))
+    handle = ModelHandle(_ref(sd3.loaded))
     shifted = ModelHandle(handle.checkpoint, sampling=(("shift", 1.0),))
     assert not torch.allclose(gouache_latents(sd3.loaded, cfg=1.0, model=handle),
                               gouache_latents(sd3.loaded, cfg=1.0, model=shifted))
