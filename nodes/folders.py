@@ -139,6 +139,12 @@ def model_folders() -> list[ModelFolder]:
                     description="LoRA files in kohya/A1111 or diffusers/peft layout"),
         ModelFolder("vae", CHECKPOINT_SUFFIXES, describe=describe_file,
                     description="Standalone VAEs"),
+        # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).
+        ModelFolder("diffusion_models", CHECKPOINT_SUFFIXES, directories=True, describe=describe_file,
+                    description="Diffusion models alone (SD 3.x, Flux.1 transformers): original, "
+                                "ComfyUI or diffusers layout"),
+        ModelFolder("text_encoders", CHECKPOINT_SUFFIXES, describe=describe_file,
+                    description="Text encoders alone (CLIP-L, CLIP-G, T5-XXL) in transformers' layout"),
         ModelFolder("upscale_models", (".pth", ".pt", ".safetensors"), describe=describe_file,
                     builtin=lambda: _builtin_file(TINY_UPSCALER, describe_file),
                     description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
