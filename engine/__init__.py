@@ -4,7 +4,8 @@ It imports no torch: everything here runs and is tested with toy nodes.
 """
 
 from gouache.engine.api import Engine
-from gouache.engine.cache import OutputCache, cache_size
+from gouache.engine.cache import CacheDevice, OutputCache, cache_device, cache_size
+from gouache.engine.disk_cache import Unstorable, register_codec
 from gouache.engine.context import Interrupted, RunContext
 from gouache.engine.events import Event
 from gouache.engine.executor import RunResult
@@ -20,8 +21,9 @@ from gouache.engine.validate import ValidWorkflow
 from gouache.engine.workflow import Workflow
 
 __all__ = [
-    "ANY", "CachePolicy", "DefinitionError", "Engine", "Event", "Input", "InputError", "Interrupted", "ModelEntry",
+    "ANY", "CacheDevice", "CachePolicy", "DefinitionError", "Engine", "Event", "Input", "InputError", "Interrupted",
+    "ModelEntry",
     "ModelFolder", "Node", "NodeError", "NodeInfo", "Output", "OutputCache", "PackReport", "Problem",
     "Registry", "RunContext", "RunResult", "Settings", "SocketType", "ValidWorkflow", "WebExtension",
-    "Workflow", "WorkflowInvalid", "cache_size", "hookimpl",
+    "Unstorable", "Workflow", "WorkflowInvalid", "cache_device", "cache_size", "hookimpl", "register_codec",
 ]

@@ -1,8 +1,14 @@
-"""One per engine: loads checkpoints, LoRAs and upscalers once, and keeps the GPU within budget.
+"""One per engine: loads checkpoints, LoRAs and upscalers, keeps RAM and the GPU within budget.
 
 Reach it with ``manager(ctx)``; it lives in ``ctx.resources`` so every run of one engine shares it
 and nothing is module-level state. Models are keyed by the file's fingerprint (path, size,
 modification time), so loading the same file again costs nothing and a rewritten file reloads.
+
+RAM: loaded models are kept least recently used first out past ``settings.model_cache_bytes``,
+except those the current run has used. Handles (MODEL, CLIP, VAE, UPSCALE_MODEL, LoRA patches)
+name a model by key and resolve it through the manager, so a handle that outlived its model (in
+the output cache, say) loads the file again instead of keeping the model alive: the budget holds
+for everything loaded.
 
 Devices: parts load onto the CPU, in the dtype the device plan gives them, and move to the compute
 device when a node uses them (``on_device``). When the parts on the device would exceed the memory
@@ -12,9 +18,12 @@ used parts not needed now go back to the CPU first.
 
 from __future__ import annotations
 
+import functools
+import gc
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +39,10 @@ _HEADROOM_BYTES = 1024**3
 
 
 def manager(ctx: RunContext) -> ModelManager:
-    """The engine's model manager, created on first use."""
-    return ctx.resources.get(RESOURCE_KEY, lambda: ModelManager(ctx.settings))
+    """The engine's model manager, created on first use; what it hands out now is kept for ``ctx``'s run."""
+    found = ctx.resources.get(RESOURCE_KEY, lambda: ModelManager(ctx.settings))
+    found.begin_run(ctx.run_id)
+    return found
 
 
 def module_bytes(module: Any) -> int:
@@ -40,19 +51,51 @@ def module_bytes(module: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def file_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder: what loading it will roughly take."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+@dataclass
+class _Held:
+    """One loaded model in RAM: what it is, its bytes, the modules that may sit on the GPU."""
+
+    value: Any
+    size: int
+    modules: list[Any]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """How to load a model (again): a loader, and a size guess to make room before loading."""
+
+    load: Callable[[], _Held]
+    estimate: Callable[[], int]
+
+
 class ModelManager:
-    """Loaded models by fingerprint, and which of them sit on the compute device."""
+    """Loaded models by fingerprint, which of them sit on the compute device, and RAM within budget."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.budget_bytes: int = settings.model_cache_bytes
+        """Bytes of loaded models kept in RAM; what the current run uses stays even past it."""
         self._plan: DevicePlan | None = None
-        self._checkpoints: dict[str, CheckpointRef] = {}
-        self._loras: dict[str, Any] = {}
+        self._held: OrderedDict[str, _Held] = OrderedDict()  # "kind:key" -> model, least recently used first
+        self._sources: dict[str, _Source] = {}  # how to load each model again; small, never dropped
+        self._refs: dict[str, CheckpointRef] = {}
         self._upscalers: dict[str, UpscaleModelHandle] = {}
+        self._pinned: set[str] = set()
+        self._run_id: str | None = None
         self._resident: OrderedDict[int, Any] = OrderedDict()  # modules on the device, LRU first
         self._lock = threading.RLock()
         self.loads = 0
         """How many files were actually read (tests check that the cache works)."""
+        self.evictions = 0
+        """How many models were let go to stay within the budget."""
 
     @property
     def plan(self) -> DevicePlan:
@@ -61,61 +104,123 @@ class ModelManager:
             self._plan = plan_for(self.settings.device)
         return self._plan
 
+    # -- RAM budget ------------------------------------------------------------------------------
+
+    def begin_run(self, run_id: str) -> None:
+        """Models used from now on belong to run ``run_id``; those of earlier runs may be let go."""
+        with self._lock:
+            if run_id != self._run_id:
+                self._run_id = run_id
+                self._pinned.clear()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the models loaded in RAM now."""
+        with self._lock:
+            return sum(held.size for held in self._held.values())
+
+    def held(self) -> list[str]:
+        """The models loaded now as ``kind:key``, least recently used first."""
+        with self._lock:
+            return list(self._held)
+
+    def _get(self, name: str) -> Any:
+        """The model ``name`` (``kind:key``), loading it (again) if needed; kept for the current run."""
+        with self._lock:
+            held = self._held.get(name)
+            if held is None:
+                source = self._sources[name]
+                self._make_room(source.estimate())
+                held = source.load()
+                self.loads += 1
+                self._held[name] = held
+            self._held.move_to_end(name)
+            self._pinned.add(name)
+            self._make_room(0)
+            return held.value
+
+    def _make_room(self, incoming: int) -> None:
+        """Let go of least recently used models the current run has not used until ``incoming`` more bytes fit."""
+        used = sum(held.size for held in self._held.values())
+        freed = False
+        for name in [name for name in self._held if name not in self._pinned]:
+            if used + incoming <= self.budget_bytes:
+                break
+            held = self._held.pop(name)
+            for module in held.modules:
+                self._resident.pop(id(module), None)
+            used -= held.size
+            self.evictions += 1
+            freed = True
+        if freed:
+            gc.collect()  # modules can hold reference cycles (hooks); free them now, not at some later collection
+
     # -- loading -------------------------------------------------------------------------------
 
     def checkpoint(self, path: Path, name: str, config_dir: Path | None = None) -> CheckpointRef:
         """The checkpoint at ``path`` (file or diffusers folder), loaded once per fingerprint."""
-        from gouache.nodes.models import fingerprint, load_checkpoint
+        from gouache.nodes.models import fingerprint
 
         key = f"{fingerprint(path)}|{config_dir or ''}"
         with self._lock:
-            ref = self._checkpoints.get(key)
-            if ref is None:
-                import torch
-
-                loaded = load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu")
-                plan = self.plan
-                dtypes = {loaded.family.denoiser_slot: plan.unet_dtype, "vae": plan.vae_dtype}
-                for slot, module in loaded.modules():
-                    dtype = dtypes.get(slot, plan.text_dtype)
-                    module.requires_grad_(False)
-                    if next(module.parameters()).dtype != dtype:  # diffusers warns on no-op casts
-                        module.to(dtype)
-                ref = CheckpointRef(key, name, loaded)
-                self._checkpoints[key] = ref
-                self.loads += 1
+            if key not in self._refs:
+                self._sources[f"checkpoint:{key}"] = _Source(
+                    functools.partial(self._load_checkpoint, Path(path), key, config_dir),
+                    functools.partial(file_bytes, path))
+                self._refs[key] = CheckpointRef(key, name, functools.partial(self._get, f"checkpoint:{key}"))
+            ref = self._refs[key]
+            self._get(f"checkpoint:{key}")
             return ref
 
+    def _load_checkpoint(self, path: Path, key: str, config_dir: Path | None) -> _Held:
+        import torch
+
+        from gouache.nodes.models import fingerprint, load_checkpoint
+
+        _same_file(path, key.partition("|")[0], fingerprint)
+        loaded = load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu")
+        plan = self.plan
+        dtypes = {loaded.family.denoiser_slot: plan.unet_dtype, "vae": plan.vae_dtype}
+        modules = []
+        for slot, module in loaded.modules():
+            dtype = dtypes.get(slot, plan.text_dtype)
+            module.requires_grad_(False)
+            if next(module.parameters()).dtype != dtype:  # diffusers warns on no-op casts
+                module.to(dtype)
+            modules.append(module)
+        return _Held(loaded, sum(module_bytes(module) for module in modules), modules)
+
     def checkpoints(self) -> list[CheckpointRef]:
-        """The checkpoints loaded so far, oldest first."""
-        return list(self._checkpoints.values())
+        """The checkpoints loaded now, least recently used first."""
+        with self._lock:
+            return [self._refs[name.partition(":")[2]] for name in self._held if name.startswith("checkpoint:")]
 
     def lora(self, path: Path) -> tuple[str, Any]:
         """The LoRA file at ``path`` parsed into per-layer factors, once per fingerprint."""
-        from gouache.nodes.lora import read_lora
         from gouache.nodes.models import fingerprint
 
         key = fingerprint(path)
         with self._lock:
-            if key not in self._loras:
-                self._loras[key] = read_lora(path)
-                self.loads += 1
-            return key, self._loras[key]
+            if f"lora:{key}" not in self._sources:
+                self._sources[f"lora:{key}"] = _Source(functools.partial(_load_lora, Path(path), key),
+                                                       functools.partial(file_bytes, path))
+            return key, self._get(f"lora:{key}")
 
     def lora_by_key(self, key: str) -> Any:
-        """A LoRA parsed earlier by :meth:`lora`."""
-        return self._loras[key]
+        """A LoRA parsed earlier by :meth:`lora` (read again if it was let go)."""
+        return self._get(f"lora:{key}")
 
     def upscaler(self, path: Path, name: str) -> UpscaleModelHandle:
         """The spandrel model at ``path``, loaded once per fingerprint."""
         from gouache.nodes.models import fingerprint
-        from gouache.nodes.upscale import load_upscaler
 
         key = fingerprint(path)
         with self._lock:
             if key not in self._upscalers:
-                self._upscalers[key] = UpscaleModelHandle(key, name, load_upscaler(path))
-                self.loads += 1
+                self._sources[f"upscaler:{key}"] = _Source(functools.partial(_load_upscaler, Path(path), key),
+                                                           functools.partial(file_bytes, path))
+                self._upscalers[key] = UpscaleModelHandle(key, name, functools.partial(self._get, f"upscaler:{key}"))
+            self._get(f"upscaler:{key}")
             return self._upscalers[key]
 
     # -- devices -------------------------------------------------------------------------------
@@ -150,3 +255,28 @@ class ModelManager:
                 self._resident.pop(id(module), None)
                 self._resident[id(module)] = module
         return plan.device
+
+
+def _same_file(path: Path, key: str, fingerprint: Callable[[Path], str]) -> None:
+    """Refuse to load a file again under a key it no longer matches (it was rewritten since)."""
+    if fingerprint(path) != key:
+        raise ValueError(f"{path} changed since it was first loaded in this run; run the workflow again")
+
+
+def _load_lora(path: Path, key: str) -> _Held:
+    from gouache.nodes.lora import read_lora
+    from gouache.nodes.models import fingerprint
+
+    _same_file(path, key, fingerprint)
+    lora = read_lora(path)
+    size = sum(t.numel() * t.element_size() for layer in lora.layers.values() for t in (layer.up, layer.down))
+    return _Held(lora, size, [])
+
+
+def _load_upscaler(path: Path, key: str) -> _Held:
+    from gouache.nodes.models import fingerprint
+    from gouache.nodes.upscale import load_upscaler
+
+    _same_file(path, key, fingerprint)
+    descriptor = load_upscaler(path)
+    return _Held(descriptor, module_bytes(descriptor.model), [descriptor.model])

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gouache.engine import CachePolicy, Input, InputError, Node, Output, cache_size, hookimpl
+from gouache.engine import CachePolicy, Input, InputError, Node, Output, hookimpl
+from gouache.nodes import cache_types  # noqa: F401  (the output cache learns to size, place and store our values)
 from gouache.nodes.folders import model_folders
 from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
@@ -417,11 +418,6 @@ def _check_images(images: Any, name: str) -> None:
 
 NODES = [CheckpointLoader, LoraLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
          LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel]
-
-
-@cache_size.register(Conditioning)
-def _conditioning_size(value: Conditioning) -> int:
-    return cache_size(value.embeds) + (cache_size(value.pooled) if value.pooled is not None else 0)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ cached base model never changes (see ``gouache.nodes.lora``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +43,20 @@ class LoraPatch:
 
 @dataclass(frozen=True, eq=False)
 class CheckpointRef:
-    """A loaded checkpoint owned by the model manager, and the cache key it is held under."""
+    """A checkpoint owned by the model manager, and the cache key it is held under.
+
+    It holds no model: ``loaded`` asks the manager, which loads the file again if it let the model
+    go to stay within its RAM budget. So a handle kept in the output cache never pins a model.
+    """
 
     key: str
     name: str
-    loaded: Any = field(repr=False)
-    """A ``gouache.nodes.models.LoadedCheckpoint``."""
+    resolve: Callable[[], Any] = field(repr=False)
+
+    @property
+    def loaded(self) -> Any:
+        """The ``gouache.nodes.models.LoadedCheckpoint``."""
+        return self.resolve()
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,13 @@ class Conditioning:
 
 @dataclass(frozen=True, eq=False)
 class UpscaleModelHandle:
-    """UPSCALE_MODEL: a spandrel ``ImageModelDescriptor`` and the file it came from."""
+    """UPSCALE_MODEL: a spandrel model by the file it came from, resolved through the model manager."""
 
     key: str
     name: str
-    descriptor: Any = field(repr=False)
+    resolve: Callable[[], Any] = field(repr=False)
+
+    @property
+    def descriptor(self) -> Any:
+        """The spandrel ``ImageModelDescriptor`` (loaded again if the manager let it go)."""
+        return self.resolve()
