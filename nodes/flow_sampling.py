@@ -78,6 +78,7 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     import numpy as np
     import torch
 
+    from gouache.nodes.interrupt import interruptible
     from gouache.nodes.lora import patched
     from gouache.nodes.models.manual_cast import compute_dtype
     from gouache.nodes.preview import latent_preview_jpeg
@@ -169,7 +170,8 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     state = pack(latents) if packing > 1 else latents
     total = len(timesteps)
     every = max(1, min(PREVIEW_EVERY, total // 5 or 1))
-    with torch.no_grad(), patched(manager, family.denoiser_slot, transformer, model.patches):
+    with torch.no_grad(), patched(manager, family.denoiser_slot, transformer, model.patches), \
+            interruptible([transformer], ctx.check_interrupt):
         for index, t in enumerate(timesteps):
             state = scheduler.step(predict(state, t), t, state, return_dict=False)[0]
             if mask is not None:

@@ -52,6 +52,7 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     """Denoise ``latent`` and return a new LATENT dict; the inputs are left as they were."""
     import torch
 
+    from gouache.nodes.interrupt import interruptible
     from gouache.nodes.latent import vae_scale_factor
     from gouache.nodes.lora import patched
     from gouache.nodes.preview import latent_preview_jpeg
@@ -59,6 +60,10 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
 
     loaded = model.checkpoint.loaded
     family = loaded.family
+    if family.sampling == "flow":  # SD 3.x, Flux.1: rectified flow on a transformer
+        from gouache.nodes.flow_sampling import sample_flow
+
+        return sample_flow(manager, ctx, model, positive, negative, latent, settings)
     unet = loaded.denoiser
     device = manager.on_device([unet])
     dtype = unet.dtype
@@ -113,7 +118,8 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     extra = step_kwargs(scheduler, generator)
     total = len(timesteps)
     every = max(1, min(PREVIEW_EVERY, total // 5 or 1))
-    with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches):
+    with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches), \
+            interruptible([unet], ctx.check_interrupt):
         for index, t in enumerate(timesteps):
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t)
