@@ -83,7 +83,7 @@ class _Manager:
         return torch.device("cpu")
 
 
-_CTX = SimpleNamespace(progress=lambda *args: None, wants_previews=False, preview=None)
+_CTX = SimpleNamespace(progress=lambda *args: None, check_interrupt=lambda: None, wants_previews=False, preview=None)
 
 
 def gouache_latents(loaded, *, cfg: float, steps: int = 4, seed: int = 42, guidance: float | None = None,
