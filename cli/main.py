@@ -132,7 +132,8 @@ def _jsonable(value: Any) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     refuse_missing_device(args.device)
     outputs = args.outputs.split(",") if args.outputs else None
-    engine = _engine(args, device=args.device, output_dir=Path(args.output_dir).resolve() if args.output_dir else None)
+    engine = _engine(args, device=args.device, output_dir=Path(args.output_dir).resolve() if args.output_dir else None,
+                     disk_cache=True)  # a later `gouache run` reuses what this one computed
     overrides = overrides_for(args.set or [], args.workflow, engine.registry)
     valid, problems = engine.check(args.workflow, overrides, outputs)
     if valid is None:
@@ -156,8 +157,8 @@ def _report(engine: Engine, result: RunResult, args: argparse.Namespace) -> None
     if args.json:
         print(json.dumps({
             "status": result.status, "run_id": result.run_id, "executed": result.executed,
-            "cached": result.cached, "timings": result.timings, "seconds": result.seconds,
-            "images": images,
+            "cached": result.cached, "from_disk": result.from_disk, "timings": result.timings,
+            "seconds": result.seconds, "images": images,
             "outputs": {node: {name: _jsonable(value) for name, value in values.items()}
                         for node, values in result.outputs.items()},
             "error": result.error.to_json() if result.error else None,
