@@ -133,3 +133,29 @@ def test_a_config_file_that_is_not_an_object_or_not_json_is_refused(home):
     assert "must hold a JSON object of settings, not list" in problems(home)
     (home / "config.json").write_text("{cache_bytes: 5}")
     assert "config.json is not valid JSON" in problems(home)
+
+
+# byte budgets -------------------------------------------------------------------------------------
+
+def test_the_default_budgets_follow_the_machine_s_ram():
+    from gouache.engine.settings import DEFAULT_MODEL_CACHE_BYTES, GiB, physical_memory_bytes
+
+    ram = physical_memory_bytes()
+    if ram is None:  # no os.sysconf (Windows): fixed fallbacks
+        assert (DEFAULT_CACHE_BYTES, DEFAULT_MODEL_CACHE_BYTES) == (2 * GiB, 8 * GiB)
+        return
+    assert ram == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert DEFAULT_CACHE_BYTES == min(ram // 8, 8 * GiB)
+    assert DEFAULT_MODEL_CACHE_BYTES == ram // 2
+
+
+def test_the_budgets_are_read_from_the_config_file(home):
+    write_config(home, {"cache_bytes": 1, "cache_device_bytes": 2, "disk_cache_bytes": 3, "model_cache_bytes": 4})
+    settings = Settings.load(home)
+    assert (settings.cache_bytes, settings.cache_device_bytes, settings.disk_cache_bytes,
+            settings.model_cache_bytes) == (1, 2, 3, 4)
+    assert settings.cache_dir == home.resolve() / "cache"
+    write_config(home, {"disk_cache_bytes": True, "model_cache_bytes": -5})
+    message = problems(home)
+    assert "key 'disk_cache_bytes' must be a number of bytes, not true" in message
+    assert "key 'model_cache_bytes' must be greater than or equal to 0" in message
