@@ -7,6 +7,7 @@ diffusers JSON configs, never the weights, and imports no torch.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from importlib import resources
 from pathlib import Path
@@ -77,30 +78,53 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
     return {"format": path.suffix.lower().lstrip("."), "family": None}
 
 
-def lora_format(keys: list[str]) -> str:
-    """``kohya`` (``lora_unet_*`` / ``lora_te*_`` keys) or ``diffusers`` (``unet.*`` / peft keys)."""
-    if any(k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) for k in keys):
-        return "kohya"
-    if any(".lora_A." in k or ".lora_B." in k or ".lora.down." in k or "_lora.down." in k for k in keys):
-        return "diffusers"
-    return "unknown"
+def lora_family(header: dict[str, Any]) -> str | None:
+    """A guess at a LoRA's base family from its header's names and shapes.
 
+    The UNet's cross-attention keys read the family's context width (768 SD 1.x, 1024 SD 2.x,
+    2048 SDXL); without those, a second text encoder means SDXL and a lone CLIP's width tells SD 1.x
+    (768) from SD 2.x (1024). ``None`` when nothing tells.
+    """
+    from gouache.nodes.lora import input_width, parse_keys
 
-def lora_family(keys: list[str]) -> str | None:
-    """A guess at the base family from key names: SDXL LoRAs touch a second text encoder."""
-    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in keys):
+    shapes = {key: value.get("shape", []) for key, value in header.items() if key != "__metadata__"}
+    layers = list(parse_keys(shapes).values())
+
+    def by_width(width: int | None, encoders: int | None = None) -> str | None:
+        found = [f.name for f in FAMILIES.values() if f.context_width == width and f.denoiser_slot == "unet"
+                 and (encoders is None or len(f.encoders) == encoders)]
+        return found[0] if len(found) == 1 else None
+
+    for layer in layers:
+        if layer.component == "unet" and re.search(r"attn2[._]to_[kv]$", layer.module):
+            if family := by_width(input_width(layer, shapes)):
+                return family
+    components = {layer.component for layer in layers}
+    if "text_encoder_2" in components:
         return "sdxl"
-    if any(k.startswith(("lora_te_", "lora_unet_", "text_encoder.", "unet.")) for k in keys):
-        return "sd1/sd2"
-    return None
+    for layer in layers:
+        if layer.component == "text_encoder" and re.search(r"q_proj$", layer.module):
+            if family := by_width(input_width(layer, shapes), encoders=1):
+                return family
+    return "sd1/sd2" if components & {"unet", "text_encoder"} else None
 
 
 def describe_lora(path: Path) -> dict[str, Any]:
-    """Format and likely family of a LoRA, from its safetensors header."""
+    """What a LoRA is, from its safetensors header alone: format, layer kinds, the parts it patches, family.
+
+    ``format`` is ``kohya``, ``peft``, ``comfyui``, ``lycoris-loha``, ``lycoris-lokr``, ``dora``, ...
+    (``gouache.nodes.lora.describe_keys``); a file gouache cannot apply says why under ``problem``.
+    """
     if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
         return {"format": path.suffix.lower().lstrip(".")}
-    keys = [k for k in safetensors_header(path) if k != "__metadata__"]
-    return {"format": lora_format(keys), "family": lora_family(keys), "tensors": len(keys)}
+    from gouache.nodes.lora import describe_keys
+
+    header = safetensors_header(path)
+    tensors = sum(1 for key in header if key != "__metadata__")
+    try:
+        return {**describe_keys(header), "family": lora_family(header), "tensors": tensors}
+    except ValueError as error:
+        return {"format": "unknown", "tensors": tensors, "problem": str(error)}
 
 
 def describe_file(path: Path) -> dict[str, Any]:

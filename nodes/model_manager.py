@@ -269,8 +269,7 @@ def _load_lora(path: Path, key: str) -> _Held:
 
     _same_file(path, key, fingerprint)
     lora = read_lora(path)
-    size = sum(t.numel() * t.element_size() for layer in lora.layers.values() for t in (layer.up, layer.down))
-    return _Held(lora, size, [])
+    return _Held(lora, lora.nbytes, [])
 
 
 def _load_upscaler(path: Path, key: str) -> _Held:

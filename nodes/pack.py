@@ -75,10 +75,32 @@ class CheckpointLoader(Node):
         return {"model": ModelHandle(ref), "clip": ClipHandle(ref), "vae": VaeHandle(ref)}
 
 
+def _apply_lora(ctx: Any, name: str, model: ModelHandle, strength_model: float,
+                clip: ClipHandle | None = None, strength_clip: float = 0.0) -> dict[str, Any]:
+    """The LoRA ``name`` on ``model`` (and ``clip``): checked now, so a misfit fails naming this node."""
+    entry = _resolve(ctx, "loras", name)
+    try:
+        key, lora = _manager(ctx).lora(entry.path)
+        parts = model.parts() + (clip.parts() if clip is not None else [])
+        if clip is None and not lora.components & {slot for slot, _ in parts}:
+            raise ValueError(f"{entry.path.name} patches only {', '.join(sorted(lora.components))}; "
+                             "use LoraLoader, which takes the CLIP as well")
+        # Without a CLIP the text-encoder layers are left out on purpose, as the node says.
+        lora.check(parts, ignore=() if clip is not None else ("text_encoder", "text_encoder_2"))
+    except ValueError as error:
+        raise InputError("name", str(error), "wrong_lora") from None
+    out: dict[str, Any] = {"model": model.with_patch(LoraPatch(key, name, strength_model))}
+    if clip is not None:
+        out["clip"] = clip.with_patch(LoraPatch(key, name, strength_clip))
+    return out
+
+
 class LoraLoader(Node):
-    """Apply a LoRA (kohya/A1111 or diffusers/peft file) to a model and its text encoder(s).
+    """Apply a LoRA to a model and its text encoder(s): LoRA, LoCon, LoHa, LoKr, DoRA or full differences,
+    in kohya/A1111, peft/diffusers or ComfyUI layout (``docs/models.md``).
 
     The result is a new handle; the loaded base model is never changed. LoRA loaders can be chained.
+    A file with layers that fit nothing in the model fails here, naming them.
     """
 
     type_name = "LoraLoader"
@@ -97,17 +119,30 @@ class LoraLoader(Node):
         return _fingerprint(_resolve(ctx, "loras", name).path)
 
     def run(self, ctx, model, clip, name, strength_model, strength_clip):
-        entry = _resolve(ctx, "loras", name)
-        try:
-            key, lora = _manager(ctx).lora(entry.path)
-            # Resolve now so a LoRA made for another family fails here, naming this node.
-            for handle in (model, clip):
-                for slot, module in handle.parts():
-                    lora.resolve(slot, module)
-        except ValueError as error:
-            raise InputError("name", str(error), "wrong_lora") from None
-        return {"model": model.with_patch(LoraPatch(key, name, strength_model)),
-                "clip": clip.with_patch(LoraPatch(key, name, strength_clip))}
+        return _apply_lora(ctx, name, model, strength_model, clip, strength_clip)
+
+
+class LoraModelLoader(Node):
+    """Apply a LoRA to the model alone (ComfyUI's LoraLoaderModelOnly): the file's text-encoder layers are not used.
+
+    Any LoRA file ``LoraLoader`` reads; the result is a new handle and the base model is never changed.
+    """
+
+    type_name = "LoraModelLoader"
+    category = "loaders"
+    cache = CachePolicy.FINGERPRINT
+    inputs = [
+        Input("model", "MODEL"),
+        Input("name", "COMBO", choices_from="loras", link="widget"),
+        Input("strength", "FLOAT", default=1.0, min=-10.0, max=10.0, step=0.05),
+    ]
+    outputs = [Output("model", "MODEL")]
+
+    def fingerprint(self, ctx, name, **_):
+        return _fingerprint(_resolve(ctx, "loras", name).path)
+
+    def run(self, ctx, model, name, strength):
+        return _apply_lora(ctx, name, model, strength)
 
 
 class TextEncode(Node):
@@ -416,7 +451,7 @@ def _check_images(images: Any, name: str) -> None:
         raise InputError(name, f"expected an IMAGE tensor [B,H,W,C], got {shape or type(images).__name__}", "wrong_shape")
 
 
-NODES = [CheckpointLoader, LoraLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
+NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
          LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel]
 
 

@@ -20,8 +20,10 @@ def test_gouache_models_json_lists_every_kind_with_format_and_family(gouache_hom
         "tiny-sd1": ("diffusers", "sd1"), "tiny-sd2": ("diffusers", "sd2"), "tiny-sdxl": ("diffusers", "sdxl")}
     loras = {entry["name"]: entry for entry in found["loras"]}
     assert loras["tiny-kohya.safetensors"]["format"] == "kohya"
-    assert loras["tiny-diffusers.safetensors"]["format"] == "diffusers"
+    assert loras["tiny-diffusers.safetensors"]["format"] == "peft"
     assert loras["tiny-sdxl-kohya.safetensors"]["family"] == "sdxl"
+    assert loras["tiny-sdxl-kohya.safetensors"]["parts"] == ["unet", "text_encoder", "text_encoder_2"]
+    assert loras["tiny-kohya.safetensors"]["kinds"] == ["lora"]
     assert "tiny-2x.safetensors" in {entry["name"] for entry in found["upscale_models"]}
 
 
