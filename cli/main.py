@@ -63,6 +63,16 @@ def takes_text(spec: Input) -> bool:
                                      all(isinstance(choice, str) for choice in spec.choices or ()))
 
 
+def _declared_input(raw: Any, target: str, registry: Registry) -> Input | None:
+    """The declaration of ``NODE.INPUT`` in a raw workflow, if its node and type are known."""
+    node_id, _, input_name = target.rpartition(".")
+    nodes = raw.get("nodes") if isinstance(raw, dict) else None
+    entry = nodes.get(node_id) if isinstance(nodes, dict) else None
+    type_name = entry.get("type") if isinstance(entry, dict) else None
+    node_class = registry.get(type_name) if isinstance(type_name, str) else None
+    return next((spec for spec in node_class.inputs if spec.name == input_name), None) if node_class else None
+
+
 def overrides_for(assignments: list[str], workflow: str, registry: Registry) -> dict[str, Any]:
     """The ``--set`` values: JSON where they parse, except that an input taking text keeps the text.
 
@@ -73,18 +83,13 @@ def overrides_for(assignments: list[str], workflow: str, registry: Registry) -> 
         raw = load_source(workflow)
     except (OSError, ValueError):
         raw = None
-    nodes = raw.get("nodes") if isinstance(raw, dict) else None
     overrides = {}
     for assignment in assignments:
         target, text = split_assignment(assignment)
         _, value = parse_assignment(assignment)
-        node_id, _, input_name = target.rpartition(".")
-        entry = nodes.get(node_id) if isinstance(nodes, dict) else None
-        node_class = registry.get(entry.get("type")) if isinstance(entry, dict) and isinstance(
-            entry.get("type"), str) else None
-        spec = next((i for i in node_class.inputs if i.name == input_name), None) if node_class else None
+        spec = _declared_input(raw, target, registry)
         if spec is not None and takes_text(spec) and (value is None or isinstance(value, (bool, int, float))):
-            value = text
+            value = text  # a link ({"node": ..., "output": ...}) or a list stays as parsed
         overrides[target] = value
     return overrides
 
