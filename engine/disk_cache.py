@@ -197,6 +197,10 @@ class DiskCache:
             data = encode_entry(name, outputs, ui)
         except Unstorable:
             return False
+        except Exception as error:  # a codec that fails on one value must not fail the run that made it
+            log.warning("cannot encode the outputs for cache entry %s (%s: %s); the disk tier skips it",
+                        self.path(key), type(error).__name__, error)
+            return False
         if len(data) > self.budget_bytes:
             return False
         path = self.path(key)

@@ -297,3 +297,20 @@ def test_disk_cache_files_live_under_the_home(make_engine, tmp_path):
     engine = make_engine()
     engine.run(WORKFLOW)
     assert engine.cache.disk.folder == Path(tmp_path / "home" / "cache" / "outputs").resolve()
+
+
+class Fragile:
+    """A value whose codec fails while encoding."""
+
+
+def _refuse(value: Fragile) -> None:
+    raise RuntimeError("cannot encode this one")
+
+
+register_codec(Fragile, "test.fragile/1", _refuse, lambda tree: Fragile())
+
+
+def test_a_codec_that_fails_to_encode_only_keeps_the_entry_off_disk(tmp_path, caplog):
+    disk = DiskCache(tmp_path, budget_bytes=10**6)
+    assert not disk.put("k", {"x": Fragile()}, {}) and disk.get("k") is None
+    assert "cannot encode" in caplog.text
