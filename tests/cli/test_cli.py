@@ -116,8 +116,7 @@ def test_the_command_line_imports_neither_torch_nor_the_web_server_until_asked()
 
 def test_the_console_script_and_python_m_gouache_are_the_same_command(cli):
     gouache = Path(sys.executable).with_name("gouache")
-    if not gouache.exists():
-        pytest.skip("the gouache console script is not installed beside this interpreter")
+    assert gouache.exists(), f"run the tests with the interpreter of the venv gouache is installed in ({gouache} is missing)"
     script = subprocess.run([str(gouache), "--help"], capture_output=True, text=True, timeout=120)
     assert script.returncode == 0 and script.stdout == cli("--help").stdout
 

@@ -72,10 +72,10 @@ def clone(tmp_path_factory) -> dict:
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
                             capture_output=True, text=True)
     if listed.returncode != 0:
-        pytest.skip("not a git checkout: no fresh clone to copy")
+        pytest.fail(f"the README commands run from a copy of the git checkout, and git ls-files failed: {listed.stderr}")
     venv = Path(sys.prefix)
     if not (venv / "bin" / "gouache").exists():
-        pytest.skip("the tests do not run in the environment where gouache is installed")
+        pytest.fail(f"run the tests with the interpreter of the venv gouache is installed in ({venv} has no bin/gouache)")
     root = tmp_path_factory.mktemp("clone") / "gouache"
     for name in filter(None, listed.stdout.split("\0")):
         if (REPO / name).is_file():
@@ -113,7 +113,7 @@ def _serve(command: str, clone: dict) -> None:
     url = re.search(r"http://[\w.:]+", command)
     url = url.group(0) if url else "http://127.0.0.1:8188"
     if not _free(int(url.rsplit(":", 1)[1])):
-        pytest.skip(f"{url} is taken by another process on this machine")
+        pytest.fail(f"{url}, which the README's serve command uses, is taken by another process; stop it and run again")
     server = subprocess.Popen(["bash", "-c", command], cwd=clone["root"], env=clone["env"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
