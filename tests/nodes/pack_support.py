@@ -27,6 +27,14 @@ PROMPT = "a large red circle on a blue background"
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "q_proj", "v_proj")
 
 
+def file_module_name(component: str, name: str) -> str:
+    """A module's path as real LoRA files write it: CLIP paths keep ``text_model.``, which transformers 5's
+    ``CLIPTextModel`` no longer has (``CLIPTextModelWithProjection`` and transformers 4 do)."""
+    if component.startswith("text_encoder") and not name.startswith(("text_model.", "text_projection")):
+        return f"text_model.{name}"
+    return name
+
+
 def build_lora(folder: Path, target: Path, fmt: str, *, seed: int, rank: int = 2, scale: float = 0.3,
                text_encoder: bool = True) -> Path:
     """A random LoRA for the model in ``folder``, in ``kohya`` or ``diffusers`` (peft) layout."""
@@ -47,6 +55,7 @@ def build_lora(folder: Path, target: Path, fmt: str, *, seed: int, rank: int = 2
             if not (isinstance(sub, torch.nn.Linear) and name.endswith(LORA_TARGETS)):
                 continue
             out_features, in_features = sub.weight.shape
+            name = file_module_name(component, name)
             down = torch.randn(rank, in_features, generator=generator) * scale
             up = torch.randn(out_features, rank, generator=generator) * scale
             if fmt == "kohya":
