@@ -8,9 +8,9 @@ Runs are queued in SQLite (:mod:`gouache.web.store`) and run one at a time by a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
-import json
 import logging
 import sys
 import uuid
@@ -19,18 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import ValidationError
 from yarl import URL
 
-from gouache.engine import Engine, Problem
+from gouache.engine import Engine, Problem, jsonio
 from gouache.engine.workflow import parse
 
+from gouache.web.bodies import Refused, check_announced, json_body, too_large
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
 from gouache.web.hub import Hub
 from gouache.web.schemas import RunRequest
-from gouache.web.store import RunStore
+from gouache.web.store import RunStore, StoredRunError
 from gouache.web.worker import Worker
-from gouache.web.workflows import WorkflowLibrary, WorkflowNameError, check_name, shipped_folder
+from gouache.web.workflows import (
+    StoredWorkflowError, WorkflowLibrary, WorkflowNameError, check_name, shipped_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class Security:
     allow_origins: tuple[str, ...] = ()
     token: str | None = None
 
-    @property
+    @functools.cached_property
     def loopback(self) -> bool:
         """Whether the server listens on the loopback interface only."""
         return is_loopback(self.host)
@@ -93,17 +97,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _json(data: Any, status: int = 200) -> web.Response:
+    """A JSON response written strictly (NaN or Infinity is an error, never sent as such)."""
+    return web.json_response(data, status=status, dumps=jsonio.dumps)
+
+
 def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
+    return _json({"error": message, **extra}, status=status)
 
 
 def _problems(problems: list[Problem]) -> web.Response:
-    return web.json_response({"problems": [problem.to_json() for problem in problems]}, status=400)
+    return _json({"problems": [problem.to_json() for problem in problems]}, status=400)
 
 
 # ---- middlewares ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
 def _hostname(host_header: str | None) -> str:
     try:
         return (URL(f"http://{host_header or ''}").host or "").lower()
@@ -147,10 +157,19 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     else:
         try:
             response = await handler(request)
+        except Refused as refused:
+            response = _error(refused.status, refused.message, **refused.extra)
         except web.HTTPException as error:
             if error.status < 400 or not request.path.startswith("/api/"):
                 raise
-            response = _error(error.status, error.reason)
+            response = _error(error.status, _http_message(request, error))
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as failure:  # a bug: still answer JSON that says what broke, and log it
+            if not request.path.startswith("/api/"):
+                raise
+            log.exception("%s %s failed", request.method, request.path)
+            response = _error(500, f"internal error: {type(failure).__name__}: {failure}")
     if not response.prepared:  # a websocket has sent its headers already
         if origin is not None and origin in security.allow_origins:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -160,6 +179,16 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy", CSP)
     return response
+
+
+def _http_message(request: web.Request, error: web.HTTPException) -> str:
+    """What aiohttp's own refusals (no such route, wrong method) mean, in a sentence."""
+    if error.status == 404:
+        return f"no API route {request.path!r}; docs/api.md lists them"
+    if error.status == 405:
+        allowed = ", ".join(sorted(getattr(error, "allowed_methods", ()) or ()))
+        return f"{request.method} is not allowed on {request.path!r}" + (f"; use {allowed}" if allowed else "")
+    return error.reason or f"HTTP {error.status}"
 
 
 def _authorised(request: web.Request, token: str) -> bool:
@@ -212,31 +241,17 @@ def nodes_payload(engine: Engine) -> dict[str, Any]:
 
 async def get_nodes(request: web.Request) -> web.Response:
     engine = request.app[STATE].engine
-    return web.json_response(await asyncio.to_thread(nodes_payload, engine))
+    return _json(await asyncio.to_thread(nodes_payload, engine))
 
 
 async def get_models(request: web.Request) -> web.Response:
     engine = request.app[STATE].engine
-    return web.json_response(await asyncio.to_thread(engine.models.as_json), dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
+    listing = await asyncio.to_thread(engine.models.as_json)
+    return web.json_response(listing, dumps=lambda value: jsonio.dumps(value, default=str))
 
 
 async def _json_body(request: web.Request) -> Any:
-    limit = request.app[STATE].limits.json_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-    try:
-        return json.loads(data)
-    except ValueError as error:
-        raise web.HTTPBadRequest(reason=f"the body is not JSON: {error}") from None
-    except RecursionError:
-        raise web.HTTPBadRequest(reason="the body is nested too deeply") from None
+    return await json_body(request, request.app[STATE].limits.json_bytes)
 
 
 async def post_run(request: web.Request) -> web.Response:
@@ -248,12 +263,21 @@ async def post_run(request: web.Request) -> web.Response:
                             f"{'.'.join(map(str, detail['loc'])) or 'body'}: {detail['msg']}")
                     for detail in error.errors()]
         return _problems(problems)
-    _, problems = await asyncio.to_thread(state.engine.check, body.workflow, None, body.outputs)
-    if problems:
-        return _problems(problems)
+    # One hop to a thread for both validation and queueing (a hop costs about 60 us here): a large
+    # workflow, or listing a big model folder for a choice, must not hold the event loop.
+    queued = await asyncio.to_thread(_queue_run, state, body)
+    if isinstance(queued, list):
+        return _problems(queued)
+    return _json(queued, status=202)
+
+
+def _queue_run(state: State, body: RunRequest) -> dict[str, Any] | list[Problem]:
+    valid, problems = state.engine.check(body.workflow, None, body.outputs)
+    if valid is None:
+        return problems
     run_id = uuid.uuid4().hex
-    position = await asyncio.to_thread(state.worker.submit, run_id, body.workflow, body.outputs)
-    return web.json_response({"run_id": run_id, "position": position}, status=202)
+    position = state.worker.submit(run_id, body.workflow, body.outputs, valid)
+    return {"run_id": run_id, "position": position}
 
 
 def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -263,7 +287,7 @@ def _int_query(request: web.Request, name: str, default: int | None, low: int, h
     try:
         value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(reason=f"?{name}= must be an integer") from None
+        raise Refused(400, f"?{name}= must be an integer, not {jsonio.shorten(raw)}") from None
     return max(low, min(high, value))
 
 
@@ -271,16 +295,23 @@ async def list_runs(request: web.Request) -> web.Response:
     store = request.app[STATE].store
     limit = _int_query(request, "limit", 20, 1, 200)
     before = _int_query(request, "before", None, 0, 2**62)
-    history, next_before = store.history(limit, before)
-    return web.json_response({"queue": store.queue(), "history": history, "next_before": next_before})
+    try:
+        history, next_before = store.history(limit, before)
+        queue = store.queue()
+    except StoredRunError as error:
+        return _error(409, str(error))
+    return _json({"queue": queue, "history": history, "next_before": next_before})
 
 
 async def get_run(request: web.Request) -> web.Response:
     store = request.app[STATE].store
-    record = store.get(request.match_info["run_id"], with_workflow=request.query.get("workflow") == "1")
+    try:
+        record = store.get(request.match_info["run_id"], with_workflow=request.query.get("workflow") == "1")
+    except StoredRunError as error:
+        return _error(409, str(error))
     if record is None:
-        return _error(404, f"no run {request.match_info['run_id']!r}")
-    return web.json_response(record)
+        return _error(404, f"no run {jsonio.shorten(request.match_info['run_id'])}")
+    return _json(record)
 
 
 async def delete_run(request: web.Request) -> web.Response:
@@ -290,15 +321,15 @@ async def delete_run(request: web.Request) -> web.Response:
     if outcome is None:
         record = state.store.get(run_id)
         if record is None:
-            return _error(404, f"no run {run_id!r}")
+            return _error(404, f"no run {jsonio.shorten(run_id)}")
         return _error(409, f"run {run_id!r} has already {record['status']}", run_status=record["status"])
-    return web.json_response({"run_id": run_id, "status": outcome}, status=202 if outcome == "interrupting" else 200)
+    return _json({"run_id": run_id, "status": outcome}, status=202 if outcome == "interrupting" else 200)
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
     kind = request.match_info["kind"]
     if kind not in FILE_KINDS:
-        return _error(404, f"unknown file kind {kind!r}; use output, input or temp")
+        return _error(404, f"unknown file kind {jsonio.shorten(kind)}; use output, input or temp")
     folder = request.app[STATE].engine.settings.folder(kind)
     path = safe_path(folder, request.match_info["path"])
     if path is None:
@@ -306,53 +337,66 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     return file_response(path)
 
 
+MULTIPART_OVERHEAD = 64 * 1024
+"""Room for boundaries and part headers around an image of the largest size accepted."""
+
+
 async def upload(request: web.Request) -> web.Response:
     state = request.app[STATE]
     limit = state.limits.upload_bytes
+    # Refused on its headers alone: a client announcing 200 MiB is told before it sends them.
+    check_announced(request, limit, "the upload", MULTIPART_OVERHEAD)
     if not request.content_type.startswith("multipart/"):
         return _error(415, "send the image as multipart/form-data in a field named 'image'")
     try:
         return await _receive_upload(state, await request.multipart(), limit)
-    except ValueError as error:  # a malformed multipart body
-        return _error(400, f"cannot read the multipart body: {error}")
+    except (ValueError, LookupError, HttpProcessingError) as error:  # a malformed multipart body
+        message = getattr(error, "message", None) or str(error)
+        return _error(400, f"cannot read the multipart body: {jsonio.cut(str(message).strip(), 300)}")
 
 
 async def _receive_upload(state: State, reader: Any, limit: int) -> web.Response:
     while (part := await reader.next()) is not None:
         if getattr(part, "name", None) != "image" or not getattr(part, "filename", None):
             continue
+        announced = part.headers.get("Content-Length", "")
+        if announced.isdigit() and int(announced) > limit:
+            raise too_large("the image", int(announced), limit)
         data = bytearray()
         while chunk := await part.read_chunk(256 * 1024):
             data += chunk
             if len(data) > limit:
-                return _error(413, f"the image is larger than the upload limit of {limit} bytes")
+                raise too_large("the image", None, limit)
         try:
             extension = await asyncio.to_thread(check_image, bytes(data))
         except UploadRejected as rejected:
             return _error(415, str(rejected))
         folder = state.engine.settings.folder("input")
         name = await asyncio.to_thread(store_upload, folder, clean_name(part.filename, extension), bytes(data))
-        return web.json_response({"name": name, "kind": "input", "path": name}, status=201)
+        return _json({"name": name, "kind": "input", "path": name}, status=201)
     return _error(400, "no file in a multipart field named 'image'")
 
 
 async def list_workflows(request: web.Request) -> web.Response:
-    return web.json_response({"workflows": request.app[STATE].library.list()})
+    return _json({"workflows": request.app[STATE].library.list()})
 
 
 def _workflow_name(request: web.Request) -> str:
     try:
         return check_name(request.match_info["name"])
     except WorkflowNameError as error:
-        raise web.HTTPBadRequest(reason=str(error)) from None
+        raise Refused(400, str(error)) from None
 
 
 async def get_workflow(request: web.Request) -> web.Response:
     name = _workflow_name(request)
-    workflow = request.app[STATE].library.read(name)
+    try:
+        workflow = request.app[STATE].library.read(name)
+    except StoredWorkflowError as error:
+        return _error(409, str(error))
     if workflow is None:
         return _error(404, f"no workflow named {name!r}")
-    return web.json_response(workflow)
+    return _json(workflow)
 
 
 async def put_workflow(request: web.Request) -> web.Response:
@@ -364,8 +408,8 @@ async def put_workflow(request: web.Request) -> web.Response:
     _, problems = parse(raw)
     if problems:
         return _problems(problems)
-    created = library.save(name, raw)
-    return web.json_response({"name": name}, status=201 if created else 200)
+    created = await asyncio.to_thread(library.save, name, raw)
+    return _json({"name": name}, status=201 if created else 200)
 
 
 async def delete_workflow(request: web.Request) -> web.Response:
@@ -375,7 +419,7 @@ async def delete_workflow(request: web.Request) -> web.Response:
         return _error(409, f"{name!r} ships with gouache and is read-only")
     if not library.delete(name):
         return _error(404, f"no workflow named {name!r}")
-    return web.json_response({"name": name, "deleted": True})
+    return _json({"name": name, "deleted": True})
 
 
 async def list_extensions(request: web.Request) -> web.Response:
@@ -384,7 +428,7 @@ async def list_extensions(request: web.Request) -> web.Response:
         extensions.append({"name": name,
                            "scripts": [f"/extensions/{name}/{script}" for script in extension.scripts],
                            "styles": [f"/extensions/{name}/{style}" for style in extension.styles]})
-    return web.json_response({"extensions": extensions})
+    return _json({"extensions": extensions})
 
 
 async def extension_file(request: web.Request) -> web.StreamResponse:
@@ -423,6 +467,9 @@ def create_app(engine: Engine, *, security: Security | None = None, limits: Limi
 
     async def start(app: web.Application) -> None:
         state = app[STATE]
+        removed = library.clean()
+        if removed:
+            log.warning("removed %d temporary file(s) an interrupted save left: %s", len(removed), ", ".join(removed))
         state.store = RunStore(engine.settings.home / "gouache-server.sqlite3")
         recovered = state.store.recover()
         if recovered:

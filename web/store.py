@@ -3,18 +3,23 @@
 One table holds every run, queued or finished. A run moves ``queued -> running -> succeeded |
 failed | interrupted``, or ``queued -> cancelled``. At start-up :meth:`RunStore.recover` marks a
 run left ``running`` by a crash or a kill as ``interrupted``; queued runs stay queued and run.
+
+Every JSON column is written and read with :mod:`gouache.engine.jsonio` (strict JSON: a NaN is
+refused on the way in, never stored to be served back as something that is not JSON).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from gouache.engine import jsonio
 
 from gouache.web.schemas import run_error
 
@@ -41,6 +46,12 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "interrupted", "cancelled")
 RECOVERED_MESSAGE = "the server stopped while this run was running; queue it again to finish it"
+COLUMNS = "run_id, seq, status, created, started, finished, seconds, executed, cached, outputs, timings, error, targets"
+"""Every column but ``workflow``, which can be megabytes and is read only when asked for."""
+
+
+class StoredRunError(ValueError):
+    """A stored column that is not strict JSON (written by an older version, or edited by hand)."""
 
 
 class RunStore:
@@ -76,7 +87,7 @@ class RunStore:
         """Mark runs a previous process left ``running`` as interrupted; return their ids."""
         with self._transaction() as db:
             ids = [row["run_id"] for row in db.execute("SELECT run_id FROM runs WHERE status = 'running'")]
-            error = json.dumps(run_error(RECOVERED_MESSAGE, "server_stopped"))
+            error = jsonio.dumps(run_error(RECOVERED_MESSAGE, "server_stopped"))
             db.execute("UPDATE runs SET status = 'interrupted', finished = ?, error = ? WHERE status = 'running'",
                        (time.time(), error))
         return ids
@@ -85,21 +96,27 @@ class RunStore:
         """Queue a run; return its position (how many runs are ahead of it)."""
         with self._transaction() as db:
             db.execute("INSERT INTO runs (run_id, status, workflow, targets, created) VALUES (?, 'queued', ?, ?, ?)",
-                       (run_id, json.dumps(workflow), None if targets is None else json.dumps(targets), time.time()))
+                       (run_id, jsonio.dumps(workflow), None if targets is None else jsonio.dumps(targets),
+                        time.time()))
             (ahead,) = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running') AND run_id != ?",
                                   (run_id,)).fetchone()
         return int(ahead)
 
-    def claim_next(self) -> dict[str, Any] | None:
+    def claim_next(self) -> Claimed | None:
         """Take the oldest queued run and mark it running; ``None`` when the queue is empty."""
         with self._transaction() as db:
-            row = db.execute("SELECT * FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
+            row = db.execute("SELECT run_id, seq, targets FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+                             ).fetchone()
             if row is None:
                 return None
             db.execute("UPDATE runs SET status = 'running', started = ? WHERE seq = ?", (time.time(), row["seq"]))
-        record = _record(row, with_workflow=True)
-        record["status"] = "running"
-        return record
+        return Claimed(self, row["run_id"], _column(row, "targets"))
+
+    def workflow(self, run_id: str) -> Any:
+        """The workflow a run was submitted with; :class:`StoredRunError` when it is not strict JSON."""
+        with self._lock:
+            row = self._db.execute("SELECT run_id, workflow FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else _column(row, "workflow")
 
     def cancel_queued(self, run_id: str) -> bool:
         """Cancel a run that has not started; ``False`` if it is not queued (any more)."""
@@ -116,13 +133,14 @@ class RunStore:
             db.execute(
                 "UPDATE runs SET status = ?, finished = ?, seconds = ?, executed = ?, cached = ?, outputs = ?,"
                 " timings = ?, error = ? WHERE run_id = ?",
-                (status, time.time(), seconds, json.dumps(executed), json.dumps(cached), json.dumps(outputs),
-                 json.dumps(timings), None if error is None else json.dumps(error), run_id))
+                (status, time.time(), seconds, jsonio.dumps(executed), jsonio.dumps(cached), jsonio.dumps(outputs),
+                 jsonio.dumps(timings), None if error is None else jsonio.dumps(error), run_id))
 
     def get(self, run_id: str, *, with_workflow: bool = False) -> dict[str, Any] | None:
         """One run as the API shows it, or ``None``."""
+        columns = COLUMNS + (", workflow" if with_workflow else "")
         with self._lock:
-            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = self._db.execute(f"SELECT {columns} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             position = self._position(row) if row is not None else None
         if row is None:
             return None
@@ -142,7 +160,8 @@ class RunStore:
         """The running run (if any) then the queued ones, in the order they will run."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY status = 'queued', seq").fetchall()
+                f"SELECT {COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY status = 'queued', seq"
+            ).fetchall()
         records = [_record(row) for row in rows]
         for position, record in enumerate(records):
             record["position"] = position if record["status"] == "queued" else None
@@ -150,7 +169,7 @@ class RunStore:
 
     def history(self, limit: int, before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Finished runs, newest first, ``limit`` at a time; returns them and the next cursor."""
-        query = "SELECT * FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled')"
+        query = f"SELECT {COLUMNS} FROM runs WHERE status IN ('succeeded', 'failed', 'interrupted', 'cancelled')"
         params: list[Any] = []
         if before is not None:
             query += " AND seq < ?"
@@ -173,13 +192,37 @@ def _record(row: sqlite3.Row, *, with_workflow: bool = False) -> dict[str, Any]:
         "started": row["started"],
         "finished": row["finished"],
         "seconds": row["seconds"],
-        "executed": json.loads(row["executed"]),
-        "cached": json.loads(row["cached"]),
-        "outputs": json.loads(row["outputs"]),
-        "timings": json.loads(row["timings"]),
-        "error": None if row["error"] is None else json.loads(row["error"]),
-        "targets": None if row["targets"] is None else json.loads(row["targets"]),
+        "executed": _column(row, "executed"),
+        "cached": _column(row, "cached"),
+        "outputs": _column(row, "outputs"),
+        "timings": _column(row, "timings"),
+        "error": _column(row, "error"),
+        "targets": _column(row, "targets"),
     }
     if with_workflow:
-        record["workflow"] = json.loads(row["workflow"])
+        record["workflow"] = _column(row, "workflow")
     return record
+
+
+def _column(row: sqlite3.Row, name: str) -> Any:
+    text = row[name]
+    if text is None:
+        return None
+    try:
+        return jsonio.loads(text)
+    except jsonio.JsonError as error:
+        raise StoredRunError(f"run {row['run_id']!r}: its stored {name} is not strict JSON ({error}); "
+                             "an older version of gouache or a hand edit wrote it") from None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A run the worker took from the queue: its id and targets; its workflow read when needed."""
+
+    store: RunStore
+    run_id: str
+    targets: list[str] | None
+
+    def workflow(self) -> Any:
+        """The submitted workflow, from the database."""
+        return self.store.workflow(self.run_id)

@@ -12,12 +12,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from gouache.engine import Engine, Event, WorkflowInvalid
+from gouache.engine import Engine, Event, Problem, ValidWorkflow, WorkflowInvalid
 from gouache.engine.events import EventData, QueuedData
 from gouache.engine.executor import RunResult, finished_event
 
 from gouache.web.schemas import CancelledData, run_error
-from gouache.web.store import RunStore
+from gouache.web.store import Claimed, RunStore, StoredRunError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class Worker:
         """Held while queueing a run and while taking the next: ``queued`` always precedes ``started``."""
         self._current: str | None = None
         self._cancelled: set[str] = set()
+        self._prepared: dict[str, ValidWorkflow] = {}
+        """Workflows validated when they were queued, by run id: a run needs no second validation."""
         self._thread = threading.Thread(target=self._loop, name="gouache-worker", daemon=True)
         self._unsubscribe = engine.subscribe(self._on_event)
 
@@ -55,10 +57,17 @@ class Worker:
         self._thread.join(timeout)
         self._unsubscribe()
 
-    def submit(self, run_id: str, workflow: dict[str, Any], targets: list[str] | None) -> int:
-        """Queue a run, announce it, wake the worker; returns its position."""
+    def submit(self, run_id: str, workflow: dict[str, Any], targets: list[str] | None,
+               valid: ValidWorkflow | None = None) -> int:
+        """Queue a run, announce it, wake the worker; returns its position.
+
+        ``valid`` is ``workflow`` as the engine validated it: the run uses it as it is. Runs queued
+        by an earlier process (recovered from the store) are validated again when they start.
+        """
         with self._queue_lock:
             position = self.store.add(run_id, workflow, targets)
+            if valid is not None:
+                self._prepared[run_id] = valid
             self.emit(QueuedData, run_id=run_id, position=position)
         self._wake.set()
         return position
@@ -73,6 +82,7 @@ class Worker:
         ``None`` when the run is neither queued nor running.
         """
         if self.store.cancel_queued(run_id):
+            self._prepared.pop(run_id, None)
             self.emit(CancelledData, run_id=run_id)
             return "cancelled"
         with self._lock:
@@ -104,12 +114,13 @@ class Worker:
                 continue
             self._execute(record)
 
-    def _execute(self, record: dict[str, Any]) -> None:
-        run_id = record["run_id"]
+    def _execute(self, claimed: Claimed) -> None:
+        run_id = claimed.run_id
         with self._lock:
             self._current = run_id
         try:
-            result = self.engine.run(record["workflow"], outputs=record["targets"], run_id=run_id)
+            workflow = self._prepared.pop(run_id, None) or claimed.workflow()
+            result = self.engine.run(workflow, outputs=claimed.targets, run_id=run_id)
             outputs = {node: {"images": images} for node, images in result.images.items()}
             if result.error is not None:
                 error = result.error.to_json()
@@ -124,6 +135,9 @@ class Worker:
             problems = invalid.problems
             result = self._record_failure(run_id, run_error(str(invalid), "workflow_invalid", problems=problems,
                                                             node=problems[0].node if problems else None))
+        except StoredRunError as unreadable:  # queued by an older version that wrote NaN into it
+            problem = Problem(None, None, "unreadable_workflow", str(unreadable))
+            result = self._record_failure(run_id, run_error(str(unreadable), "workflow_invalid", problems=[problem]))
         except Exception as failure:  # the engine reports node failures in the result; this is a bug
             log.exception("run %s failed outside any node", run_id)
             result = self._record_failure(run_id, run_error(f"{type(failure).__name__}: {failure}", "internal_error"))

@@ -65,11 +65,23 @@ def check_reply(method: str, path: str, reply: Reply) -> None:
 
 
 def check_message(message: dict[str, Any]) -> None:
-    """A websocket text message: ``{"type", "data"}`` with ``data`` as the event's model says."""
+    """A websocket text message: ``{"type", "data"}`` with ``data`` as the event's model says
+    (each message of a ``batch`` too)."""
     assert set(message) == {"type", "data"}, message
+    if message["type"] == "batch":
+        assert isinstance(message["data"], dict) and set(message["data"]) == {"events"}, message
+        assert message["data"]["events"], "an empty batch"
+        for inner in message["data"]["events"]:
+            assert inner.get("type") != "batch", "a batch inside a batch"
+            check_message(inner)
     model = EVENTS.get(message["type"])
     assert model is not None, f"websocket message type {message['type']!r} has no model in schemas.EVENTS"
     conforms((model,), message["data"], f"the websocket message {message['type']!r}")
+
+
+def unbatch(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages a text frame carries: the messages of a ``batch``, else the message itself."""
+    return message["data"]["events"] if message["type"] == "batch" else [message]
 
 
 def toy_engine(home: Path) -> Engine:
@@ -132,6 +144,48 @@ class Client:
         raise AssertionError(f"run {run_id} did not finish in {timeout} s: {record}")
 
 
+def send_raw(url: str, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, *,
+             piece: int | None = None, pause: float = 0.002, announce: int | None = None) -> Reply:
+    """One request written to a socket by hand: ``body`` in pieces of ``piece`` bytes with a pause
+    between them (as a slow network delivers it), ``Content-Length: announce`` if given (which may
+    be more than is sent); the reply is read whole, and checked like :meth:`Client.request`'s."""
+    import http.client
+    import socket
+
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+             f"Content-Length: {len(body) if announce is None else announce}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        step = piece or max(1, len(body))
+        try:
+            for start in range(0, len(body), step):
+                sock.sendall(body[start:start + step])
+                if piece:
+                    time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered before taking everything: read what it said
+        response = http.client.HTTPResponse(sock, method=method)
+        response.begin()
+        reply = Reply(response.status, response.headers, response.read())
+    check_reply(method, path, reply)
+    return reply
+
+
+def add_chain(count: int) -> dict[str, Any]:
+    """``count`` cheap toy nodes: Number sources feeding one long chain of Add nodes, then a Record."""
+    sources = max(1, count // 4)
+    nodes: dict[str, Any] = {f"n{i}": {"type": "Number", "inputs": {"value": float(i)}} for i in range(sources)}
+    previous = {"node": "n0", "output": "value"}
+    for index in range(count - sources - 1):
+        nodes[f"add{index}"] = {"type": "Add", "inputs": {"a": previous,
+                                                          "b": {"node": f"n{index % sources}", "output": "value"}}}
+        previous = {"node": f"add{index}", "output": "sum"}
+    nodes["record"] = {"type": "Record", "inputs": {"value": previous}}
+    return chain(*nodes.items())
+
+
 class MessageCheck:
     """A websocket client in its own thread, connected for a whole test, that checks every message.
 
@@ -169,12 +223,14 @@ class MessageCheck:
                 self._loop, self._ws = asyncio.get_running_loop(), ws
                 self._ready.set()
                 async for message in ws:
-                    self.seen += 1
                     try:
                         if message.type == aiohttp.WSMsgType.BINARY:
+                            self.seen += 1
                             parse_preview_frame(message.data)
                         else:
-                            check_message(json.loads(message.data))
+                            decoded = json.loads(message.data)
+                            self.seen += len(unbatch(decoded))
+                            check_message(decoded)
                     except (AssertionError, ValueError) as error:
                         self.failures.append(str(error))
         except Exception as error:  # a check that cannot connect must not pass silently
