@@ -4,6 +4,13 @@ Progress and previews are throttled per node (at most one per ``interval`` secon
 one is always delivered before the node's next event). A client that (re)connects first gets a
 ``state`` message: the queue and the running run's state, so a reloaded page catches up.
 
+Every node sends its own events, so a run of thousands of cached nodes makes thousands of
+messages within milliseconds. Messages wait in each client's own backlog; whatever has piled up
+while the previous frame was being sent goes out as one ``batch`` frame,
+``{"type": "batch", "data": {"events": [MESSAGE, ...]}}``, the messages in the order they happened.
+A client that reads as fast as it can therefore never falls behind by more than one frame; only a
+client whose backlog passes :data:`CLIENT_BACKLOG_BYTES` (it stopped reading) is dropped.
+
 Binary frame layout (previews)::
 
     byte 0      frame kind: 1 = latent preview JPEG
@@ -14,15 +21,16 @@ Binary frame layout (previews)::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import struct
+import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from gouache.engine import Event
+from gouache.engine import Event, jsonio
 from gouache.engine.events import (
     EventData, FinishedData, NodeCachedData, NodeFinishedData, NodeStartedData, PreviewData, ProgressData,
     StartedData,
@@ -33,8 +41,11 @@ from gouache.web.schemas import QueueEntry, RunningData, StateData
 log = logging.getLogger(__name__)
 
 PREVIEW_FRAME = 1
-CLIENT_BACKLOG = 512
-"""Messages a client may fall behind by before it is dropped (it reconnects and catches up)."""
+CLIENT_BACKLOG_BYTES = 32 * 1024 * 1024
+"""Bytes of messages a client may fall behind by before it is dropped (it reconnects and catches
+up). A 5,000-node run sends about 1.4 MB of events."""
+BATCH_BYTES = 1024 * 1024
+"""A batch frame is closed once it holds this many bytes of messages (the next frame takes the rest)."""
 
 
 def preview_frame(node: str, jpeg: bytes) -> bytes:
@@ -51,31 +62,55 @@ def parse_preview_frame(frame: bytes) -> tuple[str, bytes]:
     return frame[3 : 3 + length].decode("utf-8"), frame[3 + length :]
 
 
+def batch_frame(messages: list[str]) -> str:
+    """One text frame holding ``messages`` (each a JSON ``{"type", "data"}`` text) in order."""
+    return '{"type": "batch", "data": {"events": [' + ", ".join(messages) + "]}}"
+
+
 class Client:
-    """One websocket connection with its own send queue, so a slow client delays nobody."""
+    """One websocket connection with its own backlog, so a slow client delays nobody."""
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(CLIENT_BACKLOG)
+        self.backlog: deque[str | bytes] = deque()
+        self.backlog_bytes = 0
+        self._ready = asyncio.Event()
 
     def send(self, message: str | bytes) -> bool:
         """Queue a message; ``False`` when the client is too far behind."""
-        try:
-            self.queue.put_nowait(message)
-            return True
-        except asyncio.QueueFull:
-            return False
+        self.backlog.append(message)
+        self.backlog_bytes += len(message)
+        self._ready.set()
+        return self.backlog_bytes <= CLIENT_BACKLOG_BYTES
+
+    def next_frame(self) -> str | bytes:
+        """The next frame to send: a preview, one message, or a batch of the text messages waiting."""
+        first = self.backlog.popleft()
+        self.backlog_bytes -= len(first)
+        if isinstance(first, bytes) or not self.backlog or isinstance(self.backlog[0], bytes):
+            return first
+        messages, size = [first], len(first)
+        while self.backlog and isinstance(self.backlog[0], str) and size < BATCH_BYTES:
+            message = self.backlog.popleft()
+            self.backlog_bytes -= len(message)
+            messages.append(message)
+            size += len(message)
+        return batch_frame(messages)
 
     async def pump(self) -> None:
-        """Send queued messages until the connection closes."""
+        """Send what is queued, frame by frame, until the connection closes."""
         try:
-            while (message := await self.queue.get()) is not None:
-                if self.ws.closed:
-                    return
-                if isinstance(message, bytes):
-                    await self.ws.send_bytes(message)
-                else:
-                    await self.ws.send_str(message)
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self.backlog:
+                    if self.ws.closed:
+                        return
+                    frame = self.next_frame()
+                    if isinstance(frame, bytes):
+                        await self.ws.send_bytes(frame)
+                    else:
+                        await self.ws.send_str(frame)
         except (ConnectionError, RuntimeError) as error:  # the client went away mid-send
             log.debug("websocket client gone: %s", error)
 
@@ -95,10 +130,26 @@ class Hub:
         self._pending: dict[tuple[str, str], Event] = {}
         self._last: dict[tuple[str, str], float] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._inbox: list[Event] = []
+        self._inbox_lock = threading.Lock()
 
     def publish(self, event: Event) -> None:
-        """Hand an event over from any thread."""
-        self.loop.call_soon_threadsafe(self._dispatch, event)
+        """Hand an event over from any thread.
+
+        Events wait in an inbox; the loop is woken once for all that arrive before it drains them
+        (a run of cached nodes would otherwise wake it once per node).
+        """
+        with self._inbox_lock:
+            self._inbox.append(event)
+            wake = len(self._inbox) == 1
+        if wake:
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+        for event in events:
+            self._dispatch(event)
 
     def state(self) -> dict[str, Any]:
         """The ``state`` message a client gets on connecting."""
@@ -109,7 +160,7 @@ class Hub:
     def attach(self, ws: web.WebSocketResponse) -> Client:
         """Register a connected client and queue its catch-up messages first."""
         client = Client(ws)
-        client.send(json.dumps(self.state()))
+        client.send(jsonio.dumps(self.state()))
         if self.running and self.preview:
             client.send(preview_frame(self.preview.node, self.preview.jpeg))
         self.clients.add(client)
@@ -185,9 +236,9 @@ class Hub:
         if isinstance(data, PreviewData):
             message: str | bytes = preview_frame(data.node, data.jpeg)
         else:
-            message = json.dumps({"type": event.type, "data": data.model_dump(mode="json")})
+            message = jsonio.dumps({"type": event.type, "data": data.model_dump(mode="json")})
         for client in list(self.clients):
             if not client.send(message):
-                log.warning("dropping a websocket client that fell %d messages behind", CLIENT_BACKLOG)
+                log.warning("dropping a websocket client that fell %d bytes behind", client.backlog_bytes)
                 self.clients.discard(client)
                 self.loop.create_task(client.ws.close(code=1013, message=b"too slow; reconnect"))

@@ -15,9 +15,9 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, with_config
+from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model, with_config
 
 from gouache.engine import NodeInfo, PackReport, Problem, Workflow
 from gouache.engine.events import RUN_EVENTS, EventData, ImageRef
@@ -278,12 +278,34 @@ class StateData(Message):
     running: RunningData | None
 
 
-EVENTS: dict[str, type[BaseModel]] = {
+MESSAGES: dict[str, type[BaseModel]] = {
     "state": StateData,
     **{event_type: model for event_type, model in RUN_EVENTS.items() if event_type != "preview"},
     "cancelled": CancelledData,
 }
-"""The data model of each text frame's ``type``; previews travel as binary frames (hub.py)."""
+"""The data model of each message's ``type``; previews travel as binary frames (hub.py)."""
+
+
+def _message(event_type: str, data: type[BaseModel]) -> type[BaseModel]:
+    name = "".join(part.title() for part in event_type.split("_")) + "Message"
+    return create_model(name, __base__=Message, __doc__=f"A ``{event_type}`` message.",
+                        type=(Literal[event_type], ...), data=(data, ...))
+
+
+AnyMessage = Annotated[Union[tuple(_message(t, model) for t, model in MESSAGES.items())],  # noqa: UP007
+                       Field(discriminator="type")]
+
+
+class BatchData(Message):
+    """Several messages in one frame, in the order they happened: what piled up for a client while
+    the previous frame was being sent (a run of thousands of cached nodes sends thousands of events
+    within milliseconds). Read it as if each message had come in a frame of its own."""
+
+    events: list[AnyMessage]
+
+
+EVENTS: dict[str, type[BaseModel]] = {**MESSAGES, "batch": BatchData}
+"""The data model of each text frame's ``type``: every message, or a ``batch`` of them."""
 
 HTTP: list[type[BaseModel]] = [RunRequest, *dict.fromkeys(model for route, statuses in ROUTES.items()
                                                              for status in statuses

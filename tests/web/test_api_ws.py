@@ -7,8 +7,9 @@ import json
 import time
 
 import aiohttp
+import pytest
 
-from web_support import Client, chain, check_message, steps_workflow
+from web_support import Client, add_chain, chain, check_message, steps_workflow, unbatch
 from gouache.web.hub import parse_preview_frame, preview_frame
 
 
@@ -22,14 +23,18 @@ async def collect(url: str, until, timeout: float = 30.0, on_open=None):
             deadline = time.monotonic() + timeout
             while True:
                 message = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+                assert message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), (
+                    f"the server closed the websocket: {message.type!r} {message.data!r} {message.extra!r}")
                 if message.type == aiohttp.WSMsgType.BINARY:
-                    item = parse_preview_frame(message.data)
+                    items = [parse_preview_frame(message.data)]
                 else:
-                    item = json.loads(message.data)
-                    check_message(item)
-                messages.append(item)
-                if until(item):
-                    return messages
+                    frame = json.loads(message.data)
+                    check_message(frame)
+                    items = unbatch(frame)
+                for item in items:
+                    messages.append(item)
+                    if until(item):
+                        return messages
 
 
 def is_finished(message) -> bool:
@@ -96,6 +101,40 @@ def test_a_reconnecting_client_catches_up(server):
     assert running["executed"] == ["number"] and running["progress"]["max"] == 100
     client.delete(f"/api/runs/{run_id}")
     client.wait_run(queued)
+
+
+@pytest.mark.timeout(240)
+def test_a_5000_node_run_reaches_a_client_that_reads_as_fast_as_it_can(server):
+    client = Client(server.url)
+    workflow = add_chain(5000)
+    for kind in ("node_finished", "node_cached"):  # a first run, then one entirely from the cache
+        posted = {}
+        messages = asyncio.run(collect(server.url, is_finished, timeout=180, on_open=lambda: posted.update(
+            client.post("/api/runs", {"workflow": workflow}).json)))
+        assert messages[-1]["data"]["run_id"] == posted["run_id"] and messages[-1]["data"]["status"] == "succeeded"
+        nodes = [m["data"]["node"] for m in messages if m["type"] == kind]
+        assert len(nodes) == 5000 and set(nodes) == set(workflow["nodes"])
+        assert [m["type"] for m in messages[:3]] == ["state", "queued", "started"]
+
+
+def test_events_that_pile_up_go_out_in_batches_in_order():
+    from gouache.web.hub import Client as HubClient
+
+    class Socket:
+        closed = False
+
+    client = HubClient(Socket())
+    for index in range(3):
+        client.send(json.dumps({"type": "node_cached", "data": {"run_id": "r", "node": f"n{index}"}}))
+    client.send(b"\x01\x00\x01xjpeg")
+    client.send(json.dumps({"type": "finished", "data": {"run_id": "r", "status": "succeeded", "seconds": 0.0,
+                                                         "executed": 0, "cached": 3}}))
+    batch = json.loads(client.next_frame())
+    check_message(batch)
+    assert [m["data"]["node"] for m in unbatch(batch)] == ["n0", "n1", "n2"]
+    assert client.next_frame() == b"\x01\x00\x01xjpeg"  # a preview is a frame of its own
+    assert json.loads(client.next_frame())["type"] == "finished"  # one message alone is not wrapped
+    assert not client.backlog and client.backlog_bytes == 0
 
 
 def test_preview_frame_round_trip():

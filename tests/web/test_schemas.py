@@ -33,7 +33,7 @@ def test_every_api_route_answering_json_has_a_response_model(engine):
 def test_websocket_messages_are_the_engine_events_and_the_server_own():
     assert {name: model for name, model in EVENTS.items() if name in RUN_EVENTS} == {
         name: model for name, model in RUN_EVENTS.items() if name != "preview"}  # previews are binary frames
-    assert set(EVENTS) - set(RUN_EVENTS) == {"state", "cancelled"}
+    assert set(EVENTS) - set(RUN_EVENTS) == {"state", "cancelled", "batch"}
 
 
 def test_a_run_error_is_a_node_error_or_says_why_the_run_stopped_outside_any_node():

@@ -61,7 +61,13 @@ export class Live {
     ws.onopen = () => { this.delay = 250; this.onStatus("open"); };
     ws.onmessage = (message) => {
       if (typeof message.data === "string") {
-        this.onMessage(JSON.parse(message.data));
+        const parsed = JSON.parse(message.data);
+        // A batch holds, in order, messages that piled up while the last frame was being sent.
+        if (parsed.type === "batch") {
+          for (const event of parsed.data.events) this.onMessage(event);
+        } else {
+          this.onMessage(parsed);
+        }
       } else {
         const preview = parsePreviewFrame(message.data);
         if (preview) this.onMessage({ type: "preview", data: preview });
