@@ -97,8 +97,12 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     init = latent["samples"].to(device=device, dtype=torch.float32)
     batch, channels, height, width = init.shape
     if channels != family.latent.channels:
-        raise InputError("latent", f"{family.label} latents have {family.latent.channels} channels, this one "
-                                   f"{channels}; set EmptyLatent's channels to {family.latent.channels}", "wrong_shape")
+        if init.any():
+            raise InputError("latent", f"{family.label} latents have {family.latent.channels} channels, this one "
+                                       f"{channels}: it was made by another family's VAE", "wrong_shape")
+        # An empty latent (EmptyLatent makes SD's 4 channels): the same graph serves every family.
+        init = torch.zeros(batch, family.latent.channels, height, width, device=device)
+        channels = family.latent.channels
     packing = family.latent.packing
     if height % packing or width % packing:
         raise InputError("latent", f"{family.label} latents need sides that are multiples of {packing} cells "

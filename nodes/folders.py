@@ -127,6 +127,18 @@ def describe_lora(path: Path) -> dict[str, Any]:
         return {"format": "unknown", "tensors": tensors, "problem": str(error)}
 
 
+def describe_diffusion_model(path: Path) -> dict[str, Any]:
+    """Format and family of a diffusion model file alone, from its header's tensor names."""
+    from gouache.nodes.models.detect import denoiser_family
+
+    if path.is_dir():
+        return {"format": "diffusers"}
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
+        return {"format": path.suffix.lower().lstrip("."), "family": None}
+    family = denoiser_family(k for k in safetensors_header(path) if k != "__metadata__")
+    return {"format": "safetensors", "family": family.name if family else None}
+
+
 def describe_file(path: Path) -> dict[str, Any]:
     """Just the file format (upscalers, VAEs, embeddings: spandrel decides the architecture on load)."""
     return {"format": "diffusers" if path.is_dir() else path.suffix.lower().lstrip(".")}
@@ -164,7 +176,7 @@ def model_folders() -> list[ModelFolder]:
         ModelFolder("vae", CHECKPOINT_SUFFIXES, describe=describe_file,
                     description="Standalone VAEs"),
         # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).
-        ModelFolder("diffusion_models", CHECKPOINT_SUFFIXES, directories=True, describe=describe_file,
+        ModelFolder("diffusion_models", CHECKPOINT_SUFFIXES, directories=True, describe=describe_diffusion_model,
                     description="Diffusion models alone (SD 3.x, Flux.1 transformers): original, "
                                 "ComfyUI or diffusers layout"),
         ModelFolder("text_encoders", CHECKPOINT_SUFFIXES, describe=describe_file,

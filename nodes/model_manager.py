@@ -178,14 +178,48 @@ class ModelManager:
         from gouache.nodes.models import fingerprint, load_checkpoint
 
         _same_file(path, key.partition("|")[0], fingerprint)
-        loaded = load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu")
+        return self._prepare(load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu"))
+
+    def parts(self, paths: list[Path], name: str, variant: str, load: Callable[[], Any]) -> CheckpointRef:
+        """Parts of a model from split files (a diffusion model, text encoders, a VAE), loaded once.
+
+        ``load`` returns a ``LoadedCheckpoint`` holding only those parts; ``variant`` is whatever else
+        decides the result (the family the files are read as, a weight dtype), part of the key.
+        """
+        from gouache.nodes.models import fingerprint
+
+        key = "+".join(fingerprint(path) for path in paths) + f"|{variant}"
+        with self._lock:
+            if key not in self._refs:
+                def load_again() -> _Held:
+                    for path, part_key in zip(paths, key.partition("|")[0].split("+")):
+                        _same_file(path, part_key, fingerprint)
+                    return self._prepare(load())
+
+                self._sources[f"parts:{key}"] = _Source(load_again, lambda: sum(file_bytes(p) for p in paths))
+                self._refs[key] = CheckpointRef(key, name, functools.partial(self._get, f"parts:{key}"))
+            ref = self._refs[key]
+            self._get(f"parts:{key}")
+            return ref
+
+    def _prepare(self, loaded: Any) -> _Held:
+        """Put a freshly loaded checkpoint's parts in the dtypes the device plan gives them.
+
+        SD 1.x/2.x/XL parts are cast. The parts of families stored in low precision (SD 3.x, Flux.1:
+        bf16 or fp8 files) keep their weights as stored and compute in the plan's dtype layer by layer,
+        so no full-precision copy is ever made.
+        """
+        from gouache.nodes.models.manual_cast import manual_cast
+
         plan = self.plan
         dtypes = {loaded.family.denoiser_slot: plan.unet_dtype, "vae": plan.vae_dtype}
         modules = []
         for slot, module in loaded.modules():
             dtype = dtypes.get(slot, plan.text_dtype)
             module.requires_grad_(False)
-            if next(module.parameters()).dtype != dtype:  # diffusers warns on no-op casts
+            if loaded.family.sampling == "flow":
+                manual_cast(module, dtype)
+            elif next(module.parameters()).dtype != dtype:  # diffusers warns on no-op casts
                 module.to(dtype)
             modules.append(module)
         return _Held(loaded, sum(module_bytes(module) for module in modules), modules)

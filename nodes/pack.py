@@ -16,6 +16,9 @@ from gouache.nodes.folders import model_folders
 from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
 from gouache.nodes.schedulers import SAMPLERS, SCHEDULES
+from gouache.nodes.flow_nodes import FlowShift, FluxGuidance
+from gouache.nodes.part_loaders import DiffusionModelLoader, TextEncoderLoader, VAELoader
+from gouache.nodes.support import fingerprint_of, manager_of, resolve
 from gouache.nodes.types import (
     SOCKET_TYPES,
     ClipHandle,
@@ -29,25 +32,6 @@ MAX_SIDE = 16384
 MAX_SEED = 2**64 - 1
 MAX_PROMPT = 20_000
 """Longest prompt, in characters: about 65 windows of 75 tokens, seconds per encoder on a CPU."""
-
-
-def _manager(ctx: Any) -> Any:
-    from gouache.nodes.model_manager import manager
-
-    return manager(ctx)
-
-
-def _resolve(ctx: Any, kind: str, name: str, input_name: str = "name") -> Any:
-    try:
-        return ctx.models.resolve(kind, name)
-    except KeyError as error:
-        raise InputError(input_name, error.args[0], "model_not_found") from None
-
-
-def _fingerprint(path: Path) -> str:
-    from gouache.nodes.models import fingerprint
-
-    return fingerprint(path)
 
 
 class CheckpointLoader(Node):
@@ -64,23 +48,23 @@ class CheckpointLoader(Node):
     outputs = [Output("model", "MODEL"), Output("clip", "CLIP"), Output("vae", "VAE")]
 
     def fingerprint(self, ctx, name):
-        entry = _resolve(ctx, "checkpoints", name)
+        entry = resolve(ctx, "checkpoints", name)
         config_dir = entry.info.get("config_dir")
-        return _fingerprint(entry.path) + (f"|{_fingerprint(Path(config_dir))}" if config_dir else "")
+        return fingerprint_of(entry.path) + (f"|{fingerprint_of(Path(config_dir))}" if config_dir else "")
 
     def run(self, ctx, name):
-        entry = _resolve(ctx, "checkpoints", name)
+        entry = resolve(ctx, "checkpoints", name)
         config_dir = entry.info.get("config_dir")
-        ref = _manager(ctx).checkpoint(entry.path, name, Path(config_dir) if config_dir else None)
+        ref = manager_of(ctx).checkpoint(entry.path, name, Path(config_dir) if config_dir else None)
         return {"model": ModelHandle(ref), "clip": ClipHandle(ref), "vae": VaeHandle(ref)}
 
 
 def _apply_lora(ctx: Any, name: str, model: ModelHandle, strength_model: float,
                 clip: ClipHandle | None = None, strength_clip: float = 0.0) -> dict[str, Any]:
     """The LoRA ``name`` on ``model`` (and ``clip``): checked now, so a misfit fails naming this node."""
-    entry = _resolve(ctx, "loras", name)
+    entry = resolve(ctx, "loras", name)
     try:
-        key, lora = _manager(ctx).lora(entry.path)
+        key, lora = manager_of(ctx).lora(entry.path)
         parts = model.parts() + (clip.parts() if clip is not None else [])
         if clip is None and not lora.components & {slot for slot, _ in parts}:
             raise ValueError(f"{entry.path.name} patches only {', '.join(sorted(lora.components))}; "
@@ -116,7 +100,7 @@ class LoraLoader(Node):
     outputs = [Output("model", "MODEL"), Output("clip", "CLIP")]
 
     def fingerprint(self, ctx, name, **_):
-        return _fingerprint(_resolve(ctx, "loras", name).path)
+        return fingerprint_of(resolve(ctx, "loras", name).path)
 
     def run(self, ctx, model, clip, name, strength_model, strength_clip):
         return _apply_lora(ctx, name, model, strength_model, clip, strength_clip)
@@ -139,7 +123,7 @@ class LoraModelLoader(Node):
     outputs = [Output("model", "MODEL")]
 
     def fingerprint(self, ctx, name, **_):
-        return _fingerprint(_resolve(ctx, "loras", name).path)
+        return fingerprint_of(resolve(ctx, "loras", name).path)
 
     def run(self, ctx, model, name, strength):
         return _apply_lora(ctx, name, model, strength)
@@ -163,7 +147,7 @@ class TextEncode(Node):
         from gouache.nodes.lora import patched
         from gouache.nodes.prompt import encode
 
-        manager = _manager(ctx)
+        manager = manager_of(ctx)
         parts = clip.parts()
         device = manager.on_device([module for _, module in parts])
         with torch.no_grad(), ExitStack() as stack:
@@ -263,7 +247,7 @@ class Sampler(Node):
         from gouache.nodes.sampling import SampleSettings, sample
 
         settings = SampleSettings(seed, steps, cfg, sampler_name, scheduler, denoise)
-        return {"latent": sample(_manager(ctx), ctx, model, positive, negative, latent, settings)}
+        return {"latent": sample(manager_of(ctx), ctx, model, positive, negative, latent, settings)}
 
 
 class VAEDecode(Node):
@@ -277,7 +261,7 @@ class VAEDecode(Node):
     def run(self, ctx, latent, vae):
         from gouache.nodes.latent import decode
 
-        return {"image": decode(_manager(ctx), vae.checkpoint.loaded, latent, ctx.check_interrupt)}
+        return {"image": decode(manager_of(ctx), vae.checkpoint.loaded, latent, ctx.check_interrupt)}
 
 
 class VAEEncode(Node):
@@ -291,7 +275,7 @@ class VAEEncode(Node):
     def run(self, ctx, image, vae):
         from gouache.nodes.latent import encode
 
-        return {"latent": encode(_manager(ctx), vae.checkpoint.loaded, image, ctx.check_interrupt)}
+        return {"latent": encode(manager_of(ctx), vae.checkpoint.loaded, image, ctx.check_interrupt)}
 
 
 class LoadImage(Node):
@@ -411,12 +395,12 @@ class UpscaleModelLoader(Node):
     outputs = [Output("upscale_model", "UPSCALE_MODEL")]
 
     def fingerprint(self, ctx, name):
-        return _fingerprint(_resolve(ctx, "upscale_models", name).path)
+        return fingerprint_of(resolve(ctx, "upscale_models", name).path)
 
     def run(self, ctx, name):
-        entry = _resolve(ctx, "upscale_models", name)
+        entry = resolve(ctx, "upscale_models", name)
         try:
-            return {"upscale_model": _manager(ctx).upscaler(entry.path, name)}
+            return {"upscale_model": manager_of(ctx).upscaler(entry.path, name)}
         except ValueError as error:
             raise InputError("name", str(error), "unreadable") from None
 
@@ -439,7 +423,7 @@ class UpscaleWithModel(Node):
         from gouache.nodes.upscale import upscale
 
         _check_images(image, "image")
-        manager = _manager(ctx)
+        manager = manager_of(ctx)
         device = manager.on_device([upscale_model.descriptor.model])
         return {"image": upscale(upscale_model.descriptor, image, device, tile_size, overlap, ctx.progress,
                                  ctx.check_interrupt)}
@@ -452,7 +436,8 @@ def _check_images(images: Any, name: str) -> None:
 
 
 NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
-         LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel]
+         LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel,
+         DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift]
 
 
 @hookimpl

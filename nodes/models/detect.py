@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,19 @@ def _context_width(state_dict: Mapping[str, torch.Tensor]) -> int | None:
     for key, value in state_dict.items():
         if key.startswith(UNET_PREFIX) and key.endswith("attn2.to_k.weight"):
             return int(value.shape[1])
+    return None
+
+
+def denoiser_family(keys: Iterable[str]) -> Family | None:
+    """The family whose denoiser ``keys`` hold, by a key only that family's denoiser has, in its
+    original or diffusers layout (bare or under ``model.diffusion_model.``); ``None`` if none says.
+
+    Reads names only, so it serves ``gouache models`` on a safetensors header as well as a loaded file.
+    """
+    names = {key[len(UNET_PREFIX):] if key.startswith(UNET_PREFIX) else key for key in keys}
+    for family in FAMILIES.values():
+        if family.original_marker in names or family.diffusers_marker in names:
+            return family
     return None
 
 

@@ -41,7 +41,7 @@ from torch import nn
 from gouache.nodes.families import FAMILIES, FLUX, SD3, UNET_PREFIX, VAE_PREFIX, Family, TextEncoder
 
 from . import flow_convert
-from .detect import describe_keys
+from .detect import denoiser_family, describe_keys
 from .errors import ModelLoadError
 from .files import read_state_dict
 from .loader import VAE_SLOT, LoadedCheckpoint, LoadedEncoder
@@ -91,10 +91,8 @@ def detect_flow_family(keys: Iterable[str]) -> Family | None:
         if marker in keys:
             raise ModelLoadError(f"this is a {label} model, which gouache does not load (it loads "
                                  f"{', '.join(f.label for f in FAMILIES.values())})")
-    for family in FLOW_FAMILIES:
-        if family.original_marker in keys or family.diffusers_marker in keys:
-            return family
-    return None
+    family = denoiser_family(keys)
+    return family if family in FLOW_FAMILIES else None
 
 
 def _refuse_flux_variants(shapes: Mapping[str, Any]) -> None:

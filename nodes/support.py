@@ -1,0 +1,30 @@
+"""What the built-in nodes share: the model manager, model lookup by name, file fingerprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gouache.engine import InputError
+
+
+def manager_of(ctx: Any) -> Any:
+    """The engine's model manager (``gouache.nodes.model_manager``), for this run."""
+    from gouache.nodes.model_manager import manager
+
+    return manager(ctx)
+
+
+def resolve(ctx: Any, kind: str, name: str, input_name: str = "name") -> Any:
+    """The model entry ``name`` of folder kind ``kind``; an ``InputError`` on ``input_name`` if absent."""
+    try:
+        return ctx.models.resolve(kind, name)
+    except KeyError as error:
+        raise InputError(input_name, error.args[0], "model_not_found") from None
+
+
+def fingerprint_of(path: Path) -> str:
+    """The cache key of a model file or folder's content (path, size, modification time)."""
+    from gouache.nodes.models import fingerprint
+
+    return fingerprint(path)
