@@ -260,3 +260,16 @@ def test_a_file_with_a_tensor_gouache_cannot_place_fails_naming_it(shared_engine
     result = shared_engine.run(_with_loras([("with-oft.safetensors", 0.0, 0.0)]), outputs=["sampler"])
     assert (result.error.node, result.error.input, result.error.code) == ("lora0", "name", "wrong_lora")
     assert "lora_unet_down_blocks_0_attentions_0_proj_in.oft_blocks" in result.error.message
+
+
+def test_peft_dora_on_the_unet_matches_diffusers_at_strength_1(shared_engine, gouache_home):
+    """peft's DoRA (``lora_magnitude_vector``): diffusers reads it for the UNet (its text-encoder path drops
+    bare magnitude keys, so only the UNet is compared); off strength 1 peft and LyCORIS differ by design."""
+    from lora_files import write_lora
+
+    folder = gouache_home / "models/checkpoints/tiny-sd1"
+    lora = write_lora(folder, gouache_home / "models/loras/dora-unet.safetensors", layout="peft", seed=59, dora=True,
+                      parts=("unet",))
+    ours = _latents(shared_engine, _with_loras([(lora.name, 1.0, 1.0)], steps=4))
+    assert (ours - _latents(shared_engine, text_to_image(steps=4))).abs().max().item() > 1e-3
+    assert (ours - _diffusers_with_lora(folder, lora, {"unet": 1.0, "text_encoder": 1.0})).abs().max().item() <= 1e-4
