@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,16 @@ def test_tokenizer_gives_one_token_per_word_and_known_ids(tmp_path: Path) -> Non
 
 def test_shipped_tokenizer_matches_the_built_one() -> None:
     assert CLIPTokenizer.from_pretrained(SHIPPED_TOKENIZER)(CAPTION).input_ids == CAPTION_IDS
+
+
+def test_the_tokenizer_built_again_and_again_is_the_shipped_one(tmp_path: Path) -> None:
+    # Merges of equal count must not change order between builds: a retrained or resumed text
+    # encoder would meet other ids for the same words.
+    for attempt in ("first", "second", "third"):
+        write_tokenizer(tmp_path / attempt)
+        assert json.loads((tmp_path / attempt / "vocab.json").read_text()) == json.loads(
+            (SHIPPED_TOKENIZER / "vocab.json").read_text())
+        assert (tmp_path / attempt / "merges.txt").read_text() == (SHIPPED_TOKENIZER / "merges.txt").read_text()
 
 
 def test_position_prompts_name_every_position_on_seen_triples() -> None:
