@@ -28,13 +28,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-import yaml
+from typing import TYPE_CHECKING
 
 from gouache.nodes.families import FAMILIES, UNET_PREFIX, Family, PredictionType
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:  # detection reads names and shapes only; the server lists models without torch
+    import torch
 
 PREDICTION_TYPES: tuple[PredictionType, ...] = ("epsilon", "v_prediction")
 
@@ -136,6 +137,8 @@ def _sidecar_parameterization(path: Path) -> PredictionType | None:
     sidecar = path.with_suffix(".yaml")
     if not sidecar.is_file():
         return None
+    import yaml
+
     try:
         config = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:

@@ -6,14 +6,14 @@ import hashlib
 import os
 import pickle
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING
 
 from gouache.nodes.folders import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:  # fingerprint() is on every run's path and must not wait for torch
+    import torch
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -23,6 +23,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     arbitrary objects. A ``state_dict`` wrapper (as Lightning saves) is unwrapped and non-tensor
     entries (step counters and the like) are dropped.
     """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
