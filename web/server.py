@@ -529,7 +529,8 @@ def serve(args: Any) -> int:
               file=sys.stderr)
         return 2
     engine = Engine(home=args.home, device=getattr(args, "device", None),
-                    safe_mode=bool(getattr(args, "safe_mode", False)))
+                    safe_mode=bool(getattr(args, "safe_mode", False)),
+                    disk_cache=True)  # outputs survive a restart of the server (home/cache, disk_cache_bytes)
     security = Security(host, tuple(origin.rstrip("/") for origin in (args.allow_origin or [])), token)
     app = create_app(engine, security=security)
     favour_responsiveness()
