@@ -103,7 +103,7 @@ def test_an_interrupt_stops_text_encoding_between_windows(shared_engine):
 def test_an_interrupt_stops_a_vae_decode_inside_the_decoder(shared_engine):
     from pack_support import run_interrupted_at
 
-    workflow = text_to_image(seed=12)
+    workflow = text_to_image(seed=12, prompt="a green square, its decode interrupted")  # in no other test
     result = run_interrupted_at(shared_engine, workflow, "decode", ["decode"])
     assert result.status == "interrupted" and "decode" not in result.executed
     again = shared_engine.run(workflow, outputs=["decode"])
