@@ -86,6 +86,7 @@ _UNSUPPORTED = {
     "reshape_weight": "reshaped LoRA",
 }
 _OLD_PROCESSOR = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)$")
+_OLD_CLIP_ATTENTION = re.compile(r"\.self_attn\.to_(q|k|v|out)$")  # diffusers' old text-encoder LoRA names
 _FACTORS = ("lora", "loha", "lokr")
 _REQUIRED = {"lora": {"up", "down"}, "loha": {"w1a", "w1b", "w2a", "w2b"}}
 
@@ -132,6 +133,8 @@ def _target(name: str) -> tuple[str, str, str] | None:
             return None
         component, module, layout = "unet", name, "peft"  # peft saves a bare UNet's keys without a prefix
     module = _OLD_PROCESSOR.sub(lambda m: "." + ("to_out.0" if m.group(1) == "to_out" else m.group(1)), module)
+    if component in TEXT_ENCODERS:
+        module = _OLD_CLIP_ATTENTION.sub(lambda m: f".self_attn.{m.group(1)}_proj", module)
     return component, module, layout
 
 

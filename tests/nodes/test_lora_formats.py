@@ -214,8 +214,8 @@ def test_peft_lora_alpha_from_diffusers_metadata(tmp_path):
       "lora_unet_lin.scalar": torch.tensor(1.0)}, "lora_unet_lin.scalar"),
     ({"bundle_emb.cat.string_to_param.*": rand(1, 8), "lora_unet_conv.diff": rand(3, 2, 3, 3)}, "bundle_emb.cat"),
     ({"lora_unet_lin.lora_up.weight": rand(4, 2), "lora_unet_lin.lora_down.weight": rand(2, 3),
-      "lora_unet_lin.hada_w1_a": rand(4, 1), "lora_unet_lin.hada_w1_b": rand(1, 3), "lora_unet_lin.hada_w2_a": rand(4, 1),
-      "lora_unet_lin.hada_w2_b": rand(1, 3)}, "in two kinds at once"),
+      "lora_unet_lin.hada_w1_a": rand(4, 1), "lora_unet_lin.hada_w1_b": rand(1, 3),
+      "lora_unet_lin.hada_w2_a": rand(4, 1), "lora_unet_lin.hada_w2_b": rand(1, 3)}, "in two kinds at once"),
     ({"lora_prior_unet_lin.lora_up.weight": rand(4, 2), "lora_prior_unet_lin.lora_down.weight": rand(2, 3)},
      "model part gouache does not patch (first: lora_prior_unet_lin)"),
 ], ids=["no-down", "alpha-alone", "half-loha", "oft", "unknown-part", "bundled-embedding", "lora-and-loha", "prefix"])
@@ -258,7 +258,7 @@ class Transformers4Clip(nn.Module):
         self.text_model = inner
 
 
-@pytest.mark.parametrize("keys", ["kohya", "peft", "comfyui"])
+@pytest.mark.parametrize("keys", ["kohya", "peft", "comfyui", "old-diffusers"])
 def test_text_encoder_names_match_transformers_4_and_5_modules(tmp_path, keys):
     clip = _tiny_clip()
     names = [name for name, _ in clip.named_modules()]
@@ -266,9 +266,12 @@ def test_text_encoder_names_match_transformers_4_and_5_modules(tmp_path, keys):
     up, down = rand(8, 2), rand(2, 8)
     module = "text_model.encoder.layers.1.self_attn.q_proj"
     key = {"kohya": f"lora_te_{module.replace('.', '_')}", "peft": f"text_encoder.{module}",
-           "comfyui": f"text_encoders.clip_l.transformer.{module}"}[keys]
-    suffixes = ("lora_B.weight", "lora_A.weight") if keys == "peft" else ("lora_up.weight", "lora_down.weight")
-    lora = _read(tmp_path, {f"{key}.{suffixes[0]}": up, f"{key}.{suffixes[1]}": down})
+           "comfyui": f"text_encoders.clip_l.transformer.{module}",
+           "old-diffusers": f"text_encoder.{module.replace('q_proj', 'to_q')}"}[keys]
+    suffixes = {"peft": ("lora_B.weight", "lora_A.weight"),
+                "old-diffusers": ("_lora.up.weight", "_lora.down.weight")}.get(keys, ("lora_up.weight", "lora_down.weight"))
+    joint = "" if keys == "old-diffusers" else "."  # diffusers' old names: self_attn.to_q_lora.up.weight
+    lora = _read(tmp_path, {f"{key}{joint}{suffixes[0]}": up, f"{key}{joint}{suffixes[1]}": down})
     as_v5 = clip.text_model if not flat_v5 else clip  # the tree without the text_model level
     as_v4 = Transformers4Clip(as_v5)
     assert set(lora.resolve("text_encoder", as_v5)) == {"encoder.layers.1.self_attn.q_proj.weight"}
