@@ -1,12 +1,15 @@
-"""The training command's last stages, in miniature: place, lora and export run, resume and chain.
+"""The training command in miniature: every stage runs through the one loop, resumes and chains.
 
-Starts from the shipped weights (as the `unet` stage would leave them in `.train/`), runs a few
-steps of each stage through `python -m gouache_training.train`'s entry point with small
-latent caches, and checks what each stage leaves for the next one.
+The first test starts from the shipped weights (as the `unet` stage would leave them in `.train/`),
+runs a few steps of the last stages through `python -m gouache_training.train`'s entry point with
+small latent caches, and checks what each stage leaves for the next one. The second trains every
+stage from scratch twice, once straight through and once cut off at each stage's first checkpoint
+and started again, and asks for the same weights.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -14,8 +17,10 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 from safetensors import safe_open
+from safetensors.torch import load_file
 
-from gouache_training import evaluate, export, train, train_lora, train_place
+from gouache_training import evaluate, export, train, train_lora, train_place, train_unet, train_upscaler
+from gouache_training.loop import Checkpointer
 
 pytestmark = pytest.mark.slow
 
@@ -63,3 +68,56 @@ def test_place_lora_and_export_stages_chain_and_resume(work: Path, tmp_path: Pat
     kept = unet.half().state_dict()
     assert all(torch.equal(shipped[k].half(), kept[k]) for k in kept)
     assert (out / export.SINGLE_FILE).exists()
+
+
+class Stopped(Exception):
+    """Stands for the process being killed."""
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of every safetensors file under `folder` (or in the file `folder`), by file and name."""
+    files = [folder] if folder.is_file() else sorted(folder.rglob("*.safetensors"))
+    return {f"{f.name}:{k}": v for f in files for k, v in load_file(str(f)).items()}
+
+
+def test_every_stage_cut_off_at_a_checkpoint_resumes_to_the_weights_of_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch
+) -> None:
+    for module in (train_unet, train_place, train_lora):
+        monkeypatch.setattr(module, "CACHE_SIZE", 64)
+    monkeypatch.setattr(train_upscaler, "POOL", 64)
+    # Scoring renders a few prompts instead of dozens: what is checked is which weights are kept.
+    cheap = functools.partial(train_unet.quick_score, held_out_seeds=1, seen=2)
+    monkeypatch.setattr(train_unet, "quick_score", cheap)
+    monkeypatch.setattr(train_place, "quick_score", cheap)
+    monkeypatch.setattr(train_place, "PLACED_CHECKS", 4)
+    stages = ["vae", "upscaler", "unet", "place", "lora"]
+
+    def args(name: str) -> list[str]:
+        return ["--seed", "0", "--work", str(tmp_path / name / "work"), "--out", str(tmp_path / name / "out"),
+                "--steps", "4", "--checkpoint-steps", "2", "--threads", "1"]
+
+    train.main([*args("straight"), *(f"--stage={s}" for s in stages)])
+
+    save = Checkpointer.save
+
+    def save_then_stop(self: Checkpointer, state: dict) -> None:
+        save(self, state)
+        raise Stopped
+
+    work = tmp_path / "cut" / "work"
+    for stage in stages:
+        with monkeypatch.context() as patched:
+            patched.setattr(Checkpointer, "save", save_then_stop)
+            with pytest.raises(Stopped):
+                train.main([*args("cut"), "--stage", stage])
+        assert torch.load(work / stage / "state.pt", weights_only=False)["step"] == 2
+        train.main([*args("cut"), "--stage", stage])
+        assert f"{stage}: resumed at step 2" in (work / f"{stage}.log").read_text()
+        assert torch.load(work / stage / "state.pt", weights_only=False)["step"] == 4
+
+    for part in ("work/vae/final", "work/unet/final", "work/place/final",
+                 f"out/{train_upscaler.ARTEFACT}", f"out/{train_lora.ARTEFACT}"):
+        straight, cut = _tensors(tmp_path / "straight" / part), _tensors(tmp_path / "cut" / part)
+        assert straight.keys() == cut.keys() and straight, part
+        assert all(torch.equal(straight[k], cut[k]) for k in straight), part

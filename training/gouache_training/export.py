@@ -18,7 +18,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from gouache.nodes.models import diffusers_to_original
 
-from .checkpoint import log
+from .loop import Run, log
 from .pipeline import build_pipeline
 from .train_place import final_dir
 
@@ -56,10 +56,10 @@ def load_single_file(path: Path, folder: Path) -> StableDiffusionPipeline:
     return pipe
 
 
-def export(work: Path, out: Path) -> tuple[Path, Path]:
-    """Write the diffusers folder and the single file from `work`, then verify both load and agree."""
+def export(run: Run) -> tuple[Path, Path]:
+    """Write the diffusers folder and the single file from `run.work` to `run.out`, then verify both load and agree."""
+    work, out = run.work, Path(run.out)
     logfile = work / "export.log"
-    out = Path(out)
     folder, single = out / FOLDER, out / SINGLE_FILE
     pipe = load_trained(work)
     pipe.to(torch.float16)

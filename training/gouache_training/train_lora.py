@@ -17,8 +17,7 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .checkpoint import Budget, Checkpointer, device, log, lr_factor
-from .threads import ThreadGovernor
+from .loop import Budget, Loop, Run, Schedule, device
 from .models import make_scheduler
 from .train_place import final_dir
 from .train_unet import LatentBatches, diffusion_loss, encode_cache
@@ -43,58 +42,52 @@ def to_kohya(peft_state: dict[str, torch.Tensor], alpha: float) -> dict[str, tor
     return out
 
 
-def train(work: Path, out: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 32) -> Path:
+class LoraWeights:
+    """The adapter weights of a UNet that peft has added a LoRA to: what the lora stage checkpoints."""
+
+    def __init__(self, unet: UNet2DConditionModel) -> None:
+        self.unet = unet
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the `lora_` tensors; the frozen base comes from the place stage's folder."""
+        return {k: v for k, v in self.unet.state_dict().items() if "lora_" in k}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Put saved adapter weights back into the UNet."""
+        self.unet.load_state_dict(state, strict=False)
+
+
+def train(run: Run, batch: int = 32) -> Path:
     """Train (or resume) the LoRA on outline renders and write `out/gouache-tiny-outline.safetensors`."""
-    logfile = work / "lora.log"
+    work, seed = run.work, run.seed
     dev = device()
     base = final_dir(work)
     vae = AutoencoderKL.from_pretrained(work / "vae" / "final").to(dev)
     tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder").to(dev).requires_grad_(False)
     unet = UNet2DConditionModel.from_pretrained(base / "unet").to(dev).requires_grad_(False)
-    cache = encode_cache(vae, work / "latents_outline.pt", seed, CACHE_SIZE, outline=True, logfile=logfile)
+    cache = encode_cache(vae, work / "latents_outline.pt", seed, CACHE_SIZE, outline=True, logfile=work / "lora.log")
     batches = LatentBatches(cache, vae.config.scaling_factor, tokenizer)
     torch.manual_seed(seed)
     unet.add_adapter(LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS, init_lora_weights="gaussian"))
     params = [p for p in unet.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
     alphas = make_scheduler().alphas_cumprod.to(dev)
-    budget = Budget(steps, minutes)
-    ckpt = Checkpointer(work / "lora" / "state.pt")
-    state = ckpt.load()
-    if state is not None:
-        unet.load_state_dict(state["unet"], strict=False)
-        opt.load_state_dict(state["opt"])
-        budget.resume(state["step"], state["elapsed"])
-        log(logfile, f"lora: resumed at step {budget.step}")
 
-    def save_state() -> None:
-        lora = {k: v for k, v in unet.state_dict().items() if "lora_" in k}
-        ckpt.save({"unet": lora, "opt": opt.state_dict(), "step": budget.step, "elapsed": budget.elapsed})
+    def loss(budget: Budget) -> torch.Tensor:
+        z, ids = batches.sample(np.random.default_rng([seed, 4, budget.step]), batch, dev)
+        with torch.no_grad():
+            hidden = text_encoder(ids)[0]
+        return diffusion_loss(unet, hidden, z, alphas)
 
     unet.train()
     text_encoder.eval()
-    threads = ThreadGovernor()
-    while not budget.done:
-        rng = np.random.default_rng([seed, 4, budget.step])
-        z, ids = batches.sample(rng, batch, dev)
-        for group in opt.param_groups:
-            group["lr"] = LR * lr_factor(budget, warmup_steps=50, decay_from=0.7, floor=0.1)
-        with torch.no_grad():
-            hidden = text_encoder(ids)[0]
-        loss = diffusion_loss(unet, hidden, z, alphas)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        budget.tick()
-        threads.step()
-        if budget.step % 50 == 0:
-            log(logfile, f"lora step {budget.step} loss {loss.item():.4f} {budget.elapsed / 60:.1f} min")
-        if ckpt.due():
-            save_state()
-    save_state()
-    target = Path(out) / ARTEFACT
+    loop = Loop(
+        "lora", run, torch.optim.AdamW(params, lr=LR, weight_decay=0.0), loss,
+        Schedule(LR, warmup_steps=50, decay_from=0.7, floor=0.1), {"unet": LoraWeights(unet)},
+    )
+    loop()
+    target = Path(run.out) / ARTEFACT
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file(to_kohya(get_peft_model_state_dict(unet), ALPHA), str(target))
-    log(logfile, f"lora: done, {budget.step} steps, {budget.elapsed / 60:.1f} min, wrote {target}")
+    loop.log(f"lora: done, wrote {target}")
     return target

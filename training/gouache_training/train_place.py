@@ -21,9 +21,9 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from . import data
-from .checkpoint import Budget, device, log
+from .loop import Budget, Run, Schedule, device, log
 from .models import TEXT_WIDTH, make_scheduler
-from .train_unet import JointRun, LatentBatches, diffusion_loss, encode_cache, quick_score
+from .train_unet import Joint, LatentBatches, diffusion_loss, encode_cache, quick_score
 
 CACHE_SIZE = 8_000
 # Share of non-large renders placed off centre in this stage's cache: about 58% of all renders.
@@ -41,8 +41,9 @@ def final_dir(work: Path) -> Path:
     return work / "place" / "final"
 
 
-def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 32) -> Path:
+def train(run: Run, batch: int = 32) -> Path:
     """Fine-tune (or resume) the `unet` stage's weights; writes the best EMA weights to `final_dir`."""
+    work, seed = run.work, run.seed
     final = final_dir(work)
     if (final / "unet" / "config.json").exists():
         log(work / "place.log", "place: final weights exist, skipping")
@@ -61,21 +62,18 @@ def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch
     probe = torch.nn.Linear(TEXT_WIDTH, len(data.POSITIONS)).to(dev)
     alphas = make_scheduler().alphas_cumprod.to(dev)
 
-    def batch_loss(step: int) -> torch.Tensor:
-        z, ids, labels = batches.sample_labelled(np.random.default_rng([seed, 6, step]), batch, dev)
+    def loss(budget: Budget) -> torch.Tensor:
+        z, ids, labels = batches.sample_labelled(np.random.default_rng([seed, 6, budget.step]), batch, dev)
         hidden = text_encoder(ids)[0]
-        loss = diffusion_loss(unet, hidden, z, alphas, x0_weight=X0_WEIGHT)
+        total = diffusion_loss(unet, hidden, z, alphas, x0_weight=X0_WEIGHT)
         keep = labels >= 0
         if keep.any():
-            loss = loss + PROBE_WEIGHT * F.cross_entropy(probe(hidden.mean(dim=1))[keep], labels[keep])
-        return loss
+            total = total + PROBE_WEIGHT * F.cross_entropy(probe(hidden.mean(dim=1))[keep], labels[keep])
+        return total
 
     def score(pipe) -> tuple[float, dict]:
         # Colours and shapes (two shares) must not be traded for positions (one).
         return quick_score(pipe, positions=PLACED_CHECKS)
 
-    run = JointRun(
-        "place", work, vae, tokenizer, text_encoder, unet, LR, warmup_steps=50, decay_from=0.7,
-        ema_decay=EMA_DECAY, eval_every=EVAL_EVERY, extra=probe,
-    )
-    return run.run(Budget(steps, minutes), batch_loss, score, score_start=True)
+    joint = Joint("place", run, vae, tokenizer, text_encoder, unet, score, EMA_DECAY, EVAL_EVERY, extra=probe)
+    return joint.train(loss, Schedule(LR, warmup_steps=50, decay_from=0.7, floor=0.05), score_start=True)

@@ -10,18 +10,19 @@ improving, so the kept checkpoint is the one that renders held-out prompts best.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from . import data, evaluate
-from .checkpoint import Budget, Checkpointer, device, log, lr_factor
-from .threads import ThreadGovernor, one_thread
+from .loop import Budget, Loop, Run, Schedule, device, log
+from .threads import one_thread
 from .models import make_scheduler, make_text_encoder, make_unet
 from .pipeline import build_pipeline
 from .tokenizer import write_tokenizer
@@ -148,8 +149,9 @@ def quick_score(pipe, held_out_seeds: int = 2, seen: int = 12, positions: int = 
     return value + (figures["positions"]["position"] if positions else 0.0), figures
 
 
-def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 32) -> Path:
+def train(run: Run, batch: int = 32) -> Path:
     """Train (or resume) text encoder + UNet; writes the best EMA weights to `work/unet/final`."""
+    work, seed = run.work, run.seed
     final = work / "unet" / "final"
     if (final / "unet" / "config.json").exists():
         log(work / "unet.log", "unet: final weights exist, skipping")
@@ -165,122 +167,90 @@ def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch
     unet = make_unet().to(dev)
     alphas = make_scheduler().alphas_cumprod.to(dev)
 
-    def batch_loss(step: int) -> torch.Tensor:
-        z, ids = batches.sample(np.random.default_rng([seed, 3, step]), batch, dev)
+    def loss(budget: Budget) -> torch.Tensor:
+        z, ids = batches.sample(np.random.default_rng([seed, 3, budget.step]), batch, dev)
         return diffusion_loss(unet, text_encoder(ids)[0], z, alphas)
 
-    run = JointRun("unet", work, vae, tokenizer, text_encoder, unet, LR, warmup_steps=200, decay_from=0.75)
-    return run.run(Budget(steps, minutes), batch_loss, quick_score)
+    joint = Joint("unet", run, vae, tokenizer, text_encoder, unet, quick_score)
+    return joint.train(loss, Schedule(LR, warmup_steps=200, decay_from=0.75, floor=0.05))
 
 
-class JointRun:
-    """A resumable run that trains a text encoder and a UNet together and keeps the best EMA weights.
+class Joint:
+    """A text encoder and a UNet trained together through the loop, keeping the best EMA weights.
 
-    Checkpoints go to `work/<stage>/state.pt`, the best EMA weights by `score` (evaluated every
-    `eval_every` steps through a stock pipeline) to `work/<stage>/best`, and the kept ones to
-    `work/<stage>/final`. `extra` is trained and checkpointed alongside but never shipped.
+    After every step the EMA copies follow the trained weights; every `eval_every` steps `score`
+    rates the EMA copies through a stock pipeline (a (value, figures) pair), and the best so far go
+    to `work/<stage>/best`. `extra` is trained and checkpointed alongside but never shipped. The
+    kept weights end in `work/<stage>/final`.
     """
 
     def __init__(
         self,
         stage: str,
-        work: Path,
+        run: Run,
         vae: AutoencoderKL,
         tokenizer: CLIPTokenizer,
         text_encoder: CLIPTextModel,
         unet: UNet2DConditionModel,
-        lr: float,
-        warmup_steps: int,
-        decay_from: float,
+        score: Callable[[StableDiffusionPipeline], tuple[float, dict]],
         ema_decay: float = EMA_DECAY,
         eval_every: int = EVAL_EVERY,
         extra: torch.nn.Module | None = None,
     ) -> None:
-        self.stage, self.work, self.logfile = stage, work, work / f"{stage}.log"
+        self.stage, self.run, self.score = stage, run, score
         self.text_encoder, self.unet, self.extra = text_encoder, unet, extra
         self.ema_te, self.ema_unet = copy.deepcopy(text_encoder).eval(), copy.deepcopy(unet).eval()
-        self.params = list(unet.parameters()) + list(text_encoder.parameters())
-        trained = self.params + (list(extra.parameters()) if extra is not None else [])
-        self.opt = torch.optim.AdamW(trained, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
-        self.lr, self.warmup_steps, self.decay_from = lr, warmup_steps, decay_from
         self.ema_decay, self.eval_every = ema_decay, eval_every
-        self.ckpt = Checkpointer(work / stage / "state.pt")
         self.pipe = build_pipeline(vae, self.ema_te, tokenizer, self.ema_unet)
         self.best, self.best_step = -1.0, -1
+        self.logfile = run.work / f"{stage}.log"
 
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        named = {"unet": self.unet, "text_encoder": self.text_encoder, "ema_unet": self.ema_unet, "ema_te": self.ema_te}
-        if self.extra is not None:
-            named["extra"] = self.extra
-        return named
+    def state_dict(self) -> dict[str, float]:
+        """The best score so far and its step (the EMA weights themselves are in `best/`)."""
+        return {"best": self.best, "best_step": self.best_step}
 
-    def _save_state(self, budget: Budget) -> None:
-        state = {name: m.state_dict() for name, m in self._modules().items()}
-        state.update(opt=self.opt.state_dict(), step=budget.step, elapsed=budget.elapsed, best=self.best, best_step=self.best_step)
-        self.ckpt.save(state)
-
-    def _resume(self, budget: Budget) -> bool:
-        state = self.ckpt.load()
-        if state is None:
-            return False
-        for name, module in self._modules().items():
-            module.load_state_dict(state[name])
-        self.opt.load_state_dict(state["opt"])
-        budget.resume(state["step"], state["elapsed"])
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Continue from a checkpoint's best score."""
         self.best, self.best_step = state["best"], state["best_step"]
-        log(self.logfile, f"{self.stage}: resumed at step {budget.step}, {budget.elapsed / 60:.1f} min, best {self.best:.3f}")
-        return True
 
-    def _consider_best(self, step: int, score) -> None:
-        value, figures = score(self.pipe)
+    def evaluate(self, step: int) -> None:
+        """Score the EMA weights; keep them in `best/` when they score at least as well as the best."""
+        value, figures = self.score(self.pipe)
         log(self.logfile, f"{self.stage} eval step {step}: score {value:.3f} {figures}")
         if value >= self.best:
             self.best, self.best_step = value, step
-            best_dir = self.work / self.stage / "best"
+            best_dir = self.run.work / self.stage / "best"
             self.ema_unet.save_pretrained(best_dir / "unet")
             self.ema_te.save_pretrained(best_dir / "text_encoder")
             log(self.logfile, f"{self.stage}: new best {self.best:.3f} at step {step}")
 
-    def run(self, budget: Budget, batch_loss, score, score_start: bool = False) -> Path:
-        """Train until `budget` is spent; `batch_loss(step)` is one batch's loss, `score(pipe)` a (value, figures) pair.
+    def ema(self, step: int) -> None:
+        """Move the EMA copies towards the trained weights after optimizer step `step`."""
+        ema_update(self.ema_unet, self.unet, step, self.ema_decay)
+        ema_update(self.ema_te, self.text_encoder, step, self.ema_decay)
 
-        `score_start` scores the weights the run starts from, so a fine-tune never keeps worse ones.
+    def train(self, loss: Callable[[Budget], torch.Tensor], schedule: Schedule, score_start: bool = False) -> Path:
+        """Run the loop on `loss`; returns `work/<stage>/final` holding the kept weights.
+
+        `score_start` scores the weights a fresh run starts from, so a fine-tune never keeps worse ones.
         """
-        if not self._resume(budget) and score_start:
-            self._consider_best(0, score)
+        params = list(self.unet.parameters()) + list(self.text_encoder.parameters())
+        trained = params + (list(self.extra.parameters()) if self.extra is not None else [])
+        state = {"unet": self.unet, "text_encoder": self.text_encoder, "ema_unet": self.ema_unet, "ema_te": self.ema_te}
+        if self.extra is not None:
+            state["extra"] = self.extra
+        state["keep"] = self
         self.unet.train()
         self.text_encoder.train()
-        threads = ThreadGovernor()
-        while not budget.done:
-            for group in self.opt.param_groups:
-                group["lr"] = self.lr * lr_factor(budget, self.warmup_steps, self.decay_from, floor=0.05)
-            loss = batch_loss(budget.step)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            self.opt.step()
-            budget.tick()
-            threads.step()
-            ema_update(self.ema_unet, self.unet, budget.step, self.ema_decay)
-            ema_update(self.ema_te, self.text_encoder, budget.step, self.ema_decay)
-            if budget.step % 50 == 0:
-                lr = self.opt.param_groups[0]["lr"]
-                log(self.logfile, f"{self.stage} step {budget.step} loss {loss.item():.4f} lr {lr:.2e} {budget.elapsed / 60:.1f} min {threads.current}t")
-            if budget.step % self.eval_every == 0:
-                self._consider_best(budget.step, score)
-                threads.reset_clock()
-            if self.ckpt.due():
-                self._save_state(budget)
-                threads.reset_clock()
-        if budget.step != self.best_step:
-            self._consider_best(budget.step, score)
-        self._save_state(budget)
-        log(
-            self.logfile,
-            f"{self.stage}: done, {budget.step} steps, {budget.elapsed / 60:.1f} min; keeping step {self.best_step} (score {self.best:.3f})",
+        loop = Loop(
+            self.stage, self.run, torch.optim.AdamW(trained, lr=schedule.lr, betas=(0.9, 0.99), weight_decay=0.01),
+            loss, schedule, state, clip=params, after_step=self.ema, evaluate=self.evaluate,
+            eval_every=self.eval_every, evaluate_start=score_start,
         )
-        final = self.work / self.stage / "final"
-        copy_weights(self.work / self.stage / "best", final)
+        loop()
+        loop.log(f"{self.stage}: done; keeping step {self.best_step} (score {self.best:.3f})")
+        final = self.run.work / self.stage / "final"
+        copy_weights(self.run.work / self.stage / "best", final)
         return final
 
 

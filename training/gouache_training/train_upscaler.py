@@ -15,8 +15,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from spandrel import ModelLoader
 
-from .checkpoint import Budget, Checkpointer, device, log, lr_factor
-from .threads import ThreadGovernor
+from .loop import Budget, Loop, Run, Schedule, device, log
 from .models import make_upscaler
 from .train_vae import held_out_images, training_images
 
@@ -59,28 +58,18 @@ def compare_with_bicubic(path: Path, n: int = 64) -> tuple[float, float]:
     return psnr(model(to_unit(lr)), to_unit(hr)), psnr(bicubic(lr), to_unit(hr))
 
 
-def train(work: Path, out: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 16) -> Path:
+def train(run: Run, batch: int = 16) -> Path:
     """Train (or resume) the upscaler and write `out/gouache-tiny-4x.safetensors`."""
-    logfile = work / "upscaler.log"
-    target = Path(out) / ARTEFACT
+    target = Path(run.out) / ARTEFACT
     dev = device()
-    torch.manual_seed(seed)
+    torch.manual_seed(run.seed)
     model = make_upscaler().to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
-    budget = Budget(steps, minutes)
-    ckpt = Checkpointer(work / "upscaler" / "state.pt")
-    state = ckpt.load()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        budget.resume(state["step"], state["elapsed"])
-        log(logfile, f"upscaler: resumed at step {budget.step}")
-    pool_hr = to_unit(training_images(np.random.default_rng([seed, 2]), POOL))
+    pool_hr = to_unit(training_images(np.random.default_rng([run.seed, 2]), POOL))
     pool_lr = F.avg_pool2d(pool_hr, SCALE)  # the same box average as `downsample`, before rounding
     pool_lr = (pool_lr * 255).round() / 255
-    threads = ThreadGovernor()
-    while not budget.done:
-        rng = np.random.default_rng([seed, 2, budget.step])
+
+    def loss(budget: Budget) -> torch.Tensor:
+        rng = np.random.default_rng([run.seed, 2, budget.step])
         idx = torch.from_numpy(rng.integers(POOL, size=batch))
         x, y = pool_lr[idx], pool_hr[idx]
         # Every shape is drawn upright, but edges of all orientations help the filters generalise.
@@ -88,23 +77,17 @@ def train(work: Path, out: Path, seed: int, steps: int | None, minutes: float | 
             x, y = x.flip(-1), y.flip(-1)
         k = int(rng.integers(4))
         x, y = torch.rot90(x, k, (-2, -1)).to(dev), torch.rot90(y, k, (-2, -1)).to(dev)
-        for group in opt.param_groups:
-            group["lr"] = LR * lr_factor(budget, warmup_steps=100, decay_from=0.5, floor=0.05)
         # MSE, not L1: most pixels are flat and exactly right at zero residual, and L1 then
         # pins the whole residual branch at zero (measured: output == nearest upscaling).
-        loss = F.mse_loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        budget.tick()
-        threads.step()
-        if budget.step % 100 == 0:
-            log(logfile, f"upscaler step {budget.step} loss {loss.item():.4f} {budget.elapsed / 60:.1f} min")
-        if ckpt.due():
-            ckpt.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": budget.step, "elapsed": budget.elapsed})
-    ckpt.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": budget.step, "elapsed": budget.elapsed})
+        return F.mse_loss(model(x), y)
+
+    loop = Loop(
+        "upscaler", run, torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0), loss,
+        Schedule(LR, warmup_steps=100, decay_from=0.5, floor=0.05), {"model": model}, log_every=100,
+    )
+    loop()
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().half().contiguous().cpu() for k, v in model.state_dict().items()}, str(target))
     ours, cubic = compare_with_bicubic(target)
-    log(logfile, f"upscaler: done, {budget.step} steps, {budget.elapsed / 60:.1f} min, held-out PSNR {ours:.2f} dB vs bicubic {cubic:.2f} dB")
+    loop.log(f"upscaler: done, held-out PSNR {ours:.2f} dB vs bicubic {cubic:.2f} dB")
     return target

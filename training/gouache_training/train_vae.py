@@ -7,16 +7,13 @@ triangles otherwise come back as blobs, and the checker reads shapes from their 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from . import data
-from .checkpoint import Budget, Checkpointer, device, log, lr_factor
-from .threads import ThreadGovernor
+from .loop import Budget, Loop, Run, Schedule, device, log
 from .models import LATENT_CHANNELS, make_vae
 
 OUTLINE_SHARE = 0.2  # the LoRA's outline renders must survive the autoencoder too
@@ -26,6 +23,8 @@ LOGVAR_SHIFT = 6.0
 # Most steps run on whole images at half size (4x cheaper, same fg/bg proportions, unlike crops,
 # so GroupNorm statistics match); the last part of the budget runs at full size.
 HALF_SIZE_UNTIL = 0.7
+LR = 1e-3
+EVAL_EVERY = 500
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -85,62 +84,41 @@ def latent_scale(vae: AutoencoderKL, seed: int, dev: torch.device, n: int = 512)
     return float(1.0 / torch.cat(zs).std())
 
 
-def train(work: Path, seed: int, steps: int | None, minutes: float | None, batch: int = 8) -> AutoencoderKL:
+def train(run: Run, batch: int = 8) -> AutoencoderKL:
     """Train (or resume) the VAE; writes `work/vae/final` (diffusers folder) and returns the model."""
-    final = work / "vae" / "final"
-    logfile = work / "vae.log"
+    final = run.work / "vae" / "final"
+    logfile = run.work / "vae.log"
     dev = device()
     if (final / "config.json").exists():
         log(logfile, "vae: final weights exist, skipping")
         return AutoencoderKL.from_pretrained(final).to(dev)
-    torch.manual_seed(seed)
+    torch.manual_seed(run.seed)
     vae = make_vae().to(dev)
     with torch.no_grad():
         # Start with a narrow posterior: at the default width the decoder sees latents drowned in
         # sampling noise and learns colours very slowly (KL at 1e-6 barely narrows it).
         vae.quant_conv.bias[LATENT_CHANNELS:] -= LOGVAR_SHIFT
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    budget = Budget(steps, minutes)
-    ckpt = Checkpointer(work / "vae" / "state.pt")
-    state = ckpt.load()
-    if state is not None:
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        budget.resume(state["step"], state["elapsed"])
-        log(logfile, f"vae: resumed at step {budget.step}, {budget.elapsed / 60:.1f} min")
     probe = held_out_images(64)
-    base_lr = 1e-3
-    threads = ThreadGovernor()
-    while not budget.done:
+
+    def loss(budget: Budget) -> torch.Tensor:
         # Seeding by step keeps the data stream identical across resumes.
-        rng = np.random.default_rng([seed, budget.step])
-        half = budget.progress < HALF_SIZE_UNTIL
+        rng = np.random.default_rng([run.seed, budget.step])
         x = to_tensor(training_images(rng, batch))
-        x = F.avg_pool2d(x, 2) if half else x
-        x = x.to(dev)
-        for group in opt.param_groups:
-            group["lr"] = base_lr * lr_factor(budget, warmup_steps=100, decay_from=0.8)
+        x = (F.avg_pool2d(x, 2) if budget.progress < HALF_SIZE_UNTIL else x).to(dev)
         posterior = vae.encode(x).latent_dist
         rec = vae.decode(posterior.sample()).sample
-        loss = ((rec - x).abs() * edge_weights(x)).mean() + KL_WEIGHT * posterior.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        budget.tick()
-        threads.step()
-        if budget.step % 50 == 0:
-            log(logfile, f"vae step {budget.step} loss {loss.item():.4f} {budget.elapsed / 60:.1f} min {threads.current}t")
-        if ckpt.due():
-            ckpt.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": budget.step, "elapsed": budget.elapsed})
-            log(logfile, f"vae: checkpoint at step {budget.step}, held-out PSNR {psnr(vae, probe, dev):.2f} dB, {threads.current} threads")
-            threads.reset_clock()
-    ckpt.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": budget.step, "elapsed": budget.elapsed})
-    vae.register_to_config(scaling_factor=latent_scale(vae, seed, dev))
-    vae.save_pretrained(final)
-    log(
-        logfile,
-        f"vae: done, {budget.step} steps, {budget.elapsed / 60:.1f} min, held-out PSNR {psnr(vae, probe, dev):.2f} dB,"
-        f" scaling_factor {vae.config.scaling_factor:.4f}",
+        return ((rec - x).abs() * edge_weights(x)).mean() + KL_WEIGHT * posterior.kl().mean()
+
+    def evaluate(step: int) -> None:
+        log(logfile, f"vae step {step}: held-out PSNR {psnr(vae, probe, dev):.2f} dB")
+
+    loop = Loop(
+        "vae", run, torch.optim.AdamW(vae.parameters(), lr=LR, weight_decay=0.0), loss,
+        Schedule(LR, warmup_steps=100, decay_from=0.8), {"model": vae}, clip=list(vae.parameters()),
+        evaluate=evaluate, eval_every=EVAL_EVERY,
     )
+    loop()
+    vae.register_to_config(scaling_factor=latent_scale(vae, run.seed, dev))
+    vae.save_pretrained(final)
+    log(logfile, f"vae: done, scaling_factor {vae.config.scaling_factor:.4f}")
     return vae
