@@ -16,10 +16,9 @@ Usage::
 
     .venv/bin/python bench/bench_nodes.py [--checkpoint NAME] [--home DIR] [--steps 20] [--size 128]
 
-Without ``--checkpoint`` it uses the embedded ``gouache-tiny`` when its weights exist, else the same
-architecture with random weights built into a temporary home (same cost per step; say which in
-reports). On a busy machine pass ``--threads 1``: OpenMP threads contending for cores make wall
-times swing several-fold.
+Without ``--checkpoint`` it uses the embedded ``gouache-tiny``, which ships with gouache, in a
+temporary home. On a busy machine pass ``--threads 1``: OpenMP threads contending for cores make
+wall times swing several-fold.
 """
 
 from __future__ import annotations
@@ -44,27 +43,6 @@ def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1024**2
-
-
-def _stand_in_home() -> tuple[Path, str]:
-    """A home holding gouache-tiny's architecture with random weights (for before its weights ship)."""
-    import shutil
-
-    from gouache.nodes.embedded.models import make_scheduler, make_unet, make_vae, make_text_encoder
-    from gouache.nodes.models import load_clip_tokenizer, shipped_config_dir
-
-    home = Path(tempfile.mkdtemp(prefix="gouache-bench-"))
-    folder = home / "models" / "checkpoints" / "tiny-architecture"
-    shipped = shipped_config_dir("sd1")
-    tokenizer = load_clip_tokenizer(shipped / "tokenizer")
-    make_unet().save_pretrained(folder / "unet")
-    make_vae().save_pretrained(folder / "vae")
-    make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).save_pretrained(
-        folder / "text_encoder")
-    make_scheduler().save_pretrained(folder / "scheduler")
-    shutil.copytree(shipped / "tokenizer", folder / "tokenizer")
-    shutil.copyfile(shipped / "model_index.json", folder / "model_index.json")
-    return home, "tiny-architecture"
 
 
 def _workflow(checkpoint: str, size: int, steps: int, cfg: float, seed: int) -> dict:
@@ -96,7 +74,6 @@ def main() -> None:
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from gouache.engine import Engine
-    from gouache.nodes.folders import builtin_checkpoints
     from gouache.nodes.model_manager import RESOURCE_KEY
 
     if args.threads:
@@ -104,11 +81,8 @@ def main() -> None:
 
     home, checkpoint = (Path(args.home) if args.home else None), args.checkpoint
     if checkpoint is None:
-        if builtin_checkpoints():
-            checkpoint = "gouache-tiny"
-            home = home or Path(tempfile.mkdtemp(prefix="gouache-bench-"))
-        else:
-            home, checkpoint = _stand_in_home()
+        checkpoint = "gouache-tiny"
+        home = home or Path(tempfile.mkdtemp(prefix="gouache-bench-"))
     engine = Engine(home=home)
     baseline_rss = peak_rss_mib()
 

@@ -54,13 +54,14 @@ def test_an_unknown_report_format_is_an_error_not_a_guess():
 def test_core_packages_come_from_gouaches_installed_requirements():
     core = core_packages()
     expected = {"gouache", "torch", "torchvision", "diffusers", "transformers", "tokenizers", "safetensors",
-                "spandrel", "peft", "accelerate", "pydantic", "pydantic-core", "aiohttp", "networkx", "pluggy",
-                "pillow", "numpy"}
+                "spandrel", "accelerate", "scipy", "torchsde", "pydantic", "pydantic-core", "aiohttp", "networkx",
+                "pluggy", "pillow", "numpy"}
     assert expected <= core
     required = {canonical(r.split(";")[0].split(">")[0].split("=")[0].strip())
                 for r in metadata.requires("gouache") if "extra" not in r}
     assert required <= core
     assert "pytest" not in core and "playwright" not in core, "test extras are not core"
+    assert "peft" not in core, "the train extra (the training code in training/) is not core"
 
 
 def test_any_change_to_a_core_package_is_forbidden_whatever_its_spelling():
