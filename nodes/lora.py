@@ -179,7 +179,7 @@ def parse_keys(keys: Iterable[str]) -> dict[tuple[str, str, str], LayerKeys]:
         kinds = {kind for kind, _, _ in parts.values() if kind}
         extras = {role: key for kind, role, key in parts.values() if not kind}
         factors = kinds & set(_FACTORS)
-        if len(factors) > 1 or (factors and kinds - factors):
+        if len(factors) > 1 or (factors and "diff" in kinds):  # a bias difference may sit beside factors
             mixed.append(name)
             continue
         for kind in kinds:
@@ -187,7 +187,7 @@ def parse_keys(keys: Iterable[str]) -> dict[tuple[str, str, str], LayerKeys]:
             param = "bias" if kind == "diff_b" else "weight"
             if kind in _FACTORS:
                 roles.update(extras)
-            if not _complete(kind, roles) or (extras and kind not in _FACTORS):
+            if not _complete(kind, roles) or (extras and not factors):
                 incomplete.append(name)
                 continue
             if (component, module, param) in layers:

@@ -181,6 +181,16 @@ def test_full_differences_patch_weight_and_bias(tmp_path):
     torch.testing.assert_close(got["lin.bias"], toy.lin.bias + 0.5 * diff_b)
 
 
+def test_a_bias_difference_beside_lora_factors(tmp_path):
+    toy = Toy()
+    up, down, diff_b = rand(4, 2), rand(2, 3), rand(4)
+    lora = _read(tmp_path, {"lora_unet_lin.lora_up.weight": up, "lora_unet_lin.lora_down.weight": down,
+                            "lora_unet_lin.alpha": torch.tensor(2.0), "lora_unet_lin.diff_b": diff_b})
+    got = _patched_weights(lora, toy, 1.0)
+    torch.testing.assert_close(got["lin.weight"], toy.lin.weight + up @ down)
+    torch.testing.assert_close(got["lin.bias"], toy.lin.bias + diff_b)
+
+
 def test_a_file_mixing_loha_and_lora_layers_applies_both(tmp_path):
     toy = Toy()
     up, down = rand(3, 2, 1, 1), rand(2, 2, 3, 3)
@@ -218,7 +228,10 @@ def test_peft_lora_alpha_from_diffusers_metadata(tmp_path):
       "lora_unet_lin.hada_w2_a": rand(4, 1), "lora_unet_lin.hada_w2_b": rand(1, 3)}, "in two kinds at once"),
     ({"lora_prior_unet_lin.lora_up.weight": rand(4, 2), "lora_prior_unet_lin.lora_down.weight": rand(2, 3)},
      "model part gouache does not patch (first: lora_prior_unet_lin)"),
-], ids=["no-down", "alpha-alone", "half-loha", "oft", "unknown-part", "bundled-embedding", "lora-and-loha", "prefix"])
+    ({"lora_unet_lin.lora_up.weight": rand(4, 2), "lora_unet_lin.lora_down.weight": rand(2, 3),
+      "lora_unet_lin.diff": rand(4, 3)}, "in two kinds at once"),
+], ids=["no-down", "alpha-alone", "half-loha", "oft", "unknown-part", "bundled-embedding", "lora-and-loha", "prefix",
+        "lora-and-diff"])
 def test_a_tensor_that_lands_nowhere_is_refused_by_name(tmp_path, tensors, said):
     with pytest.raises(ValueError) as error:
         _read(tmp_path, tensors)
