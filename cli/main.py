@@ -134,7 +134,15 @@ def _jsonable(value: Any) -> Any:
     return described
 
 
+def _prepare_threads() -> dict[str, Any]:
+    """Set this process's CPU threads before anything imports torch (``gouache.nodes.devices``)."""
+    from gouache.nodes.devices import prepare_threads
+
+    return prepare_threads().to_json()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    threads = _prepare_threads()
     refuse_missing_device(args.device)
     outputs = args.outputs.split(",") if args.outputs else None
     engine = _engine(args, device=args.device, output_dir=Path(args.output_dir).resolve() if args.output_dir else None,
@@ -152,18 +160,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    _report(engine, result, args)
+    _report(engine, result, args, threads)
     return {"succeeded": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(result.status, EXIT_FAILED)
 
 
-def _report(engine: Engine, result: RunResult, args: argparse.Namespace) -> None:
+def _report(engine: Engine, result: RunResult, args: argparse.Namespace, threads: dict[str, Any]) -> None:
     images = {node: [{**image, "file": str(engine.settings.folder(image["kind"]) / image["path"])}
                      for image in found] for node, found in result.images.items()}
     if args.json:
         print(json.dumps({
             "status": result.status, "run_id": result.run_id, "executed": result.executed,
             "cached": result.cached, "from_disk": result.from_disk, "timings": result.timings,
-            "seconds": result.seconds, "images": images,
+            "seconds": result.seconds, "threads": threads, "images": images,
             "outputs": {node: {name: _jsonable(value) for name, value in values.items()}
                         for node, values in result.outputs.items()},
             "error": result.error.to_json() if result.error else None,
@@ -221,6 +229,7 @@ def cmd_packs(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    _prepare_threads()
     refuse_missing_device(args.device)
     try:
         from gouache.web.server import serve

@@ -6,9 +6,7 @@ import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from gouache.engine.jsonio import cut, shorten
 from gouache.engine.declaration import Node
@@ -16,6 +14,9 @@ from gouache.engine.problems import InputError, Problem
 from gouache.engine.registry import Registry
 from gouache.engine.values import check_value
 from gouache.engine.workflow import Link, Workflow
+
+if TYPE_CHECKING:  # imported where a graph is built: the server answers /api/nodes without it
+    import networkx as nx
 
 ChoiceProvider = Callable[[str], list[str]]
 
@@ -50,6 +51,8 @@ def _link_of(value: Any) -> Link | None:
 def validate(workflow: Workflow, registry: Registry,
              choices_for: ChoiceProvider | None = None) -> tuple[ValidWorkflow | None, list[Problem]]:
     """Check every node and input; return the valid workflow or ``None`` and every problem."""
+    import networkx as nx
+
     problems: list[Problem] = []
     nodes: dict[str, ValidNode] = {}
     graph = nx.DiGraph()
@@ -189,6 +192,8 @@ def _check_link(workflow: Workflow, registry: Registry, where: str, node_id: str
 
 def _cycle_problems(graph: nx.DiGraph, workflow: Workflow) -> Iterable[Problem]:
     """One problem per cycle-carrying component, naming the nodes on a cycle in it (linear time)."""
+    import networkx as nx
+
     for component in nx.strongly_connected_components(graph):
         if len(component) == 1:
             (only,) = component

@@ -4,12 +4,114 @@
 text encoders run in half precision (bf16 where the GPU supports it, else fp16); the VAE stays in
 fp32 unless bf16 is available, because SD's VAEs overflow in fp16 (the well-known black images).
 On the CPU everything is fp32, which is also what makes the parity tests with diffusers exact.
+
+CPU threads (``thread_plan``): torch starts one OpenMP thread per core and, by default, threads that
+finish a parallel region early spin for the others. When other processes hold some of the cores,
+a descheduled thread makes the rest spin through whole time slices: the shipped text-to-image's
+sampler took 65 s with torch's defaults on a busy 2-core machine, and 3.9 s with one thread. So
+gouache uses the cores this process may run on (``os.sched_getaffinity``) minus the load others
+already put on them (``os.getloadavg``), at least one, and asks OpenMP to wait passively
+(``OMP_WAIT_POLICY=PASSIVE``, read when torch is first imported). ``gouache run`` and ``gouache serve``
+apply this (``prepare_threads``); the Python API leaves the program's torch settings alone.
+``OMP_NUM_THREADS`` or ``GOUACHE_THREADS=N`` choose the count; ``GOUACHE_THREADS=torch`` leaves
+torch's defaults alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import sys
+from collections.abc import Mapping, MutableMapping
+from dataclasses import asdict, dataclass
 from typing import Any
+
+THREADS_VARIABLE = "GOUACHE_THREADS"
+"""``auto`` (the default), a thread count, or ``torch`` (torch's own defaults, nothing changed)."""
+_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+"""Variables through which a user already chose how OpenMP threads wait."""
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How many CPU threads torch computes with, and why (``gouache run --json`` prints it)."""
+
+    threads: int | None
+    """The intra-op thread count, or ``None`` where torch keeps its own default."""
+    source: str
+    """``policy`` (cores minus load), ``OMP_NUM_THREADS``, ``GOUACHE_THREADS`` or ``torch``."""
+    cores: int
+    """Cores this process may run on."""
+    load: float | None
+    """The 1-minute load average seen when the plan was made (``None`` where not asked or unknown)."""
+    wait_policy: str | None
+    """``OMP_WAIT_POLICY`` as torch's OpenMP will read it."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as plain JSON values."""
+        return asdict(self)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS has one, else every core."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _positive_int(text: str | None) -> int | None:
+    try:
+        value = int(text or "")
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def thread_plan(environ: Mapping[str, str] | None = None, cores: int | None = None,
+                load: float | None = None) -> ThreadPlan:
+    """Decide the thread count by the rule in this module's docstring (reads, changes nothing).
+
+    ``cores`` and ``load`` default to what the machine says now; tests pass their own.
+    """
+    environ = os.environ if environ is None else environ
+    cores = available_cores() if cores is None else cores
+    wait = environ.get("OMP_WAIT_POLICY")
+    chosen = environ.get(THREADS_VARIABLE, "auto").strip().lower()
+    if chosen == "torch":
+        return ThreadPlan(None, "torch", cores, None, wait)
+    if (count := _positive_int(chosen)) is not None:
+        return ThreadPlan(count, THREADS_VARIABLE, cores, None, wait)
+    if (count := _positive_int(environ.get("OMP_NUM_THREADS"))) is not None:
+        return ThreadPlan(count, "OMP_NUM_THREADS", cores, None, wait)
+    if load is None and hasattr(os, "getloadavg"):
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # no load average on this system
+            load = None
+    busy = int(round(load)) if load is not None else 0
+    return ThreadPlan(max(1, cores - busy), "policy", cores, load, wait)
+
+
+def prepare_threads(environ: MutableMapping[str, str] | None = None) -> ThreadPlan:
+    """Apply the thread plan to this process, best before torch is first imported; returns the plan.
+
+    For the commands that own their process (``gouache run``, ``gouache serve``); a program using the
+    Python API keeps its own torch settings. Sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose how
+    OpenMP threads wait, and ``OMP_NUM_THREADS`` to the plan's count unless one is set: torch reads
+    both when it loads. Where torch is already loaded, only the count can still change.
+    """
+    environ = os.environ if environ is None else environ
+    plan = thread_plan(environ)
+    if plan.source == "torch":
+        return plan
+    if "torch" in sys.modules:
+        if plan.threads is not None and plan.source != "OMP_NUM_THREADS":
+            sys.modules["torch"].set_num_threads(plan.threads)
+        return plan
+    if not any(name in environ for name in _WAIT_VARIABLES):
+        environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if plan.threads is not None and "OMP_NUM_THREADS" not in environ:
+        environ["OMP_NUM_THREADS"] = str(plan.threads)
+    return ThreadPlan(plan.threads, plan.source, plan.cores, plan.load, environ.get("OMP_WAIT_POLICY"))
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,72 @@ def test_the_models_package_still_offers_every_public_name():
         assert getattr(models, name) is not None, name
     with pytest.raises(AttributeError):
         models.no_such_name  # noqa: B018
+
+
+# -- CPU threads -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cores", "load", "threads"), [(2, 0.2, 2), (2, 0.6, 1), (2, 5.3, 1), (8, 2.4, 6), (1, 0.0, 1)])
+def test_the_thread_policy_takes_the_cores_others_leave_free(cores, load, threads):
+    from gouache.nodes.devices import thread_plan
+
+    plan = thread_plan({}, cores=cores, load=load)
+    assert (plan.threads, plan.source, plan.cores, plan.load) == (threads, "policy", cores, load)
+
+
+@pytest.mark.parametrize(("environ", "threads", "source"), [
+    ({"OMP_NUM_THREADS": "3"}, 3, "OMP_NUM_THREADS"),
+    ({"GOUACHE_THREADS": "2", "OMP_NUM_THREADS": "3"}, 2, "GOUACHE_THREADS"),
+    ({"GOUACHE_THREADS": "torch", "OMP_NUM_THREADS": "3"}, None, "torch"),
+    ({"GOUACHE_THREADS": "auto", "OMP_NUM_THREADS": "0"}, 4, "policy"),
+    ({"GOUACHE_THREADS": "many", "OMP_NUM_THREADS": ""}, 4, "policy"),
+])
+def test_a_thread_count_the_user_chose_wins(environ, threads, source):
+    from gouache.nodes.devices import thread_plan
+
+    plan = thread_plan(environ, cores=4, load=0.0)
+    assert (plan.threads, plan.source) == (threads, source)
+
+
+PREPARE = """
+import json, sys
+from gouache.nodes.devices import prepare_threads
+found = []
+for environ in ({}, {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "2"}, {"GOUACHE_THREADS": "torch"}):
+    plan = prepare_threads(environ)
+    found.append([environ, plan.wait_policy, plan.source])
+print(json.dumps({"found": found, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_before_torch_loads_the_plan_goes_to_openmp_through_the_environment():
+    found = _in_fresh_process(PREPARE)
+    (policy, policy_wait, _), (chosen, chosen_wait, chosen_source), (left, left_wait, _) = found["found"]
+    assert policy["OMP_WAIT_POLICY"] == policy_wait == "PASSIVE" and int(policy["OMP_NUM_THREADS"]) >= 1
+    assert chosen == {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": "2"}  # the user's choices stay
+    assert (chosen_wait, chosen_source) == ("ACTIVE", "OMP_NUM_THREADS")
+    assert left == {"GOUACHE_THREADS": "torch"} and left_wait is None
+    assert not found["torch"]
+
+
+RUN_AND_COUNT = """
+import contextlib, io, json, sys
+from gouache.cli.main import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    code = main(sys.argv[1:])
+import torch
+print(json.dumps({"code": code, "result": json.loads(out.getvalue()), "torch_threads": torch.get_num_threads()}))
+"""
+
+
+@pytest.mark.slow
+def test_gouache_run_says_which_threads_it_computed_with(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("GOUACHE_THREADS", "1")
+    found = _in_fresh_process(RUN_AND_COUNT, "--home", str(tmp_path), "run", "workflows/text-to-image.json",
+                              "--quiet", "--json", "--set", "sampler.steps=2")
+    assert found["code"] == 0
+    threads = found["result"]["threads"]
+    assert (threads["threads"], threads["source"], threads["wait_policy"]) == (1, "GOUACHE_THREADS", "PASSIVE")
+    assert found["torch_threads"] == 1
