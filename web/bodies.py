@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from gouache.engine import jsonio
 
@@ -55,10 +57,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, however it arrives (chunked, in many segments); 413 past ``limit``."""
     check_announced(request, limit)
     data = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(data)):
-        data += chunk
-        if len(data) > limit:
-            raise too_large("the body", None, limit)
+    try:
+        while chunk := await request.content.read(limit + 1 - len(data)):
+            data += chunk
+            if len(data) > limit:
+                raise too_large("the body", None, limit)
+    except (HttpProcessingError, RequestPayloadError) as error:  # e.g. Content-Encoding: gzip on bytes that are not gzip
+        raise Refused(400, f"cannot read the body: {unreadable(error)}") from None
     return bytes(data)
 
 
@@ -68,6 +73,13 @@ async def json_body(request: web.Request, limit: int) -> Any:
     if len(data) > PARSE_IN_THREAD_BYTES:
         return await asyncio.to_thread(parse_json, data)
     return parse_json(data)
+
+
+def unreadable(error: Exception) -> str:
+    """What aiohttp's error about a body it could not decode says, on one line."""
+    cause = error.__cause__ if isinstance(error, RequestPayloadError) and error.__cause__ else error
+    message = getattr(cause, "message", None) or str(cause)
+    return jsonio.cut(" ".join(str(message).split()), 300)
 
 
 def parse_json(data: bytes) -> Any:

@@ -20,13 +20,14 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 from yarl import URL
 
 from gouache.engine import Engine, Problem, jsonio
 from gouache.engine.workflow import parse
 
-from gouache.web.bodies import Refused, check_announced, json_body, too_large
+from gouache.web.bodies import Refused, check_announced, json_body, too_large, unreadable
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
 from gouache.web.hub import Hub
 from gouache.web.schemas import RunRequest
@@ -350,9 +351,8 @@ async def upload(request: web.Request) -> web.Response:
         return _error(415, "send the image as multipart/form-data in a field named 'image'")
     try:
         return await _receive_upload(state, await request.multipart(), limit)
-    except (ValueError, LookupError, HttpProcessingError) as error:  # a malformed multipart body
-        message = getattr(error, "message", None) or str(error)
-        return _error(400, f"cannot read the multipart body: {jsonio.cut(str(message).strip(), 300)}")
+    except (ValueError, LookupError, HttpProcessingError, RequestPayloadError) as error:  # a malformed multipart body
+        return _error(400, f"cannot read the multipart body: {unreadable(error)}")
 
 
 async def _receive_upload(state: State, reader: Any, limit: int) -> web.Response:
