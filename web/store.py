@@ -94,22 +94,26 @@ class RunStore:
 
     def add(self, run_id: str, workflow: dict[str, Any], targets: list[str] | None) -> int:
         """Queue a run; return its position (how many runs are ahead of it)."""
-        with self._transaction() as db:
-            db.execute("INSERT INTO runs (run_id, status, workflow, targets, created) VALUES (?, 'queued', ?, ?, ?)",
-                       (run_id, jsonio.dumps(workflow), None if targets is None else jsonio.dumps(targets),
-                        time.time()))
-            (ahead,) = db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running') AND run_id != ?",
-                                  (run_id,)).fetchone()
+        text, listed = jsonio.dumps(workflow), None if targets is None else jsonio.dumps(targets)
+        with self._lock:  # the lock orders every statement of this process: count and insert see one state
+            (ahead,) = self._db.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()
+            self._db.execute("INSERT INTO runs (run_id, status, workflow, targets, created) VALUES (?, 'queued', ?, ?, ?)",
+                             (run_id, text, listed, time.time()))
         return int(ahead)
 
     def claim_next(self) -> Claimed | None:
-        """Take the oldest queued run and mark it running; ``None`` when the queue is empty."""
-        with self._transaction() as db:
-            row = db.execute("SELECT run_id, seq, targets FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1"
-                             ).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE runs SET status = 'running', started = ? WHERE seq = ?", (time.time(), row["seq"]))
+        """Take the oldest queued run and mark it running; ``None`` when the queue is empty.
+
+        One statement, so a cancel and a start never both win (and no transaction of our own to
+        begin and commit: this is on the path of every run).
+        """
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE runs SET status = 'running', started = ? WHERE seq = "
+                "(SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1) RETURNING run_id, targets",
+                (time.time(),)).fetchone()
+        if row is None:
+            return None
         return Claimed(self, row["run_id"], _column(row, "targets"))
 
     def workflow(self, run_id: str) -> Any:
@@ -128,9 +132,9 @@ class RunStore:
     def finish(self, run_id: str, status: str, *, executed: list[str], cached: list[str],
                outputs: dict[str, Any], timings: dict[str, float], seconds: float,
                error: dict[str, Any] | None) -> None:
-        """Record how a running run ended."""
-        with self._transaction() as db:
-            db.execute(
+        """Record how a running run ended (one statement: its own transaction)."""
+        with self._lock:
+            self._db.execute(
                 "UPDATE runs SET status = ?, finished = ?, seconds = ?, executed = ?, cached = ?, outputs = ?,"
                 " timings = ?, error = ? WHERE run_id = ?",
                 (status, time.time(), seconds, jsonio.dumps(executed), jsonio.dumps(cached), jsonio.dumps(outputs),
