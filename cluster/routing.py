@@ -71,22 +71,30 @@ def route(models: frozenset[Model], workers: Iterable[WorkerState]) -> Route:
 
 
 def schedule(queue: Sequence[tuple[str, frozenset[Model]]], workers: Sequence[WorkerState]) -> list[tuple[str, str]]:
-    """``(run, worker)`` pairs for the queued runs that can start now, taken in queue order.
+    """``(run, worker)`` pairs for the queued runs that can start now.
 
-    A run that must wait does not hold up later runs that a free worker can take. A worker given
-    a run counts as busy, and as holding that run's models, for the runs after it.
+    First every run a free worker already holds the models of, in queue order (a hit costs no
+    load, so it may pass older runs); then the others in queue order, by :func:`route`. A run that
+    must wait does not hold up later runs. A worker given a run counts as busy, and as holding that
+    run's models, for the runs after it. The caller bounds ``queue`` (the head of the queue), which
+    bounds how far a hit may overtake.
     """
     states = {worker.name: worker for worker in workers}
     assigned: list[tuple[str, str]] = []
-    for run_id, models in queue:
-        if not any(worker.free for worker in states.values()):
-            break
-        chosen = route(models, states.values())
-        if chosen.worker is None:
-            continue
-        worker = states[chosen.worker]
-        states[chosen.worker] = WorkerState(worker.name, worker.loaded | models, worker.on_disk, free=False)
-        assigned.append((run_id, chosen.worker))
+    waiting = list(queue)
+    for hits_only in (True, False):
+        left = []
+        for run_id, models in waiting:
+            if not any(worker.free for worker in states.values()):
+                return assigned
+            chosen = route(models, states.values())
+            if chosen.worker is None or (hits_only and chosen.reason != "loaded"):
+                left.append((run_id, models))
+                continue
+            worker = states[chosen.worker]
+            states[chosen.worker] = WorkerState(worker.name, worker.loaded | models, worker.on_disk, free=False)
+            assigned.append((run_id, chosen.worker))
+        waiting = left
     return assigned
 
 

@@ -55,8 +55,14 @@ def test_ties_go_to_the_first_worker_and_a_run_needing_nothing_goes_anywhere():
 def test_schedule_takes_the_queue_in_order_without_letting_a_waiting_run_hold_it_up():
     workers = [worker("w1", loaded=[A], on_disk=[A]), worker("w2", on_disk=[B])]
     queue = [("r1", frozenset({C})), ("r2", frozenset({B})), ("r3", frozenset({A})), ("r4", frozenset({A}))]
-    # r1 needs a model nobody has (it stays); r4 finds both workers taken.
-    assert schedule(queue, workers) == [("r2", "w2"), ("r3", "w1")]
+    # r1 needs a model nobody has (it stays); r3 is a hit, so it goes first; r4 finds both workers taken.
+    assert schedule(queue, workers) == [("r3", "w1"), ("r2", "w2")]
+
+
+def test_a_run_whose_model_a_free_worker_holds_goes_before_older_runs_that_would_load():
+    workers = [worker("w1", loaded=[B])]
+    assert schedule([("r1", frozenset({A})), ("r2", frozenset({B}))], workers) == [("r2", "w1")]
+    assert schedule([("r1", frozenset({A})), ("r2", frozenset({B}))], [worker("w1", loaded=[C])]) == [("r1", "w1")]
 
 
 def test_a_worker_given_a_run_is_busy_for_the_runs_after_it():
