@@ -158,6 +158,9 @@ class Node:
 
         Validation calls it once every single value has passed its own checks; return one
         :class:`InputError` per problem (every one at once), or nothing. It must be cheap and pure.
+        A ``check(self, values, choices)`` with a third parameter also gets ``choices(kind)``: the
+        names of the models of a folder kind, as ``choices_from`` offers them (for values that name
+        models inside text, such as a prompt's references).
         """
         return []
 

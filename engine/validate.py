@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -120,7 +121,7 @@ def validate(workflow: Workflow, registry: Registry,
                 continue
             literals[name] = checked
         if not any(problem.node == node_id for problem in problems):
-            problems.extend(_cross_input_problems(node_id, entry.type, node_class, literals, links))
+            problems.extend(_cross_input_problems(node_id, entry.type, node_class, literals, links, choices))
         nodes[node_id] = ValidNode(node_id, node_class, literals, links)
 
     order: list[str] = []
@@ -139,12 +140,22 @@ def _did_you_mean(word: str, known: list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+@lru_cache(maxsize=4096)
+def _check_takes_choices(node_class: type[Node]) -> bool:
+    """Whether the node's ``check`` also takes the model-name lookup: ``check(self, values, choices)``."""
+    try:
+        return len(inspect.signature(node_class.check).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
+
+
 def _cross_input_problems(node_id: str, type_name: str, node_class: type[Node], literals: dict[str, Any],
-                          links: dict[str, tuple[str, str]]) -> list[Problem]:
+                          links: dict[str, tuple[str, str]], choices: ChoiceProvider) -> list[Problem]:
     """The node's own ``check`` of its typed-in values taken together, as problems."""
     values = {name: value for name, value in literals.items() if name not in links}
     try:
-        found = list(node_class().check(values) or [])
+        node = node_class()
+        found = list((node.check(values, choices) if _check_takes_choices(node_class) else node.check(values)) or [])
     except Exception as error:  # a bug in the pack's check must not hide the other problems
         return [Problem(node_id, None, "check_failed",
                         f"node {shorten(node_id)} ({cut(type_name)}): its check() failed: {type(error).__name__}: "

@@ -118,3 +118,46 @@ def test_a_home_folder_kind_offers_files_of_the_base_directory_and_is_not_a_mode
     valid, [problem] = engine.check(workflow)
     assert (problem.node, problem.input, problem.code) == ("s", "picture", "not_a_choice")
     assert "'a.png'" in problem.message
+
+
+def test_a_check_with_a_choices_parameter_sees_the_models_of_a_kind(tmp_path):
+    """Names of models written inside a text value are checked at validation, the engine knowing nothing of them."""
+    from gouache.engine import Input, InputError, ModelFolder, Node, Output, hookimpl
+
+    class Caption(Node):
+        """Write a caption that may name stamps as stamp:NAME."""
+
+        type_name = "Caption"
+        inputs = [Input("text", "STRING", default="")]
+        outputs = [Output("text", "STRING")]
+
+        def check(self, values, choices):
+            named = [word[len("stamp:"):] for word in values.get("text", "").split() if word.startswith("stamp:")]
+            return [InputError("text", f"no stamp {name!r}; found: {', '.join(choices('stamps'))}", "unknown_stamp")
+                    for name in named if name not in choices("stamps")]
+
+        def run(self, ctx, text):
+            return {"text": text}
+
+    class Pack:
+        @hookimpl
+        def gouache_register_model_folders(self):
+            return [ModelFolder("stamps", (".png",))]
+
+        @hookimpl
+        def gouache_register_nodes(self):
+            return [Caption]
+
+    home = tmp_path / "home"
+    (home / "models" / "stamps").mkdir(parents=True)
+    (home / "models" / "stamps" / "star.png").write_bytes(b"")
+    engine = Engine(packs={"pack": Pack()}, entry_points=False, home=home)
+
+    def workflow(text):
+        return {"format": "gouache/1", "nodes": {"c": {"type": "Caption", "inputs": {"text": text}}}}
+
+    assert engine.check(workflow("a stamp:star.png here"))[1] == []
+    valid, [problem] = engine.check(workflow("a stamp:moon.png"))
+    assert valid is None
+    assert (problem.node, problem.input, problem.code) == ("c", "text", "unknown_stamp")
+    assert "'moon.png'" in problem.message and "star.png" in problem.message
