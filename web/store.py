@@ -104,17 +104,20 @@ class RunStore:
     def claim_next(self) -> Claimed | None:
         """Take the oldest queued run and mark it running; ``None`` when the queue is empty.
 
-        One statement, so a cancel and a start never both win (and no transaction of our own to
-        begin and commit: this is on the path of every run).
+        A read finds the candidate (the worker asks after every run, and mostly the queue is
+        empty: a read takes no write lock); one guarded UPDATE takes it, so a cancel and a start
+        never both win.
         """
         with self._lock:
-            row = self._db.execute(
-                "UPDATE runs SET status = 'running', started = ? WHERE seq = "
-                "(SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1) RETURNING run_id, targets",
-                (time.time(),)).fetchone()
-        if row is None:
-            return None
-        return Claimed(self, row["run_id"], _column(row, "targets"))
+            while True:
+                candidate = self._db.execute("SELECT seq FROM runs WHERE status = 'queued' ORDER BY seq LIMIT 1"
+                                             ).fetchone()
+                if candidate is None:
+                    return None
+                row = self._db.execute("UPDATE runs SET status = 'running', started = ? WHERE seq = ? AND status = "
+                                       "'queued' RETURNING run_id, targets", (time.time(), candidate["seq"])).fetchone()
+                if row is not None:
+                    return Claimed(self, row["run_id"], _column(row, "targets"))
 
     def workflow(self, run_id: str) -> Any:
         """The workflow a run was submitted with; :class:`StoredRunError` when it is not strict JSON."""
