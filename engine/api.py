@@ -56,8 +56,13 @@ class Engine:
         return self.events.subscribe(subscriber)
 
     def check(self, workflow: WorkflowSource, overrides: dict[str, Any] | None = None,
-              outputs: list[str] | None = None) -> tuple[ValidWorkflow | None, list[Problem]]:
-        """Parse and validate; return the valid workflow (or ``None``) and every problem found."""
+              outputs: list[str] | None = None, choices_for: Callable[[str], list[str]] | None = None,
+              ) -> tuple[ValidWorkflow | None, list[Problem]]:
+        """Parse and validate; return the valid workflow (or ``None``) and every problem found.
+
+        ``choices_for(kind)`` lists the models a model input may choose (default: the models this
+        engine finds); a cluster's head passes what its workers have.
+        """
         try:
             raw = load_source(workflow)
         except (OSError, ValueError) as error:
@@ -67,7 +72,7 @@ class Engine:
         problems += parse_problems
         if parsed is None:
             return None, problems
-        valid, validation_problems = validate(parsed, self.registry, self.models.names)
+        valid, validation_problems = validate(parsed, self.registry, choices_for or self.models.names)
         problems += validation_problems
         for node_id in outputs or []:
             if node_id not in parsed.nodes:

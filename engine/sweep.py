@@ -59,10 +59,14 @@ class Axis:
 def split_axis(text: str) -> tuple[str, str]:
     """``NODE.INPUT=SPEC`` as its target and spec, or :class:`SweepError`."""
     target, equals, spec = text.partition("=")
-    node, dot, name = target.strip().rpartition(".")
-    if not equals or not dot or not node or not name:
+    if not equals or not _is_target(target.strip()):
         raise SweepError(f"--sweep {text!r}: expected NODE.INPUT=VALUES, e.g. --sweep sampler.seed=1..64")
     return target.strip(), spec
+
+
+def _is_target(target: str) -> bool:
+    node, dot, name = target.rpartition(".")
+    return bool(dot and node and name)
 
 
 def number_range(spec: str) -> list[int | float] | None:
@@ -93,6 +97,8 @@ def parse_axis(text: str, read: Callable[[str], str] | None = None) -> Axis:
 
 def axis(target: str, spec: Any, read: Callable[[str], str] | None = None) -> Axis:
     """The axis of ``target`` from a spec (text as on the command line) or a list of typed values."""
+    if not _is_target(target):
+        raise SweepError(f"{target!r}: a swept input is named NODE.INPUT, e.g. sampler.seed")
     if isinstance(spec, list):
         values: tuple[Any, ...] = tuple(spec)
         typed = True

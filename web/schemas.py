@@ -35,10 +35,17 @@ class Message(BaseModel):
 
 
 class RunRequest(Message):
-    """POST /api/runs: a gouache/1 workflow and, optionally, the node ids whose outputs are wanted."""
+    """POST /api/runs: a gouache/1 workflow and, optionally, the node ids whose outputs are wanted.
+
+    With ``sweep``, one run is queued for every combination of the values given (``zip``: value by
+    value instead), each named by its values (``docs/api.md``, Sweeps).
+    """
 
     workflow: dict[str, Any]
     outputs: list[str] | None = None
+    sweep: dict[str, list[Any] | str] | None = Field(
+        None, description='{"NODE.INPUT": [values] or "A..B[:STEP]"}, e.g. {"sampler.seed": "1..16"}')
+    zip: bool = Field(False, description="pair the sweep's values by position instead of taking every combination")
 
 
 class RunQueued(Message):
@@ -46,6 +53,20 @@ class RunQueued(Message):
 
     run_id: str
     position: int
+
+
+class SweepRun(Message):
+    """One run of a sweep: its id, its place in the queue and the values it sets."""
+
+    run_id: str
+    position: int
+    values: dict[str, Any]
+
+
+class SweepQueued(Message):
+    """202 from POST /api/runs with a ``sweep``: every run queued, in order."""
+
+    runs: list[SweepRun]
 
 
 class Problems(Message):
@@ -220,7 +241,7 @@ ROUTES: dict[str, dict[int, Body]] = {
     "GET /api/nodes": {200: NodesResponse},
     "GET /api/models": {200: ModelsResponse},
     "GET /api/runs": {200: RunList},
-    "POST /api/runs": {202: RunQueued, 400: (Problems, ErrorBody)},
+    "POST /api/runs": {202: (RunQueued, SweepQueued), 400: (Problems, ErrorBody)},
     "GET /api/runs/{run_id}": {200: RunRecord},
     "DELETE /api/runs/{run_id}": {200: Cancelled, 202: Cancelled},
     "POST /api/uploads": {201: Uploaded},

@@ -24,8 +24,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 from yarl import URL
 
-from gouache.engine import Engine, Problem, jsonio
-from gouache.engine.workflow import parse
+from gouache.engine import Engine, Problem, jsonio, sweep
+from gouache.engine.workflow import apply_overrides, parse
 
 from gouache.web.bodies import Refused, check_announced, json_body, too_large, unreadable
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
@@ -273,12 +273,40 @@ async def post_run(request: web.Request) -> web.Response:
 
 
 def _queue_run(state: State, body: RunRequest) -> dict[str, Any] | list[Problem]:
-    valid, problems = state.engine.check(body.workflow, None, body.outputs)
+    if body.sweep is not None:
+        return _queue_sweep(state, body)
+    valid, problems = state.worker.check(body.workflow, None, body.outputs)
     if valid is None:
         return problems
     run_id = uuid.uuid4().hex
     position = state.worker.submit(run_id, body.workflow, body.outputs, valid)
     return {"run_id": run_id, "position": position}
+
+
+def _queue_sweep(state: State, body: RunRequest) -> dict[str, Any] | list[Problem]:
+    """Every run of a sweep validated first; all of them queued, or none (the first invalid one's problems)."""
+    registry = state.engine.registry
+    try:
+        axes = [sweep.axis(target, spec) for target, spec in (body.sweep or {}).items()]
+        found = sweep.points(axes, body.workflow, registry, zipped=body.zip)
+    except sweep.SweepError as error:
+        return [Problem(None, None, "invalid_sweep", str(error))]
+    if not found:
+        return [Problem(None, None, "invalid_sweep", "the sweep names no input; send {\"NODE.INPUT\": [values]}")]
+    prepared = []
+    for point in found:
+        overrides = sweep.run_overrides(body.workflow, registry, point)
+        valid, problems = state.worker.check(body.workflow, overrides, body.outputs)
+        if valid is None:
+            shown = ", ".join(f"{target}={jsonio.shorten(value)}" for target, value in point.items())
+            return [Problem(p.node, p.input, p.code, f"with {shown}: {p.message}") for p in problems]
+        prepared.append((point, apply_overrides(body.workflow, overrides)[0], valid))
+    runs = []
+    for point, workflow, valid in prepared:
+        run_id = uuid.uuid4().hex
+        position = state.worker.submit(run_id, workflow, body.outputs, valid)
+        runs.append({"run_id": run_id, "position": position, "values": point})
+    return {"runs": runs}
 
 
 def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:

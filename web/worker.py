@@ -72,6 +72,11 @@ class Worker:
         self._wake.set()
         return position
 
+    def check(self, workflow: Any, overrides: dict[str, Any] | None = None,
+              outputs: list[str] | None = None) -> tuple[ValidWorkflow | None, list[Problem]]:
+        """Validate a workflow as the runs here will run it: against this engine's models."""
+        return self.engine.check(workflow, overrides, outputs)
+
     def emit(self, kind: type[EventData], **fields: Any) -> None:
         """Send a server event (``queued``, ``cancelled``) through the engine's bus."""
         self.engine.events.emit(kind, **fields)
