@@ -37,9 +37,11 @@ class SimWorker:
     on_disk: frozenset[Model]
     hold: int
     loaded: list[Model] = field(default_factory=list)  # least recently used first
+    state: WorkerState | None = None
+    """What it reports while free; made again only when what it holds changes."""
 
-    def state(self) -> WorkerState:
-        return WorkerState(self.name, frozenset(self.loaded), self.on_disk, True)
+    def __post_init__(self) -> None:
+        self.state = WorkerState(self.name, frozenset(), self.on_disk, True)
 
     def take(self, model: Model) -> bool:
         """Start a run needing ``model``; whether it was already loaded."""
@@ -49,6 +51,8 @@ class SimWorker:
         elif len(self.loaded) >= self.hold:
             self.loaded.pop(0)
         self.loaded.append(model)
+        if not hit:
+            self.state = WorkerState(self.name, frozenset(self.loaded), self.on_disk, True)
         return hit
 
 
@@ -90,7 +94,7 @@ def simulate(args: argparse.Namespace, load: float, layout: str, policy: str) ->
     def pick(run: int) -> str | None:
         model = frozenset({need[run]})
         if policy == "affinity":
-            return route(model, (w.state() for w in free.values())).worker
+            return route(model, (w.state for w in free.values())).worker
         eligible = [w.name for w in free.values() if need[run] in w.on_disk]
         return rng.choice(eligible) if eligible else None
 
@@ -109,7 +113,7 @@ def simulate(args: argparse.Namespace, load: float, layout: str, policy: str) ->
         if not head:
             continue
         if policy == "affinity":
-            assigned = schedule([(r, frozenset({need[r]})) for r in head], [w.state() for w in free.values()])
+            assigned = schedule([(r, frozenset({need[r]})) for r in head], [w.state for w in free.values()])
         else:
             assigned, taken = [], set()
             for r in head:
