@@ -17,7 +17,8 @@ from typing import Any
 
 from gouache.cli.nodes import plain
 from gouache.cli.progress import Progress
-from gouache.engine import Engine, Input, Problem, Registry, RunResult, WorkflowInvalid
+from gouache.engine import Engine, Problem, Registry, RunResult, WorkflowInvalid
+from gouache.engine.sweep import declared_input, typed_value
 from gouache.engine.workflow import load_source
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -30,6 +31,11 @@ class UsageError(Exception):
     """Bad command-line arguments (exit code 2)."""
 
 
+SWEEP_HELP = (
+    "run once per value of an input, NODE.INPUT=VALUES (repeat for more inputs: every combination is "
+    "run). VALUES: A..B or A..B:STEP (numbers, inclusive), @FILE (one value per line), a JSON list, or "
+    "one value, each read as --set reads it. Output files are named by their values; --json lists the runs"
+)
 SET_HELP = (
     "set one input, NODE.INPUT=VALUE (repeat for more). VALUE is read as JSON: 5, 2.5, true, [1, 2], "
     '"quoted text"; anything that is not JSON is text as typed, so text needs no quotes: '
@@ -55,29 +61,12 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return target, value
 
 
-def takes_text(spec: Input) -> bool:
-    """Whether an input's values are text: STRING, or a choice among names (models, files, words)."""
-    if spec.type == "STRING":
-        return True
-    return spec.type == "COMBO" and (spec.choices_from is not None or
-                                     all(isinstance(choice, str) for choice in spec.choices or ()))
-
-
-def _declared_input(raw: Any, target: str, registry: Registry) -> Input | None:
-    """The declaration of ``NODE.INPUT`` in a raw workflow, if its node and type are known."""
-    node_id, _, input_name = target.rpartition(".")
-    nodes = raw.get("nodes") if isinstance(raw, dict) else None
-    entry = nodes.get(node_id) if isinstance(nodes, dict) else None
-    type_name = entry.get("type") if isinstance(entry, dict) else None
-    node_class = registry.get(type_name) if isinstance(type_name, str) else None
-    return next((spec for spec in node_class.inputs if spec.name == input_name), None) if node_class else None
-
-
 def overrides_for(assignments: list[str], workflow: str, registry: Registry) -> dict[str, Any]:
     """The ``--set`` values: JSON where they parse, except that an input taking text keeps the text.
 
     ``--set positive.text=5`` must mean the prompt "5": the input's declared type, found through the
-    workflow's node type in the registry, decides. A workflow that cannot be read is left to validation.
+    workflow's node type in the registry, decides (:func:`gouache.engine.sweep.typed_value`, the
+    rule ``--sweep`` and the server share). A workflow that cannot be read is left to validation.
     """
     try:
         raw = load_source(workflow)
@@ -86,11 +75,7 @@ def overrides_for(assignments: list[str], workflow: str, registry: Registry) -> 
     overrides = {}
     for assignment in assignments:
         target, text = split_assignment(assignment)
-        _, value = parse_assignment(assignment)
-        spec = _declared_input(raw, target, registry)
-        if spec is not None and takes_text(spec) and (value is None or isinstance(value, (bool, int, float))):
-            value = text  # a link ({"node": ..., "output": ...}) or a list stays as parsed
-        overrides[target] = value
+        overrides[target] = typed_value(text, declared_input(raw, target, registry))
     return overrides
 
 
@@ -148,6 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = _engine(args, device=args.device, output_dir=Path(args.output_dir).resolve() if args.output_dir else None,
                      disk_cache=True)  # a later `gouache run` reuses what this one computed
     overrides = overrides_for(args.set or [], args.workflow, engine.registry)
+    if args.sweep:
+        return _run_sweep(args, engine, overrides)
+    if args.ray or args.zip:
+        raise UsageError("--ray and --zip go with --sweep: gouache run WORKFLOW --sweep sampler.seed=1..16 --ray auto")
     valid, problems = engine.check(args.workflow, overrides, outputs)
     if valid is None:
         if args.json:
@@ -162,6 +151,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     _report(engine, result, args, threads)
     return {"succeeded": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(result.status, EXIT_FAILED)
+
+
+def _run_sweep(args: argparse.Namespace, engine: Engine, overrides: dict[str, Any]) -> int:
+    from gouache.cli import sweep
+
+    try:
+        return sweep.main(args, engine, overrides)
+    except sweep.SweepInvalid as invalid:
+        if args.json:
+            print(json.dumps({"status": "invalid", "problems": [p.to_json() for p in invalid.problems]}, indent=2))
+        _print_problems(invalid.problems)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _report(engine: Engine, result: RunResult, args: argparse.Namespace, threads: dict[str, Any]) -> None:
@@ -292,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated node ids to compute, with what they need (default: every output node)")
     run.add_argument("--json", action="store_true",
                      help="print a machine-readable result (status, files, timings per node, cached nodes)")
+    run.add_argument("--sweep", action="append", metavar="NODE.INPUT=VALUES", help=SWEEP_HELP)
+    run.add_argument("--zip", action="store_true",
+                     help="with several --sweep, pair their values by position instead of running every combination")
+    run.add_argument("--ray", metavar="ADDRESS",
+                     help="run the sweep's runs on a Ray cluster: local (start one here), auto, or ray://HOST:PORT "
+                          "(needs gouache[ray]; docs/scaling.md)")
     run.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     run.add_argument("--safe-mode", action="store_true", help=SAFE_MODE_HELP)
     run.set_defaults(handler=cmd_run)
