@@ -212,6 +212,13 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return nodes.main(args, _engine(args))
 
 
+def _shown(value: object) -> str:
+    """A model's detail as a person reads it: lists joined with commas, not Python's repr."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value) or "-"
+    return str(value)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     engine = _engine(args)
     found = engine.models.as_json()
@@ -221,7 +228,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for kind, entries in found.items():
         print(f"{kind}: searched {', '.join(str(p) for p in engine.models.directories(kind))}")
         for entry in entries:
-            extra = " ".join(f"{key}={value}" for key, value in entry.items() if key not in ("name", "path"))
+            extra = " ".join(f"{key}={_shown(value)}" for key, value in entry.items() if key not in ("name", "path"))
             print(f"  {entry['name']}  {extra}  ({entry['path']})")
     return EXIT_OK
 
