@@ -5,24 +5,32 @@
   embedding is both CLIPs' pooled outputs concatenated.
 * ``t5_with_pooled`` (Flux.1): T5's last hidden state; the pooled embedding is CLIP-L's (unprojected).
 
-CLIP windows follow ``gouache.nodes.prompt`` (75-token windows, A1111 weights). T5 reads one window
+CLIP windows follow ``gouache.nodes.prompt`` (75-token windows, A1111 weights, ``BREAK``, embeddings,
+``stop_at_layer``). T5 reads one window
 of its ``max_tokens`` (256 for SD 3, 512 for Flux.1, as the pipelines' ``max_sequence_length``):
 the tokens, ``</s>``, then padding; longer prompts are cut there, as the pipelines cut them. Weights
-scale T5's token embeddings too.
+scale T5's token embeddings too; ``BREAK`` and embedding references are left out of T5's text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gouache.nodes.prompt import _apply_weights, parse_weights, tokenize_windows
+from gouache.nodes.prompt import (
+    _apply_weights,
+    encoder_vectors,
+    parse_weights,
+    plain_text,
+    run_encoder,
+    tokenize_windows,
+)
 
 
 def _t5_ids(tokenizer: Any, pieces: list[tuple[str, float]], length: int) -> tuple[list[int], list[float]]:
     ids: list[int] = []
     weights: list[float] = []
     for fragment, weight in pieces:
-        tokens = tokenizer(fragment, add_special_tokens=False, truncation=False).input_ids
+        tokens = tokenizer(plain_text(fragment), add_special_tokens=False, truncation=False).input_ids
         ids += tokens
         weights += [weight] * len(tokens)
     ids, weights = ids[:length - 1] + [tokenizer.eos_token_id], weights[:length - 1] + [1.0]
@@ -36,10 +44,12 @@ def _pooled(result: Any) -> Any:
     return embeds if embeds is not None else result.pooler_output
 
 
-def encode(loaded: Any, text: str, device: Any, between_windows: Any = None) -> tuple[Any, Any]:
+def encode(loaded: Any, text: str, device: Any, between_windows: Any = None, *, stop_at_layer: int | None = None,
+           embeddings: Any = None) -> tuple[Any, Any]:
     """Embeddings [1, L, D] and pooled [1, P] for ``text`` with ``loaded``'s CLIP and T5 encoders.
 
-    ``between_windows`` is called before each encoder call (``ctx.check_interrupt``).
+    ``between_windows`` is called before each encoder call (``ctx.check_interrupt``); ``stop_at_layer``
+    and ``embeddings`` are ``gouache.nodes.prompt.encode``'s.
     """
     import torch
 
@@ -61,14 +71,14 @@ def encode(loaded: Any, text: str, device: Any, between_windows: Any = None) -> 
             t5_hidden = _apply_weights(hidden, torch.tensor([weights], device=device, dtype=hidden.dtype)).to(dtype)
             continue
         windows = []
-        for index, (ids, weights) in enumerate(zip(*tokenize_windows(tokenizer, pieces))):
+        for index, window in enumerate(tokenize_windows(tokenizer, pieces, encoder_vectors(encoder, embeddings or {}))):
             if between_windows is not None and index:
                 between_windows()
-            result = model(torch.tensor([ids], device=device), output_hidden_states=True)
+            hidden, result = run_encoder(encoder, window, device, stop_at_layer)
             if spec.pooled and index == 0:
                 pooled.append(_pooled(result).to(dtype))
-            hidden = result.hidden_states[-2] if spec.hidden == "penultimate" else result[0]
-            windows.append(_apply_weights(hidden, torch.tensor([weights], device=device, dtype=hidden.dtype)).to(dtype))
+            weights = torch.tensor([window.weights], device=device, dtype=hidden.dtype)
+            windows.append(_apply_weights(hidden, weights).to(dtype))
         clip_hidden.append(torch.cat(windows, dim=1))
     if t5_hidden is None:
         raise ValueError(f"{family.label} conditioning needs its T5 text encoder, which this CLIP lacks")

@@ -92,6 +92,10 @@ class ModelHandle(_Patchable):
 class ClipHandle(_Patchable):
     """CLIP: the text encoder(s) of ``checkpoint`` with ``patches`` applied while they encode."""
 
+    stop_at_layer: int | None = None
+    """Read the hidden states of this layer counted from the end (-1 the last, -2 the one before, ...);
+    ``None``: the family's own choice (``ClipSetLastLayer``)."""
+
     def parts(self) -> list[tuple[str, Any]]:
         """Every text encoder, under its slot (``text_encoder``, ``text_encoder_2``, ...)."""
         return [(encoder.spec.slot, encoder.model) for encoder in self.checkpoint.loaded.encoders]

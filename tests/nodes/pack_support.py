@@ -71,6 +71,26 @@ def build_lora(folder: Path, target: Path, fmt: str, *, seed: int, rank: int = 2
     return target
 
 
+def build_embeddings(folder: Path) -> dict[str, Path]:
+    """Textual-inversion files in each format, for the tiny models' widths (CLIP-L 8, SDXL's second 16)."""
+    generator = torch.Generator().manual_seed(21)
+
+    def vectors(count: int, width: int) -> torch.Tensor:
+        return torch.randn(count, width, generator=generator) * 0.05
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"a1111": folder / "tiny-a1111.pt", "emb_params": folder / "tiny-emb.safetensors",
+             "sdxl": folder / "tiny-sdxl-pair.safetensors", "odd": folder / "odd-width.safetensors"}
+    # As A1111 saves them: the vectors as a parameter, beside plain bookkeeping values.
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": torch.nn.Parameter(vectors(2, 8))},
+                "name": "tiny-a1111", "step": 500, "sd_checkpoint": "0123abcd", "sd_checkpoint_name": "tiny"},
+               str(files["a1111"]))
+    save_file({"emb_params": vectors(3, 8)}, str(files["emb_params"]))
+    save_file({"clip_l": vectors(2, 8), "clip_g": vectors(2, 16)}, str(files["sdxl"]))
+    save_file({"emb_params": vectors(1, 5)}, str(files["odd"]))
+    return files
+
+
 def build_upscaler(target: Path, *, scale: int = 2, seed: int = 0) -> Path:
     """A tiny random Compact (SRVGGNetCompact) upscaler that spandrel recognises from its keys."""
     from spandrel.architectures.Compact import Compact
@@ -84,7 +104,7 @@ def build_upscaler(target: Path, *, scale: int = 2, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def gouache_home(tmp_path_factory: pytest.TempPathFactory, tiny_sd1, tiny_sd2, tiny_sdxl) -> Path:
-    """A GOUACHE_HOME with tiny-sd1/sd2/sdxl checkpoints, kohya and diffusers LoRAs, an upscaler, an input."""
+    """A GOUACHE_HOME with tiny-sd1/sd2/sdxl checkpoints, kohya and diffusers LoRAs, embeddings, an upscaler."""
     home = tmp_path_factory.mktemp("gouache_home")
     checkpoints = home / "models" / "checkpoints"
     for model in (tiny_sd1, tiny_sd2, tiny_sdxl):
@@ -94,6 +114,7 @@ def gouache_home(tmp_path_factory: pytest.TempPathFactory, tiny_sd1, tiny_sd2, t
     build_lora(tiny_sd1.folder, loras / "tiny-diffusers.safetensors", "diffusers", seed=12)
     build_lora(tiny_sdxl.folder, loras / "tiny-sdxl-kohya.safetensors", "kohya", seed=13)
     build_upscaler(home / "models" / "upscale_models" / "tiny-2x.safetensors")
+    build_embeddings(home / "models" / "embeddings")
     (home / "input").mkdir()  # empty: LoadImage finds the shipped example.png without a copy here
     return home
 

@@ -33,16 +33,16 @@ def _tokenizer(gouache_home):
 
 def test_short_prompt_tokenises_like_the_pipeline(gouache_home):
     tokenizer = _tokenizer(gouache_home)
-    ids, weights = tokenize_windows(tokenizer, parse_weights(PROMPT))
+    [window] = tokenize_windows(tokenizer, parse_weights(PROMPT))
     expected = tokenizer(PROMPT, padding="max_length", max_length=77, truncation=True).input_ids
-    assert ids == [expected]
-    assert weights == [[1.0] * 77]
+    assert window.ids == expected
+    assert window.weights == [1.0] * 77
 
 
 def test_long_prompt_is_split_into_windows_not_cut(gouache_home):
     tokenizer = _tokenizer(gouache_home)
     words = " ".join(["circle"] * 100)
-    ids, _ = tokenize_windows(tokenizer, parse_weights(words))
+    ids = [window.ids for window in tokenize_windows(tokenizer, parse_weights(words))]
     assert len(ids) == 2 and all(len(window) == 77 for window in ids)
     circle = tokenizer("circle", add_special_tokens=False).input_ids[0]
     assert sum(window.count(circle) for window in ids) == 100
