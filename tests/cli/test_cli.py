@@ -172,7 +172,7 @@ def test_a_text_input_keeps_set_values_that_look_like_json_as_text(cli, tmp_path
 
 
 def test_takes_text_is_decided_by_the_declared_type():
-    from gouache.cli.main import takes_text
+    from gouache.engine.sweep import takes_text
     from gouache.engine import Input
 
     assert takes_text(Input("text", "STRING"))
