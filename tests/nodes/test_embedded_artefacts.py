@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from gouache.nodes.devices import thread_plan
 from safetensors import safe_open
 from spandrel import ModelLoader
 
@@ -35,7 +37,7 @@ def test_folder_and_single_file_fit_the_size_limit_in_fp16() -> None:
 
 
 def test_single_file_renders_the_same_image_as_the_folder() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(thread_plan().threads or 1)
     a = export.float_images(export.load_folder(FOLDER))
     b = export.float_images(export.load_single_file(SINGLE, FOLDER))
     assert np.abs(a - b).max() <= 1e-4
@@ -54,7 +56,7 @@ def test_outline_lora_is_kohya_format_and_hollows_shapes() -> None:
     assert keys and all(k.startswith("lora_unet_") for k in keys)
     assert "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight" in keys
     assert {k.rsplit(".", 2)[-2] if k.endswith(".weight") else "alpha" for k in keys} == {"lora_down", "lora_up", "alpha"}
-    torch.set_num_threads(2)
+    torch.set_num_threads(thread_plan().threads or 1)
     pipe = evaluate.load_shipped()
     cases = evaluate.seen_cases(6)
     prompts, seeds = [c.prompt for c in cases], [c.seed for c in cases]

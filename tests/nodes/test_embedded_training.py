@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from gouache.nodes.devices import thread_plan
 from diffusers import UNet2DConditionModel
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -40,7 +42,7 @@ def work(tmp_path: Path) -> Path:
 def test_place_lora_and_export_stages_chain_and_resume(work: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(train_place, "CACHE_SIZE", 64)
     monkeypatch.setattr(train_lora, "CACHE_SIZE", 64)
-    torch.set_num_threads(2)
+    torch.set_num_threads(thread_plan().threads or 1)
     out = tmp_path / "out"
     args = ["--seed", "0", "--work", str(work), "--out", str(out), "--steps", "3"]
 
