@@ -17,7 +17,11 @@ from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
 from gouache.nodes.schedulers import SAMPLERS, SCHEDULES
 from gouache.nodes.flow_nodes import FlowShift, FluxGuidance
+from gouache.nodes.image_nodes import IMAGE_NODES
+from gouache.nodes.latent_nodes import LATENT_NODES
+from gouache.nodes.mask_nodes import MASK_NODES
 from gouache.nodes.part_loaders import DiffusionModelLoader, TextEncoderLoader, VAELoader
+from gouache.nodes.primitives import PRIMITIVE_NODES
 from gouache.nodes.support import fingerprint_of, manager_of, resolve
 from gouache.nodes.types import (
     SOCKET_TYPES,
@@ -437,7 +441,8 @@ def _check_images(images: Any, name: str) -> None:
 
 NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
          LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel,
-         DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift]
+         DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift,
+         *MASK_NODES, *IMAGE_NODES, *LATENT_NODES, *PRIMITIVE_NODES]
 
 
 @hookimpl

@@ -1,0 +1,146 @@
+"""Latent nodes: encoding for inpainting, latent composites and batches, tiled VAE encode and decode.
+
+Each node names its ComfyUI counterpart in ``docs/builtin-nodes.md``.
+"""
+
+from __future__ import annotations
+
+from gouache.engine import Input, InputError, Node, Output
+from gouache.nodes.latent import DOWNSCALE
+from gouache.nodes.masks import MAX_SIDE
+
+MAX_BATCH = 4096
+
+
+class InpaintEncode(Node):
+    """Encode an image for inpainting: the masked area is filled with neutral grey before encoding, and the
+    mask, grown by a ``grow_mask_by``-wide square, becomes the latent's noise mask (1 = repaint).
+
+    Meant for full denoising (``denoise`` 1): what was under the mask is gone. The mask must have the
+    image's size; sides that are not multiples of the VAE's factor are cropped.
+    """
+
+    type_name = "InpaintEncode"
+    category = "latent/inpaint"
+    inputs = [Input("pixels", "IMAGE"), Input("vae", "VAE"), Input("mask", "MASK"),
+              Input("grow_mask_by", "INT", default=6, min=0, max=64)]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, pixels, vae, mask, grow_mask_by):
+        from gouache.nodes.compositing import inpaint_pixels
+        from gouache.nodes.latent import encode, vae_scale_factor, with_noise_mask
+        from gouache.nodes.support import manager_of
+
+        loaded = vae.checkpoint.loaded
+        filled, noise_mask = inpaint_pixels(pixels, mask, grow_mask_by, vae_scale_factor(loaded.vae))
+        latent = encode(manager_of(ctx), loaded, filled, ctx.check_interrupt)
+        return {"latent": with_noise_mask(latent, noise_mask)}
+
+
+class CompositeLatents(Node):
+    """Paste ``samples_from`` into ``samples_to`` at x/y pixels, fading in over ``feather`` pixels on the
+    sides inside ``samples_to``. Offsets count 8 pixels per latent cell, as EmptyLatent's sizes do."""
+
+    type_name = "CompositeLatents"
+    category = "latent"
+    inputs = [Input("samples_to", "LATENT"), Input("samples_from", "LATENT"),
+              Input("x", "INT", default=0, min=0, max=MAX_SIDE, step=8),
+              Input("y", "INT", default=0, min=0, max=MAX_SIDE, step=8),
+              Input("feather", "INT", default=0, min=0, max=MAX_SIDE, step=8)]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, samples_to, samples_from, x, y, feather):
+        from gouache.nodes.compositing import composite_latent
+
+        return {"latent": composite_latent(samples_to, samples_from, x, y, feather, DOWNSCALE)}
+
+
+class RepeatLatentBatch(Node):
+    """The batch of latents (and their noise masks) repeated ``amount`` times."""
+
+    type_name = "RepeatLatentBatch"
+    category = "latent/batch"
+    inputs = [Input("latent", "LATENT"), Input("amount", "INT", default=1, min=1, max=64)]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, latent, amount):
+        from gouache.nodes.batches import repeat_latent
+
+        return {"latent": repeat_latent(latent, amount)}
+
+
+class LatentFromBatch(Node):
+    """``length`` latents of a batch from ``batch_index`` (0 = the first) on."""
+
+    type_name = "LatentFromBatch"
+    category = "latent/batch"
+    inputs = [Input("latent", "LATENT"),
+              Input("batch_index", "INT", default=0, min=0, max=MAX_BATCH - 1),
+              Input("length", "INT", default=1, min=1, max=MAX_BATCH)]
+    outputs = [Output("latent", "LATENT")]
+
+    def run(self, ctx, latent, batch_index, length):
+        from gouache.nodes.batches import take_latent
+
+        return {"latent": take_latent(latent, batch_index, length)}
+
+
+def _overlap_problem(values: dict) -> list[InputError]:
+    tile, overlap = values.get("tile_size", 512), values.get("overlap", 64)
+    if overlap >= tile:
+        return [InputError("overlap", f"{overlap} px is not below tile_size {tile} px; lower it", "overlap_too_large")]
+    return []
+
+
+_TILE_INPUTS = [Input("tile_size", "INT", default=512, min=16, max=MAX_SIDE, step=8,
+                      description="Tile side in image pixels."),
+                Input("overlap", "INT", default=64, min=0, max=MAX_SIDE, step=8,
+                      description="Pixels neighbouring tiles share and blend over; below tile_size.")]
+
+
+class VAEDecodeTiled(Node):
+    """Turn latents into images with the VAE a tile at a time, so large images fit in device memory.
+
+    Neighbouring tiles overlap and blend; the result is close to VAEDecode's but not equal to it
+    (each tile is normalised on its own; ``docs/builtin-nodes.md`` has the figures).
+    """
+
+    type_name = "VAEDecodeTiled"
+    category = "latent"
+    inputs = [Input("latent", "LATENT"), Input("vae", "VAE"), *_TILE_INPUTS]
+    outputs = [Output("image", "IMAGE")]
+
+    def check(self, values):
+        return _overlap_problem(values)
+
+    def run(self, ctx, latent, vae, tile_size, overlap):
+        from gouache.nodes.support import manager_of
+        from gouache.nodes.tiled_vae import decode_tiled
+
+        return {"image": decode_tiled(manager_of(ctx), vae.checkpoint.loaded, latent, tile_size, overlap,
+                                      ctx.check_interrupt, ctx.progress)}
+
+
+class VAEEncodeTiled(Node):
+    """Turn images into latents with the VAE a tile at a time, so large images fit in device memory.
+
+    Neighbouring tiles overlap and blend; the result is close to VAEEncode's but not equal to it.
+    """
+
+    type_name = "VAEEncodeTiled"
+    category = "latent"
+    inputs = [Input("image", "IMAGE"), Input("vae", "VAE"), *_TILE_INPUTS]
+    outputs = [Output("latent", "LATENT")]
+
+    def check(self, values):
+        return _overlap_problem(values)
+
+    def run(self, ctx, image, vae, tile_size, overlap):
+        from gouache.nodes.support import manager_of
+        from gouache.nodes.tiled_vae import encode_tiled
+
+        return {"latent": encode_tiled(manager_of(ctx), vae.checkpoint.loaded, image, tile_size, overlap,
+                                       ctx.check_interrupt, ctx.progress)}
+
+
+LATENT_NODES = [InpaintEncode, CompositeLatents, RepeatLatentBatch, LatentFromBatch, VAEDecodeTiled, VAEEncodeTiled]
