@@ -39,10 +39,35 @@ if TYPE_CHECKING:  # detection reads names and shapes only; the server lists mod
 
 PREDICTION_TYPES: tuple[PredictionType, ...] = ("epsilon", "v_prediction")
 
-# Files gouache recognises but does not load, by a key prefix only they have, and what to say.
-_REFUSED_PREFIXES = {
-    "conditioner.embedders.0.model.": "SDXL refiner checkpoints are not supported; use an SDXL base checkpoint",
+# Models gouache recognises but does not load, by a key (or key prefix) only they have, bare or under
+# ``model.diffusion_model.``: refused with their name rather than with a puzzling mismatch later.
+REFUSED: dict[str, str] = {
+    "conditioner.embedders.0.model.": "Stable Diffusion XL refiner",  # OpenCLIP-G alone, where the base has CLIP-L
+    "embedder.model.visual.": "Stable unCLIP",
+    "noise_augmentor.": "Stable unCLIP",
+    "depth_model.": "Stable Diffusion 2 depth-to-image",
+    "low_scale_model.": "Stable Diffusion x4 upscaler",
+    "clip_txt_mapper.": "Stable Cascade (stage C)",
+    "effnet_mapper.": "Stable Cascade (stage B)",
+    "t_block.1.weight": "PixArt",
+    "mlp_t5.": "Hunyuan-DiT",
+    "cond_seq_linear.": "AuraFlow",
+    "encoder_hid_proj.": "Kolors",
+    "head.modulation": "Wan (video)",
+    "txt_in.individual_token_refiner.": "HunyuanVideo",
+    "single_stream_modulation.lin.weight": "Flux.2",
+    "early_stream_modulations.image.lin.weight": "Flux.3",
+    "distilled_guidance_layer.in_proj.bias": "Chroma",
 }
+
+
+def refuse_unloaded(keys: Iterable[str]) -> None:
+    """Raise ``ModelLoadError`` naming the family when ``keys`` hold a model of :data:`REFUSED`."""
+    names = {key[len(UNET_PREFIX):] if key.startswith(UNET_PREFIX) else key for key in keys}
+    for marker, label in REFUSED.items():
+        if any(name.startswith(marker) for name in names):
+            loaded = ", ".join(f.label for f in FAMILIES.values())
+            raise ModelLoadError(f"this is a {label} checkpoint, which gouache does not load; gouache loads {loaded}")
 
 
 @dataclass(frozen=True)
@@ -102,14 +127,12 @@ def _encoder_match(state_dict: Mapping[str, object], family: Family) -> int:
 
 def detect_family(state_dict: Mapping[str, torch.Tensor]) -> Family:
     """Return the family of an original-layout (LDM/SGM) state dict, or raise ``ModelLoadError``."""
+    refuse_unloaded(state_dict)
     if not _has_prefix(state_dict, UNET_PREFIX):
         raise ModelLoadError(
             f"not a full Stable Diffusion checkpoint: no UNet weights ({UNET_PREFIX}*); found "
             f"{describe_keys(state_dict)}. LoRAs, VAEs and embeddings go in their own model folders."
         )
-    for prefix, refusal in _REFUSED_PREFIXES.items():
-        if _has_prefix(state_dict, prefix):
-            raise ModelLoadError(refusal)
     matches = {family.name: _encoder_match(state_dict, family) for family in FAMILIES.values()}
     best = max(matches, key=lambda name: matches[name])
     if matches[best]:

@@ -38,10 +38,10 @@ import transformers
 from accelerate import init_empty_weights
 from torch import nn
 
-from gouache.nodes.families import FAMILIES, FLUX, SD3, UNET_PREFIX, VAE_PREFIX, Family, TextEncoder
+from gouache.nodes.families import FLUX, SD3, UNET_PREFIX, VAE_PREFIX, Family, TextEncoder
 
 from . import flow_convert
-from .detect import denoiser_family, describe_keys
+from .detect import denoiser_family, describe_keys, refuse_unloaded
 from .errors import ModelLoadError
 from .files import read_state_dict
 from .loader import VAE_SLOT, LoadedCheckpoint, LoadedEncoder
@@ -50,13 +50,6 @@ from .shipped import configs_root, load_tokenizer, shipped_config_dir
 
 FLOW_FAMILIES = (SD3, FLUX)
 _VAE_PREFIXES = (VAE_PREFIX, "vae.")
-# Families gouache recognises but does not load, by a tensor only they have (bare key; the
-# ``model.diffusion_model.`` prefix is stripped first). Checked before the Flux.1 marker they share.
-_REFUSED = {
-    "single_stream_modulation.lin.weight": "Flux.2",
-    "early_stream_modulations.image.lin.weight": "Flux.3",
-    "distilled_guidance_layer.in_proj.bias": "Chroma",
-}
 # Halves of a model that text encoding never reads: set aside, by name, instead of refused.
 _UNUSED = {
     "vision_model.": "CLIP's image tower", "visual_projection.": "CLIP's image projection",
@@ -86,12 +79,9 @@ def detect_flow_family(keys: Iterable[str]) -> Family | None:
     Raises ``ModelLoadError`` naming the family for models gouache recognises but does not load
     (Flux.2, Chroma, Flux.1 Fill and Depth).
     """
-    keys = set(_denoiser_keys(keys))
-    for marker, label in _REFUSED.items():
-        if marker in keys:
-            raise ModelLoadError(f"this is a {label} model, which gouache does not load (it loads "
-                                 f"{', '.join(f.label for f in FAMILIES.values())})")
-    family = denoiser_family(keys)
+    keys = list(keys)
+    refuse_unloaded(keys)  # checked before the Flux.1 marker that Flux.2 and Chroma share
+    family = denoiser_family(_denoiser_keys(keys))
     return family if family in FLOW_FAMILIES else None
 
 

@@ -83,6 +83,29 @@ def test_unknown_layouts_say_what_was_found(state_dict: dict, words: list[str]) 
         assert word in str(caught.value)
 
 
+@pytest.mark.parametrize(("key", "label"), [
+    ("conditioner.embedders.0.model.ln_final.weight", "Stable Diffusion XL refiner"),
+    ("model.diffusion_model.clip_txt_mapper.weight", "Stable Cascade (stage C)"),
+    ("t_block.1.weight", "PixArt"),
+    ("mlp_t5.0.weight", "Hunyuan-DiT"),
+    ("cond_seq_linear.weight", "AuraFlow"),
+    ("model.diffusion_model.encoder_hid_proj.weight", "Kolors"),
+    ("head.modulation", "Wan (video)"),
+    ("noise_augmentor.betas", "Stable unCLIP"),
+])
+def test_families_gouache_does_not_load_are_named(tmp_path: Path, key: str, label: str) -> None:
+    from safetensors.torch import save_file
+
+    from gouache.nodes.models import load_checkpoint
+
+    path = tmp_path / "other.safetensors"
+    save_file({key: torch.zeros(2, 2), "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(ModelLoadError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(f"this is a {label} checkpoint, which gouache does not load; gouache loads ")
+    assert "Stable Diffusion 1.x" in str(caught.value) and "Flux.1" in str(caught.value)
+
+
 def test_unsupported_folder_names_its_pipeline(tmp_path: Path) -> None:
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text("{}")
