@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from gouache.engine.events import Event
+
+if TYPE_CHECKING:  # imported with the first bar: `gouache serve` and `--quiet` runs never draw one
+    from tqdm import tqdm
 
 
 class Progress:
@@ -22,6 +24,8 @@ class Progress:
             return
         data = event.data
         if event.type == "started":
+            from tqdm import tqdm
+
             self.bar = tqdm(total=len(data["nodes"]), unit="node", file=sys.stderr, leave=False,
                             dynamic_ncols=True)
         elif self.bar is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import posixpath
@@ -121,6 +120,8 @@ def _describe(problem: Any) -> str:
     key = ".".join(str(part) for part in location)
     if problem["type"] == "extra_forbidden" and len(location) == 1:
         known = list(ConfigFile.model_fields)
+        import difflib  # only when suggesting a name: it is not needed to start
+
         close = difflib.get_close_matches(str(location[0]), known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"unknown key {key!r}: {hint}known keys are {', '.join(known)}"

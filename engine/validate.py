@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -136,6 +135,8 @@ def validate(workflow: Workflow, registry: Registry,
 
 def _did_you_mean(word: str, known: list[str]) -> str:
     """``did you mean 'X'? `` for the closest of ``known`` to ``word``, or nothing."""
+    import difflib  # only when suggesting a name: it is not needed to start
+
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if len(word) <= 200 else []
     return f"did you mean {close[0]!r}? " if close else ""
 
