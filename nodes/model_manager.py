@@ -157,28 +157,31 @@ class ModelManager:
 
     # -- loading -------------------------------------------------------------------------------
 
-    def checkpoint(self, path: Path, name: str, config_dir: Path | None = None) -> CheckpointRef:
-        """The checkpoint at ``path`` (file or diffusers folder), loaded once per fingerprint."""
+    def checkpoint(self, path: Path, name: str, config_dir: Path | None = None,
+                   prediction_type: str | None = None) -> CheckpointRef:
+        """The checkpoint at ``path`` (file or diffusers folder), loaded once per fingerprint, config folder
+        and prediction override (``None``: what the file says)."""
         from gouache.nodes.models import fingerprint
 
-        key = f"{fingerprint(path)}|{config_dir or ''}"
+        key = f"{fingerprint(path)}|{config_dir or ''}" + (f"|{prediction_type}" if prediction_type else "")
         with self._lock:
             if key not in self._refs:
                 self._sources[f"checkpoint:{key}"] = _Source(
-                    functools.partial(self._load_checkpoint, Path(path), key, config_dir),
+                    functools.partial(self._load_checkpoint, Path(path), key, config_dir, prediction_type),
                     functools.partial(file_bytes, path))
                 self._refs[key] = CheckpointRef(key, name, functools.partial(self._get, f"checkpoint:{key}"))
             ref = self._refs[key]
             self._get(f"checkpoint:{key}")
             return ref
 
-    def _load_checkpoint(self, path: Path, key: str, config_dir: Path | None) -> _Held:
+    def _load_checkpoint(self, path: Path, key: str, config_dir: Path | None, prediction_type: str | None) -> _Held:
         import torch
 
         from gouache.nodes.models import fingerprint, load_checkpoint
 
         _same_file(path, key.partition("|")[0], fingerprint)
-        return self._prepare(load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu"))
+        return self._prepare(load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu",
+                                             prediction_type=prediction_type))
 
     def parts(self, paths: list[Path], name: str, variant: str, load: Callable[[], Any]) -> CheckpointRef:
         """Parts of a model from split files (a diffusion model, text encoders, a VAE), loaded once.

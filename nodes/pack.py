@@ -23,10 +23,10 @@ from gouache.nodes.mask_nodes import MASK_NODES
 from gouache.nodes.part_loaders import DiffusionModelLoader, TextEncoderLoader, VAELoader
 from gouache.nodes.primitives import PRIMITIVE_NODES
 from gouache.nodes.support import fingerprint_of, manager_of, resolve
+from gouache.nodes.text_nodes import TEXT_NODES
 from gouache.nodes.types import (
     SOCKET_TYPES,
     ClipHandle,
-    Conditioning,
     LoraPatch,
     ModelHandle,
     VaeHandle,
@@ -34,8 +34,10 @@ from gouache.nodes.types import (
 
 MAX_SIDE = 16384
 MAX_SEED = 2**64 - 1
-MAX_PROMPT = 20_000
-"""Longest prompt, in characters: about 65 windows of 75 tokens, seconds per encoder on a CPU."""
+
+
+PREDICTION_CHOICES = ("auto", "epsilon", "v_prediction")
+"""``CheckpointLoader``'s prediction override; ``auto`` decides from the file."""
 
 
 class CheckpointLoader(Node):
@@ -48,18 +50,26 @@ class CheckpointLoader(Node):
     category = "loaders"
     cache = CachePolicy.FINGERPRINT
     inputs = [Input("name", "COMBO", default="gouache-tiny", choices_from="checkpoints", link="widget",
-                    description="A checkpoint from the checkpoints folders; gouache-tiny ships with gouache.")]
+                    description="A checkpoint from the checkpoints folders; gouache-tiny ships with gouache."),
+              Input("prediction_type", "COMBO", default="auto", choices=PREDICTION_CHOICES,
+                    description="What the model predicts; auto reads it from the file (a v_pred key, metadata, "
+                                "a sidecar .yaml, the family's rule).")]
     outputs = [Output("model", "MODEL"), Output("clip", "CLIP"), Output("vae", "VAE")]
 
-    def fingerprint(self, ctx, name):
+    def fingerprint(self, ctx, name, prediction_type="auto"):
         entry = resolve(ctx, "checkpoints", name)
         config_dir = entry.info.get("config_dir")
-        return fingerprint_of(entry.path) + (f"|{fingerprint_of(Path(config_dir))}" if config_dir else "")
+        return (fingerprint_of(entry.path) + (f"|{fingerprint_of(Path(config_dir))}" if config_dir else "")
+                + ("" if prediction_type == "auto" else f"|{prediction_type}"))
 
-    def run(self, ctx, name):
+    def run(self, ctx, name, prediction_type="auto"):
         entry = resolve(ctx, "checkpoints", name)
         config_dir = entry.info.get("config_dir")
-        ref = manager_of(ctx).checkpoint(entry.path, name, Path(config_dir) if config_dir else None)
+        try:
+            ref = manager_of(ctx).checkpoint(entry.path, name, Path(config_dir) if config_dir else None,
+                                             None if prediction_type == "auto" else prediction_type)
+        except ValueError as error:  # ModelLoadError: the file does not load, and the message says why
+            raise InputError("name", str(error), "unreadable") from None
         return {"model": ModelHandle(ref), "clip": ClipHandle(ref), "vae": VaeHandle(ref)}
 
 
@@ -131,35 +141,6 @@ class LoraModelLoader(Node):
 
     def run(self, ctx, model, name, strength):
         return _apply_lora(ctx, name, model, strength)
-
-
-class TextEncode(Node):
-    """Encode a prompt. ``(word:1.3)``, ``(word)`` and ``[word]`` weigh words; long prompts are
-    split into 75-token windows, never cut."""
-
-    type_name = "TextEncode"
-    category = "conditioning"
-    inputs = [Input("clip", "CLIP"), Input("text", "STRING", default="", multiline=True, max_length=MAX_PROMPT,
-                    description=f"The prompt; at most {MAX_PROMPT:,} characters.")]
-    outputs = [Output("conditioning", "CONDITIONING")]
-
-    def run(self, ctx, clip, text):
-        from contextlib import ExitStack
-
-        import torch
-
-        from gouache.nodes.lora import patched
-        from gouache.nodes.prompt import encode
-
-        manager = manager_of(ctx)
-        parts = clip.parts()
-        device = manager.on_device([module for _, module in parts])
-        with torch.no_grad(), ExitStack() as stack:
-            for slot, module in parts:
-                stack.enter_context(patched(manager, slot, module, clip.patches))
-            embeds, pooled = encode(clip.checkpoint.loaded, text, device, ctx.check_interrupt)
-        pooled = pooled.to("cpu") if pooled is not None else None
-        return {"conditioning": Conditioning(embeds.to("cpu"), pooled, None, text)}
 
 
 class EmptyLatent(Node):
@@ -439,7 +420,7 @@ def _check_images(images: Any, name: str) -> None:
         raise InputError(name, f"expected an IMAGE tensor [B,H,W,C], got {shape or type(images).__name__}", "wrong_shape")
 
 
-NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, TextEncode, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
+NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, *TEXT_NODES, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
          LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel,
          DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift,
          *MASK_NODES, *IMAGE_NODES, *LATENT_NODES, *PRIMITIVE_NODES]

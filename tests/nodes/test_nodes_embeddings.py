@@ -185,3 +185,64 @@ def test_embeddings_are_described_from_names_and_shapes_only(gouache_home):
     pair = folder / "tiny-sdxl-pair.safetensors"
     assert describe_embedding(pair, safetensors_header(pair))["vectors"] == 2
     assert describe_embedding(pair, safetensors_header(pair))["widths"] == [8, 16]
+
+
+# -- through workflows, as a user runs them --------------------------------------------------------
+
+
+def _conditioning(engine, workflow):
+    result = engine.run(workflow, outputs=["positive"])
+    assert result.ok, result.error
+    return result.outputs["positive"]["conditioning"]
+
+
+def _with_skip(workflow, stop_at_layer):
+    workflow["nodes"]["skip"] = {"type": "ClipSetLastLayer", "inputs": {
+        "clip": {"node": "checkpoint", "output": "clip"}, "stop_at_layer": stop_at_layer}}
+    workflow["nodes"]["positive"]["inputs"]["clip"] = {"node": "skip", "output": "clip"}
+    return workflow
+
+
+def test_a_prompt_uses_an_embedding_by_name_with_or_without_its_suffix(shared_engine, gouache_home):
+    loaded = _loaded(gouache_home, "tiny-sd1")
+    expected, _ = _encode(loaded, "a red (embedding:e:1.2) circle",
+                          embeddings={"e": read_embedding(gouache_home / EMBEDDINGS / "tiny-a1111.pt", "e")})
+    for name in ("tiny-a1111", "tiny-a1111.pt"):
+        found = _conditioning(shared_engine, text_to_image(prompt=f"a red (embedding:{name}:1.2) circle"))
+        assert torch.equal(found.embeds, expected)
+
+
+def test_an_unknown_embedding_is_a_validation_problem_listing_those_found(shared_engine):
+    valid, problems = shared_engine.check(text_to_image(prompt="a embedding:nope circle, embedding:tiny-emb"))
+    assert valid is None
+    assert [(p.node, p.input, p.code) for p in problems] == [("positive", "text", "unknown_embedding")]
+    assert "'nope'" in problems[0].message and "tiny-a1111" in problems[0].message
+
+
+def test_an_embedding_for_another_width_fails_naming_it(shared_engine):
+    result = shared_engine.run(text_to_image(prompt="a embedding:odd-width circle"), outputs=["positive"])
+    assert not result.ok
+    assert (result.error.node, result.error.input, result.error.code) == ("positive", "text", "wrong_embedding")
+    assert "'odd-width'" in result.error.message
+
+
+def test_the_sdxl_pair_encodes_through_a_workflow(shared_engine):
+    conditioning = _conditioning(shared_engine, text_to_image("tiny-sdxl", prompt="a embedding:tiny-sdxl-pair circle"))
+    plain = _conditioning(shared_engine, text_to_image("tiny-sdxl", prompt="a circle"))
+    assert conditioning.embeds.shape == plain.embeds.shape and not torch.allclose(conditioning.embeds, plain.embeds)
+
+
+def test_break_in_a_workflow_gives_two_windows(shared_engine):
+    assert _conditioning(shared_engine, text_to_image(prompt="a red circle BREAK blue")).embeds.shape[1] == 77 * 2
+
+
+def test_clip_set_last_layer_in_a_workflow(shared_engine, gouache_home):
+    plain = _conditioning(shared_engine, text_to_image(prompt="a red circle, skipped")).embeds
+    last = _conditioning(shared_engine, _with_skip(text_to_image(prompt="a red circle, skipped"), -1)).embeds
+    skipped = _conditioning(shared_engine, _with_skip(text_to_image(prompt="a red circle, skipped"), -2)).embeds
+    assert torch.equal(last, plain) and not torch.allclose(skipped, plain)
+    expected, _ = _encode(_loaded(gouache_home, "tiny-sd1"), "a red circle, skipped", stop_at_layer=-2)
+    assert torch.equal(skipped, expected)
+    result = shared_engine.run(_with_skip(text_to_image(prompt="deep"), -3), outputs=["positive"])
+    assert (result.error.node, result.error.input, result.error.code) == ("skip", "stop_at_layer", "too_deep")
+    assert "2 layers" in result.error.message

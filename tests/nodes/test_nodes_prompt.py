@@ -111,7 +111,7 @@ def test_an_interrupt_stops_a_vae_decode_inside_the_decoder(shared_engine):
 
 
 def test_a_prompt_longer_than_the_limit_is_refused_at_validation(shared_engine):
-    from gouache.nodes.pack import MAX_PROMPT
+    from gouache.nodes.text_nodes import MAX_PROMPT
 
     valid, problems = shared_engine.check(text_to_image(prompt="x" * (MAX_PROMPT + 1)))
     assert valid is None
