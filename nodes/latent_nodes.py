@@ -5,7 +5,7 @@ Each node names its ComfyUI counterpart in ``docs/builtin-nodes.md``.
 
 from __future__ import annotations
 
-from gouache.engine import Input, InputError, Node, Output
+from gouache.engine import Input, Node, Output
 from gouache.nodes.latent import DOWNSCALE
 from gouache.nodes.masks import MAX_SIDE
 
@@ -85,62 +85,45 @@ class LatentFromBatch(Node):
         return {"latent": take_latent(latent, batch_index, length)}
 
 
-def _overlap_problem(values: dict) -> list[InputError]:
-    tile, overlap = values.get("tile_size", 512), values.get("overlap", 64)
-    if overlap >= tile:
-        return [InputError("overlap", f"{overlap} px is not below tile_size {tile} px; lower it", "overlap_too_large")]
-    return []
-
-
-_TILE_INPUTS = [Input("tile_size", "INT", default=512, min=16, max=MAX_SIDE, step=8,
-                      description="Tile side in image pixels."),
-                Input("overlap", "INT", default=64, min=0, max=MAX_SIDE, step=8,
-                      description="Pixels neighbouring tiles share and blend over; below tile_size.")]
+_TILE_SIZE = Input("tile_size", "INT", default=512, min=16, max=MAX_SIDE, step=8,
+                   description="Largest tile side the device sees, in each layer's own pixels.")
 
 
 class VAEDecodeTiled(Node):
     """Turn latents into images with the VAE a tile at a time, so large images fit in device memory.
 
-    Neighbouring tiles overlap and blend; the result is close to VAEDecode's but not equal to it
-    (each tile is normalised on its own; ``docs/builtin-nodes.md`` has the figures).
+    The result equals VAEDecode's (up to float rounding, seams included): GroupNorm statistics are taken
+    over the whole image, not per tile. Full-size activations are held in RAM instead.
     """
 
     type_name = "VAEDecodeTiled"
     category = "latent"
-    inputs = [Input("latent", "LATENT"), Input("vae", "VAE"), *_TILE_INPUTS]
+    inputs = [Input("latent", "LATENT"), Input("vae", "VAE"), _TILE_SIZE]
     outputs = [Output("image", "IMAGE")]
 
-    def check(self, values):
-        return _overlap_problem(values)
-
-    def run(self, ctx, latent, vae, tile_size, overlap):
+    def run(self, ctx, latent, vae, tile_size):
         from gouache.nodes.support import manager_of
         from gouache.nodes.tiled_vae import decode_tiled
 
-        return {"image": decode_tiled(manager_of(ctx), vae.checkpoint.loaded, latent, tile_size, overlap,
-                                      ctx.check_interrupt, ctx.progress)}
+        return {"image": decode_tiled(manager_of(ctx), vae.checkpoint.loaded, latent, tile_size, ctx.check_interrupt)}
 
 
 class VAEEncodeTiled(Node):
     """Turn images into latents with the VAE a tile at a time, so large images fit in device memory.
 
-    Neighbouring tiles overlap and blend; the result is close to VAEEncode's but not equal to it.
+    The result equals VAEEncode's (up to float rounding); full-size activations are held in RAM instead.
     """
 
     type_name = "VAEEncodeTiled"
     category = "latent"
-    inputs = [Input("image", "IMAGE"), Input("vae", "VAE"), *_TILE_INPUTS]
+    inputs = [Input("image", "IMAGE"), Input("vae", "VAE"), _TILE_SIZE]
     outputs = [Output("latent", "LATENT")]
 
-    def check(self, values):
-        return _overlap_problem(values)
-
-    def run(self, ctx, image, vae, tile_size, overlap):
+    def run(self, ctx, image, vae, tile_size):
         from gouache.nodes.support import manager_of
         from gouache.nodes.tiled_vae import encode_tiled
 
-        return {"latent": encode_tiled(manager_of(ctx), vae.checkpoint.loaded, image, tile_size, overlap,
-                                       ctx.check_interrupt, ctx.progress)}
+        return {"latent": encode_tiled(manager_of(ctx), vae.checkpoint.loaded, image, tile_size, ctx.check_interrupt)}
 
 
 LATENT_NODES = [InpaintEncode, CompositeLatents, RepeatLatentBatch, LatentFromBatch, VAEDecodeTiled, VAEEncodeTiled]

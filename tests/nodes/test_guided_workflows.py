@@ -118,3 +118,19 @@ def test_primitives_feed_inputs_of_their_type(shared_engine):
     assert result.outputs["grow"]["mask"].shape == (1, 24, 24) and result.outputs["grow"]["mask"].eq(0.25).all()
     assert result.outputs["as_float"]["mask"].eq(0).all(), "an INT feeds a FLOAT input"
     assert result.outputs["prompt"]["value"] == "two\nlines"
+
+
+def test_tiled_decode_and_encode_in_a_workflow_equal_the_whole_image_ones(shared_engine):
+    workflow = text_to_image("tiny-sd1", size=128, steps=2, seed=9)  # a 32 px image: 4 tiles of 16
+    nodes = workflow["nodes"]
+    vae = link("checkpoint", "vae")
+    nodes["tiled"] = {"type": "VAEDecodeTiled", "inputs": {"latent": link("sampler", "latent"), "vae": vae,
+                                                           "tile_size": 16}}
+    nodes["encode"] = {"type": "VAEEncode", "inputs": {"image": link("decode", "image"), "vae": vae}}
+    nodes["encode_tiled"] = {"type": "VAEEncodeTiled", "inputs": {"image": link("decode", "image"), "vae": vae,
+                                                                  "tile_size": 16}}
+    result = shared_engine.run(workflow, outputs=["decode", "tiled", "encode", "encode_tiled"])
+    assert result.ok, result.error
+    outputs = result.outputs
+    assert (outputs["tiled"]["image"] - outputs["decode"]["image"]).abs().max() <= 1 / 255
+    assert (outputs["encode_tiled"]["latent"]["samples"] - outputs["encode"]["latent"]["samples"]).abs().max() < 1e-4

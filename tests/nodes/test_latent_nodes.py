@@ -11,8 +11,8 @@ import torch
 from gouache.engine import InputError
 from gouache.nodes.compositing import inpaint_pixels
 from gouache.nodes.latent import decode, encode
-from gouache.nodes.latent_nodes import CompositeLatents, LatentFromBatch, RepeatLatentBatch, VAEDecodeTiled
-from gouache.nodes.tiled_vae import decode_tiled, encode_tiled, tile_starts
+from gouache.nodes.latent_nodes import CompositeLatents, LatentFromBatch, RepeatLatentBatch
+from gouache.nodes.tiled_vae import decode_tiled, encode_tiled
 
 torch.set_num_threads(1)
 
@@ -79,17 +79,6 @@ def test_inpaint_fill_refuses_a_mask_of_another_size():
     assert error.value.input == "mask" and error.value.code == "size_mismatch"
 
 
-def test_tiles_cover_the_side_and_end_at_the_border():
-    assert tile_starts(10, 16, 4) == [0]
-    assert tile_starts(32, 16, 4) == [0, 12, 16]
-    assert tile_starts(28, 16, 4) == [0, 12]
-
-
-def test_tiled_overlap_not_below_the_tile_fails_validation_when_typed_in():
-    assert VAEDecodeTiled().check({"tile_size": 64, "overlap": 64})[0].input == "overlap"
-    assert VAEDecodeTiled().check({"tile_size": 64, "overlap": 32}) == []
-
-
 class _Cpu:
     """A model manager that keeps everything on the CPU."""
 
@@ -109,24 +98,34 @@ def _picture(size: int) -> torch.Tensor:
     return torch.stack([0.5 + 0.4 * torch.sin(6 * cols), 0.5 + 0.4 * torch.cos(5 * rows), rows * cols], -1)[None]
 
 
-def test_one_tile_covering_everything_equals_the_whole_image(tiny_vae):
-    image = _picture(32)
-    latent = encode(_Cpu(), tiny_vae, image)
-    assert torch.equal(decode_tiled(_Cpu(), tiny_vae, latent, 64, 8), decode(_Cpu(), tiny_vae, latent))
-    assert torch.equal(encode_tiled(_Cpu(), tiny_vae, image, 64, 8)["samples"], latent["samples"])
-
-
-def test_tiled_decode_and_encode_stay_near_the_whole_image(tiny_vae):
-    """What blending tiles achieves on the tiny random VAE (figures in docs/builtin-nodes.md): every tile is
-    normalised by its own GroupNorm statistics, so it is near the whole-image result, not equal to it."""
+def test_tiled_decode_and_encode_equal_the_whole_image_seams_included(tiny_vae):
+    """Tiles 8 px wide on a 64 px picture: every layer is cut into many tiles, yet GroupNorm statistics and
+    the mid block cover the whole image, so only float rounding differs (figures in docs/builtin-nodes.md)."""
     image = _picture(64)
     latent = encode(_Cpu(), tiny_vae, image)
     whole = decode(_Cpu(), tiny_vae, latent)
     interrupts = []
-    tiled = decode_tiled(_Cpu(), tiny_vae, latent, 32, 8, lambda: interrupts.append(1))
-    assert tiled.shape == whole.shape and interrupts, "the interrupt is checked between tiles"
-    difference = (tiled - whole).abs()
-    assert difference.mean() < 0.15
-    latents = encode_tiled(_Cpu(), tiny_vae, image, 32, 8)["samples"]
+    tiled = decode_tiled(_Cpu(), tiny_vae, latent, 8, lambda: interrupts.append(1))
+    assert tiled.shape == whole.shape and (tiled - whole).abs().max() < 1e-4
+    assert len(interrupts) > 64, "the interrupt is checked between tiles"
+    latents = encode_tiled(_Cpu(), tiny_vae, image, 8)["samples"]
     assert latents.shape == latent["samples"].shape
-    assert (latents - latent["samples"]).abs().mean() < latent["samples"].abs().mean()
+    assert (latents - latent["samples"]).abs().max() < 1e-4
+
+
+def test_tiled_decode_stops_when_interrupted(tiny_vae):
+    from gouache.engine import Interrupted
+
+    def stop():
+        raise Interrupted("stop")
+
+    latent = encode(_Cpu(), tiny_vae, _picture(32))
+    with pytest.raises(Interrupted):
+        decode_tiled(_Cpu(), tiny_vae, latent, 8, stop)
+
+
+def test_tiled_refuses_a_vae_it_cannot_walk(tiny_vae):
+    odd = types.SimpleNamespace(vae=torch.nn.Identity())
+    with pytest.raises(InputError) as error:
+        decode_tiled(_Cpu(), odd, {"samples": torch.zeros(1, 4, 4, 4)}, 8)
+    assert error.value.input == "vae" and error.value.code == "not_tileable"
