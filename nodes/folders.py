@@ -66,15 +66,36 @@ def _family_of_keys(header: dict[str, Any]) -> str | None:
         return None
 
 
+INPAINTING_CHANNELS = 9
+"""A UNet that reads the noisy latent (4), the masked image's latent (4) and the mask (1): an inpainting model."""
+
+
+def _kind(in_channels: int | None) -> str:
+    return "inpainting" if in_channels == INPAINTING_CHANNELS else "checkpoint"
+
+
 def describe_checkpoint(path: Path) -> dict[str, Any]:
-    """Format and family of a checkpoint, from its header or folder configs."""
+    """Format, family, kind (``checkpoint`` or ``inpainting``) and a stated prediction type of a checkpoint,
+    from its header or folder configs."""
     if path.is_dir():
         from gouache.nodes.models.detect import detect_folder
 
         detection = detect_folder(path)
-        return {"format": "diffusers", "family": detection.family.name, "prediction_type": detection.prediction_type}
+        try:
+            unet = json.loads((path / detection.family.denoiser_slot / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            unet = {}
+        return {"format": "diffusers", "family": detection.family.name, "kind": _kind(unet.get("in_channels")),
+                "prediction_type": detection.prediction_type}
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
-        return {"format": "safetensors", "family": _family_of_keys(safetensors_header(path))}
+        from gouache.nodes.families import UNET_PREFIX
+        from gouache.nodes.models.detect import prediction_from_metadata
+
+        header = safetensors_header(path)
+        first = header.get(f"{UNET_PREFIX}input_blocks.0.0.weight", {}).get("shape") or [None, None]
+        info = {"format": "safetensors", "family": _family_of_keys(header), "kind": _kind(first[1])}
+        stated = "v_prediction" if "v_pred" in header else prediction_from_metadata(header.get("__metadata__") or {})
+        return {**info, "prediction_type": stated} if stated else info
     return {"format": path.suffix.lower().lstrip("."), "family": None}
 
 
@@ -139,6 +160,33 @@ def describe_diffusion_model(path: Path) -> dict[str, Any]:
     return {"format": "safetensors", "family": family.name if family else None}
 
 
+def describe_vae(path: Path) -> dict[str, Any]:
+    """A VAE's format and the families whose latents it could make, by its latent channels (header only)."""
+    info: dict[str, Any] = {**describe_file(path), "kind": "vae"}
+    channels = None
+    if path.is_dir():
+        channels = json.loads((path / "config.json").read_text(encoding="utf-8")).get("latent_channels")
+    elif path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        header = safetensors_header(path)
+        for key in ("quant_conv.weight", "encoder.conv_out.weight"):
+            found = next((v for k, v in header.items() if k != "__metadata__" and k.endswith(key)), None)
+            if found and found.get("shape"):
+                channels = found["shape"][0] // 2  # the mean and the log-variance of each latent channel
+                break
+    if channels is None:
+        return info
+    families = [f.name for f in FAMILIES.values() if f.latent.channels == channels]
+    return {**info, "latent_channels": channels, "family": "/".join(families) or None}
+
+
+def describe_embedding(path: Path) -> dict[str, Any]:
+    """An embedding's vector count, widths and the encoders those widths are (names and shapes only)."""
+    from gouache.nodes.embeddings import describe_embedding as describe
+
+    header = safetensors_header(path) if path.suffix.lower() in SAFETENSORS_SUFFIXES else None
+    return describe(path, header)
+
+
 def describe_file(path: Path) -> dict[str, Any]:
     """Just the file format (upscalers, VAEs, embeddings: spandrel decides the architecture on load)."""
     return {"format": "diffusers" if path.is_dir() else path.suffix.lower().lstrip(".")}
@@ -173,7 +221,7 @@ def model_folders() -> list[ModelFolder]:
         ModelFolder("loras", SAFETENSORS_SUFFIXES, describe=describe_lora,
                     builtin=lambda: _builtin_file(TINY_LORA, describe_lora),
                     description="LoRA files in kohya/A1111 or diffusers/peft layout"),
-        ModelFolder("vae", CHECKPOINT_SUFFIXES, describe=describe_file,
+        ModelFolder("vae", CHECKPOINT_SUFFIXES, directories=True, marker="config.json", describe=describe_vae,
                     description="Standalone VAEs"),
         # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).
         ModelFolder("diffusion_models", CHECKPOINT_SUFFIXES, directories=True, describe=describe_diffusion_model,
@@ -184,7 +232,7 @@ def model_folders() -> list[ModelFolder]:
         ModelFolder("upscale_models", (".pth", ".pt", ".safetensors"), describe=describe_file,
                     builtin=lambda: _builtin_file(TINY_UPSCALER, describe_file),
                     description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
-        ModelFolder("embeddings", CHECKPOINT_SUFFIXES, describe=describe_file,
+        ModelFolder("embeddings", CHECKPOINT_SUFFIXES, describe=describe_embedding,
                     description="Textual-inversion embeddings"),
         # The shipped example image is offered beside the user's own, so the shipped
         # image-to-image workflow runs in a fresh home; a file of that name in input/ wins.

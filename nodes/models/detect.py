@@ -10,7 +10,8 @@ Files without a text encoder fall back on the denoiser's cross-attention width (
 The prediction type cannot always be read from the weights; the rule, first match wins:
 
 1. a ``v_pred`` key in the state dict (the marker ComfyUI and several v-prediction fine-tunes write)
-   means ``v_prediction``;
+   means ``v_prediction``; so does a safetensors ``__metadata__`` ``modelspec.prediction_type`` of
+   ``v`` (Stability's model spec; ``epsilon`` there means epsilon);
 2. a sidecar ``<checkpoint stem>.yaml`` (the A1111 convention) decides through
    ``model.params.parameterization`` (``"v"`` means ``v_prediction``, absent means ``epsilon``);
 3. the family's ``prediction_by_name`` patterns on the file name (SD 2.x: a name that mentions
@@ -170,12 +171,22 @@ def _sidecar_parameterization(path: Path) -> PredictionType | None:
     return "v_prediction" if params.get("parameterization") == "v" else "epsilon"
 
 
+def prediction_from_metadata(metadata: Mapping[str, str]) -> PredictionType | None:
+    """The prediction type a safetensors header's ``__metadata__`` states (``modelspec.prediction_type``), if any."""
+    value = str(metadata.get("modelspec.prediction_type", "")).strip().lower()
+    return {"v": "v_prediction", "v_prediction": "v_prediction", "epsilon": "epsilon", "eps": "epsilon"}.get(value)
+
+
 def detect_prediction_type(
-    family: Family, state_dict: Mapping[str, torch.Tensor], path: Path | None = None
+    family: Family, state_dict: Mapping[str, torch.Tensor], path: Path | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Detection:
     """Decide the prediction type by the rule in this module's docstring."""
     if "v_pred" in state_dict:
         return Detection(family, "v_prediction", "the file has a v_pred key", explicit=True)
+    stated = prediction_from_metadata(metadata or {})
+    if stated is not None:
+        return Detection(family, stated, "the file's modelspec.prediction_type says so", explicit=True)
     if path is not None:
         from_yaml = _sidecar_parameterization(Path(path))
         if from_yaml is not None:
@@ -188,9 +199,11 @@ def detect_prediction_type(
     return Detection(family, default, f"{family.label} models default to {default}")
 
 
-def detect_checkpoint(state_dict: Mapping[str, torch.Tensor], path: Path | None = None) -> Detection:
-    """Detect family and prediction type of an original-layout state dict (``path`` helps the latter)."""
-    return detect_prediction_type(detect_family(state_dict), state_dict, path)
+def detect_checkpoint(state_dict: Mapping[str, torch.Tensor], path: Path | None = None,
+                      metadata: Mapping[str, str] | None = None) -> Detection:
+    """Detect family and prediction type of an original-layout state dict (``path`` and the safetensors
+    ``metadata`` help the latter)."""
+    return detect_prediction_type(detect_family(state_dict), state_dict, path, metadata)
 
 
 def _read_json(path: Path) -> dict:

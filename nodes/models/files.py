@@ -61,6 +61,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def read_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's ``__metadata__`` (header only); ``{}`` for other formats or a file without one."""
+    from gouache.nodes.folders import safetensors_header
+
+    path = Path(path)
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
+        return {}
+    try:
+        metadata = safetensors_header(path).get("__metadata__") or {}
+    except (OSError, ValueError):
+        return {}  # read_state_dict says what is wrong with the file
+    return {str(k): str(v) for k, v in metadata.items()}
+
+
 def _stat_line(path: Path, name: str) -> str:
     stat = path.stat()
     return f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n"

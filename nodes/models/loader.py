@@ -27,7 +27,7 @@ from gouache.nodes.families import Family, TextEncoder
 
 from .detect import PREDICTION_TYPES, Detection, detect_checkpoint, detect_folder
 from .errors import ModelLoadError
-from .files import fingerprint, read_state_dict
+from .files import fingerprint, read_metadata, read_state_dict
 from .shipped import load_tokenizer, shipped_config_dir
 
 __all__ = ["LoadedCheckpoint", "LoadedEncoder", "fingerprint", "load_checkpoint"]
@@ -155,7 +155,7 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
     flow = detect_flow_family(state_dict)
     if flow is not None:  # SD 3.x, Flux.1: configs come from the tensors' shapes, weights keep their dtype
         return load_single_file(path, flow, state_dict)
-    detection = detect_checkpoint(state_dict, path)
+    detection = detect_checkpoint(state_dict, path, read_metadata(path))
     family = detection.family
     if config_dir is not None:
         folder_family = detect_folder(config_dir).family

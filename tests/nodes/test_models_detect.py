@@ -112,3 +112,17 @@ def test_unsupported_folder_names_its_pipeline(tmp_path: Path) -> None:
     (tmp_path / "model_index.json").write_text('{"_class_name": "AuraFlowPipeline"}')
     with pytest.raises(ModelLoadError, match="AuraFlowPipeline"):
         detect_folder(tmp_path)
+
+
+@pytest.mark.parametrize(("stated", "expected"), [("v", "v_prediction"), ("epsilon", "epsilon")])
+def test_modelspec_metadata_states_the_prediction_type(tiny_sd1, tmp_path: Path, stated: str, expected: str) -> None:
+    from safetensors.torch import save_file
+
+    from gouache.nodes.folders import describe_checkpoint
+    from gouache.nodes.models import load_checkpoint, read_state_dict
+
+    path = tmp_path / "named-as-nothing.safetensors"
+    save_file(read_state_dict(tiny_sd1.safetensors), str(path), metadata={"modelspec.prediction_type": stated})
+    loaded = load_checkpoint(path, config_dir=tiny_sd1.folder)
+    assert loaded.prediction_type == loaded.scheduler_config["prediction_type"] == expected
+    assert describe_checkpoint(path)["prediction_type"] == expected

@@ -246,3 +246,15 @@ def test_clip_set_last_layer_in_a_workflow(shared_engine, gouache_home):
     result = shared_engine.run(_with_skip(text_to_image(prompt="deep"), -3), outputs=["positive"])
     assert (result.error.node, result.error.input, result.error.code) == ("skip", "stop_at_layer", "too_deep")
     assert "2 layers" in result.error.message
+
+
+def test_real_widths_are_named_as_the_encoders_people_know(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"clip_l": torch.zeros(4, 768), "clip_g": torch.zeros(4, 1280)}, str(tmp_path / "xl.safetensors"))
+    torch.save({"string_to_param": {"*": torch.zeros(1, 1024)}}, str(tmp_path / "sd2.pt"))
+    from gouache.nodes.folders import describe_embedding as describe
+
+    assert describe(tmp_path / "xl.safetensors")["encoders"] == ["clip_l", "clip_g"]
+    assert describe(tmp_path / "sd2.pt") == {"format": "pt", "kind": "embedding", "vectors": 1, "widths": [1024],
+                                             "encoders": ["clip_h"]}

@@ -25,13 +25,18 @@ def test_gouache_models_json_lists_every_kind_with_format_and_family(gouache_hom
     assert loras["tiny-sdxl-kohya.safetensors"]["parts"] == ["unet", "text_encoder", "text_encoder_2"]
     assert loras["tiny-kohya.safetensors"]["kinds"] == ["lora"]
     assert "tiny-2x.safetensors" in {entry["name"] for entry in found["upscale_models"]}
+    assert checkpoints["tiny-sd2"]["kind"] == "checkpoint"
+    embeddings = {entry["name"]: entry for entry in found["embeddings"]}
+    assert {name: (entry["kind"], entry["vectors"], entry["widths"]) for name, entry in embeddings.items()} == {
+        "tiny-a1111.pt": ("embedding", 2, [8]), "tiny-emb.safetensors": ("embedding", 3, [8]),
+        "tiny-sdxl-pair.safetensors": ("embedding", 2, [8, 16]), "odd-width.safetensors": ("embedding", 1, [5])}
 
 
 def test_single_files_are_described_from_their_header(tiny_sd1, tiny_sdxl, tmp_path):
     from gouache.nodes.folders import describe_checkpoint
 
-    assert describe_checkpoint(tiny_sd1.safetensors) == {"format": "safetensors", "family": "sd1"}
-    assert describe_checkpoint(tiny_sdxl.safetensors) == {"format": "safetensors", "family": "sdxl"}
+    assert describe_checkpoint(tiny_sd1.safetensors) == {"format": "safetensors", "family": "sd1", "kind": "checkpoint"}
+    assert describe_checkpoint(tiny_sdxl.safetensors) == {"format": "safetensors", "family": "sdxl", "kind": "checkpoint"}
     assert describe_checkpoint(tiny_sd1.ckpt) == {"format": "ckpt", "family": None}
 
 
