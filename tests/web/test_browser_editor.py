@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from web_support import Client, chain, steps_workflow
+from web_support import Client, add_chain, chain, steps_workflow
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -68,6 +68,24 @@ def test_a_reloaded_page_catches_up_with_the_running_node(editor_page, server):
     ui.page.click("#queue li[data-status=running] button.cancel")
     ui.page.wait_for_selector("#history li[data-status=interrupted]")
     assert ui.page.locator("#queue li").count() == 0
+
+
+def test_the_events_of_a_500_node_run_arrive_in_batches_and_every_node_shows_them(editor_page, server):
+    client = Client(server.url)
+    client.put("/api/workflows/wide", add_chain(500))
+    ui = editor_page.open("?workflow=wide")
+    ui.page.wait_for_selector("#connection[data-state=open]")
+    ui.js("() => { window.seen = {node_finished: 0, node_cached: 0, finished: 0};"
+          " for (const type of Object.keys(window.seen)) window.gouache.on(type, () => window.seen[type]++); }")
+    for kind, state in (("node_finished", "done"), ("node_cached", "cached")):  # a run, then all from the cache
+        ui.page.click("#run")
+        ui.wait_for(lambda: ui.js(f"window.seen.{kind}") == 500,
+                    what=f"500 {kind} events")
+        ui.wait_for(lambda: ui.js("window.seen.finished") == (1 if state == "done" else 2), what="finished")
+        states = ui.js("() => window.gouache.nodeIds().map((id) => window.gouache.nodeState(id).state)")
+        assert states == [state] * 500
+    assert ui.page.locator("#connection[data-state=open]").count() == 1  # never dropped
+    ui.page.wait_for_selector("#history li[data-status=succeeded]")
 
 
 def test_an_incompatible_link_cannot_be_made(editor_page):
