@@ -68,6 +68,17 @@ def test_the_cli_imports_the_server_and_the_pack_only_when_a_command_needs_them(
     assert offenders("cli", ("gouache.web", "gouache.nodes", "gouache_training", *HEAVY), module_level_only=True) == []
 
 
+def test_only_the_ray_module_imports_ray():
+    """Ray is the optional extra gouache[ray]: everything else runs without it."""
+    for folder in ("engine", "nodes", "web", "cli", "gouache", "cluster"):
+        found = [line for line in offenders(folder, ("ray",)) if not line.startswith("cluster/ray_workers.py:")]
+        assert found == [], found
+
+
+def test_the_cluster_imports_neither_the_diffusion_pack_nor_the_cli():
+    assert offenders("cluster", ("gouache.nodes", "gouache.cli", "gouache_training", *HEAVY)) == []
+
+
 @pytest.mark.parametrize("module", ["gouache.nodes.pack", "gouache.cli.main", "gouache.web.server"])
 def test_importing_a_layer_loads_no_torch(module):
     code = (f"import sys, json, {module}; "
