@@ -11,7 +11,6 @@ the ``schemas:start`` and ``schemas:end`` markers); a test fails when it is out 
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model, with_config
 
-from gouache.engine import NodeInfo, PackReport, Problem, Workflow
+from gouache.engine import NodeInfo, PackReport, Problem, Workflow, jsonio
 from gouache.engine.events import RUN_EVENTS, EventData, ImageRef
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
@@ -357,7 +356,7 @@ def render() -> str:
 
 def _schema_block(title: str, model: type[BaseModel]) -> list[str]:
     schema = model.model_json_schema()
-    return [f"#### {title}", "", "```json", json.dumps(schema, indent=1, sort_keys=True), "```", ""]
+    return [f"#### {title}", "", "```json", jsonio.dumps(schema, indent=1, sort_keys=True), "```", ""]
 
 
 def update(page: Path) -> bool:
