@@ -76,8 +76,14 @@ workflows = st.fixed_dictionaries(
     {"format": st.one_of(st.just("gouache/1"), st.sampled_from(["gouache/2", "", 1]), values),
      "nodes": st.one_of(st.dictionaries(node_ids, nodes, max_size=6), values)},
     optional={"meta": values, "layout": values, "groups": values, "extra": values})
+sweeps = st.dictionaries(
+    st.one_of(st.sampled_from(["a.value", "b.value", "a.x", "n0.value", "a", ".value", "a.", ""]), any_text),
+    st.one_of(st.lists(leaves, max_size=4), st.sampled_from(["1..4", "0..1:0.5", "4..1", "1..99999999", "a..b", "1..",
+                                                             "..", "1..3:0", "1e9..1e9", ""]), any_text, values),
+    max_size=3)
 run_bodies = st.fixed_dictionaries({"workflow": st.one_of(workflows, values)},
-                                   optional={"outputs": st.one_of(st.lists(node_ids, max_size=3), values)})
+                                   optional={"outputs": st.one_of(st.lists(node_ids, max_size=3), values),
+                                             "sweep": st.one_of(sweeps, values), "zip": st.one_of(st.booleans(), values)})
 # Text that is JSON-like but not strict JSON, put where a value (or a key) of a workflow was.
 poison = st.sampled_from(["NaN", "-Infinity", "1e999", "1" * 80, '"\\ud800"', '"\\udfff\\ud800"', "[" * 80 + "]" * 80,
                           '{"a": 1, "a": 2}', '"\\u0000"', '"\\u0000\\n\\u001b"', "\x00", "\ufeff", "tru", "01", "'x'",
