@@ -19,6 +19,8 @@ from gouache.engine.events import (
 from gouache.engine.model_index import ModelIndex
 from gouache.engine.declaration import CachePolicy
 from gouache.engine.problems import InputError, NodeError
+from gouache.engine.sockets import LITERAL_TYPES
+from gouache.engine.values import check_value
 from gouache.engine.settings import Settings
 from gouache.engine.validate import ValidWorkflow
 
@@ -110,6 +112,8 @@ class Executor:
                 inputs = dict(node.literals)
                 for name, (src, out) in node.links.items():
                     inputs[name] = values[src][out]
+                if node.links:
+                    _check_linked_values(node_class, node.links, inputs)
                 ctx = RunContext(run_id, node_id, node_class.type_name, self.settings, self.models,
                                  self.resources, valid.workflow, bus, self._stop)
                 instance = node_class()
@@ -169,6 +173,23 @@ def finished_event(result: RunResult) -> FinishedData:
     """The ``finished`` event of a run: built here only, for the executor and for the web worker."""
     return FinishedData(run_id=result.run_id, status=result.status, seconds=result.seconds,
                         executed=len(result.executed), cached=len(result.cached))
+
+
+def _check_linked_values(node_class: type, links: dict[str, tuple[str, str]], inputs: dict[str, Any]) -> None:
+    """Hold a linked value to the rules its input sets for typed-in values (range, step, choices).
+
+    Validation can check only typed-in values; a number that arrives from a primitive node is checked
+    here, before the node runs, and fails naming the input.
+    """
+    specs = {spec.name: spec for spec in node_class.inputs}
+    for name in links:
+        spec = specs[name]
+        if spec.type not in LITERAL_TYPES and spec.choices is None:
+            continue
+        checked, problem = check_value(spec, inputs[name])
+        if problem is not None:
+            raise InputError(name, f"the value it was linked to {problem.message}", problem.code)
+        inputs[name] = checked
 
 
 def _message(error: BaseException) -> str:

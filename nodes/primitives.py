@@ -1,7 +1,7 @@
 """Primitive value nodes: one typed-in value, wired into any input of its type.
 
 Any literal input (an INT, FLOAT, STRING or BOOLEAN widget) also takes a link of its type, so one
-``Seed`` can drive several samplers and one ``Int`` several sizes; an INT also feeds FLOAT inputs.
+``Seed`` can drive several samplers and one ``PrimitiveInt`` several sizes; an INT also feeds FLOAT inputs.
 Values arriving by link are not checked against the receiving input's range before the run (only
 typed-in values are), so keep a primitive's value within what its consumers accept.
 """
@@ -17,7 +17,7 @@ INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 class Int(Node):
     """A whole number for any INT (or FLOAT) input."""
 
-    type_name = "Int"
+    type_name = "PrimitiveInt"
     category = "primitives"
     inputs = [Input("value", "INT", default=0, min=INT_MIN, max=INT_MAX, link="widget")]
     outputs = [Output("value", "INT")]
@@ -29,7 +29,7 @@ class Int(Node):
 class Float(Node):
     """A number for any FLOAT input."""
 
-    type_name = "Float"
+    type_name = "PrimitiveFloat"
     category = "primitives"
     inputs = [Input("value", "FLOAT", default=0.0, step=0.01, link="widget")]
     outputs = [Output("value", "FLOAT")]
@@ -41,7 +41,7 @@ class Float(Node):
 class String(Node):
     """A line of text for any STRING input."""
 
-    type_name = "String"
+    type_name = "PrimitiveString"
     category = "primitives"
     inputs = [Input("value", "STRING", default="", link="widget")]
     outputs = [Output("value", "STRING")]
@@ -53,7 +53,7 @@ class String(Node):
 class Text(Node):
     """Text over several lines (a prompt shared by several encoders) for any STRING input."""
 
-    type_name = "Text"
+    type_name = "PrimitiveText"
     category = "primitives"
     inputs = [Input("value", "STRING", default="", multiline=True, link="widget")]
     outputs = [Output("value", "STRING")]
@@ -65,7 +65,7 @@ class Text(Node):
 class Boolean(Node):
     """True or false for any BOOLEAN input."""
 
-    type_name = "Boolean"
+    type_name = "PrimitiveBoolean"
     category = "primitives"
     inputs = [Input("value", "BOOLEAN", default=False, link="widget")]
     outputs = [Output("value", "BOOLEAN")]

@@ -173,3 +173,14 @@ def test_shipped_workflows_match_the_schema_structure():
     for path in (Path(__file__).parents[2] / "workflows").glob("*.json"):
         workflow, problems = parse(json.loads(path.read_text()))
         assert workflow is not None and not problems, (path, problems)
+
+
+def test_a_linked_value_is_held_to_the_rules_of_the_input_it_feeds(engine):
+    workflow = wf(i={"type": "Int", "inputs": {"value": 13}},
+                  s={"type": "Span", "inputs": {"stop": {"node": "i", "output": "value"}}})
+    result = engine.run(workflow, outputs=["s"])
+    assert result.status == "failed"
+    assert (result.error.node, result.error.input, result.error.code) == ("s", "stop", "not_a_multiple")
+    assert result.error.message == "the value it was linked to 13 is not a multiple of 8"
+    workflow["nodes"]["i"]["inputs"]["value"] = 16
+    assert engine.run(workflow, outputs=["s"]).outputs["s"]["length"] == 16

@@ -103,21 +103,26 @@ def test_one_seed_node_drives_several_samplers(shared_engine):
 
 def test_primitives_feed_inputs_of_their_type(shared_engine):
     nodes = {
-        "width": {"type": "Int", "inputs": {"value": 24}},
-        "value": {"type": "Float", "inputs": {"value": 0.25}},
+        "width": {"type": "PrimitiveInt", "inputs": {"value": 24}},
+        "value": {"type": "PrimitiveFloat", "inputs": {"value": 0.25}},
         "solid": {"type": "SolidMask", "inputs": {"value": link("value", "value"), "width": link("width", "value"),
                                                   "height": link("width", "value")}},
-        "inverted": {"type": "Boolean", "inputs": {"value": True}},
+        "inverted": {"type": "PrimitiveBoolean", "inputs": {"value": True}},
         "grow": {"type": "GrowMask", "inputs": {"mask": link("solid", "mask"), "expand": 1,
                                                 "tapered_corners": link("inverted", "value")}},
-        "as_float": {"type": "ThresholdMask", "inputs": {"mask": link("grow", "mask"), "value": link("width", "value")}},
-        "prefix": {"type": "String", "inputs": {"value": "primitives"}},
-        "prompt": {"type": "Text", "inputs": {"value": "two\nlines"}},
+        "one": {"type": "PrimitiveInt", "inputs": {"value": 1}},
+        "as_float": {"type": "ThresholdMask", "inputs": {"mask": link("grow", "mask"), "value": link("one", "value")}},
+        "prefix": {"type": "PrimitiveString", "inputs": {"value": "primitives"}},
+        "prompt": {"type": "PrimitiveText", "inputs": {"value": "two\nlines"}},
     }
     result = _run(shared_engine, nodes, ["grow", "as_float", "prefix", "prompt"])
     assert result.outputs["grow"]["mask"].shape == (1, 24, 24) and result.outputs["grow"]["mask"].eq(0.25).all()
     assert result.outputs["as_float"]["mask"].eq(0).all(), "an INT feeds a FLOAT input"
     assert result.outputs["prompt"]["value"] == "two\nlines"
+    # A linked value is held to the input's own range, as a typed-in one is at validation.
+    nodes["as_float"]["inputs"]["value"] = link("width", "value")
+    failed = shared_engine.run({"format": "gouache/1", "nodes": nodes}, outputs=["as_float"])
+    assert (failed.error.node, failed.error.input, failed.error.code) == ("as_float", "value", "out_of_range")
 
 
 def test_tiled_decode_and_encode_in_a_workflow_equal_the_whole_image_ones(shared_engine):
