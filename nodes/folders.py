@@ -169,7 +169,7 @@ def describe_vae(path: Path) -> dict[str, Any]:
     elif path.suffix.lower() in SAFETENSORS_SUFFIXES:
         header = safetensors_header(path)
         for key in ("quant_conv.weight", "encoder.conv_out.weight"):
-            found = next((v for k, v in header.items() if k != "__metadata__" and k.endswith(key)), None)
+            found = next((v for k, v in header.items() if k == key or k.endswith(f".{key}")), None)
             if found and found.get("shape"):
                 channels = found["shape"][0] // 2  # the mean and the log-variance of each latent channel
                 break

@@ -65,6 +65,12 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
 
         return sample_flow(manager, ctx, model, positive, negative, latent, settings)
     unet = loaded.denoiser
+    if unet.config.in_channels != latent["samples"].shape[1]:
+        # A 9-channel inpainting UNet also reads the masked image's latent and the mask.
+        raise InputError("model", f"this UNet reads {unet.config.in_channels} latent channels and the latent has "
+                                  f"{latent['samples'].shape[1]}: an inpainting model needs the masked image and the "
+                                  "mask as conditioning, which this sampler is not given; use a model made for "
+                                  "text-to-image, or inpaint with SetLatentNoiseMask on one", "needs_inpainting_conditioning")
     device = manager.on_device([unet])
     dtype = unet.dtype
     init = latent["samples"].to(device=device, dtype=torch.float32)

@@ -20,7 +20,7 @@ import transformers
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
-from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
 from torch import nn
 
 from gouache.nodes.families import Family, TextEncoder
@@ -29,6 +29,7 @@ from .detect import PREDICTION_TYPES, Detection, detect_checkpoint, detect_folde
 from .errors import ModelLoadError
 from .files import fingerprint, read_metadata, read_state_dict
 from .shipped import load_tokenizer, shipped_config_dir
+from .sizes import text_encoder_sizes, unet_sizes, vae_sizes
 
 __all__ = ["LoadedCheckpoint", "LoadedEncoder", "fingerprint", "load_checkpoint"]
 
@@ -168,9 +169,12 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
     scheduler_config = _read_scheduler_config(folder)
     prediction = _decide_prediction(detection, config_dir, scheduler_config)
     scheduler_config["prediction_type"] = prediction
-    # Variants of a family that differ from its shipped config only in sizes (SD 2.x's 512 px base).
-    overrides: dict[str, dict[str, int]] = {}
+    # Without a config folder of the caller's, the sizes come from the weights (custom sizes, 9-channel
+    # inpainting UNets) and the rest from the family's shipped config; then the variants of a family that
+    # differ from it only in sizes the weights do not show (SD 2.x's 512 px base).
+    overrides: dict[str, dict[str, Any]] = {}
     if config_dir is None:
+        overrides = _sizes_from_weights(state_dict, family, folder)
         for variant, slot, sizes in family.sizes_by_prediction:
             if variant == prediction:
                 overrides.setdefault(slot, {}).update(dict(sizes))
@@ -189,9 +193,13 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
             missing = _missing_weights(single_file_classes[name], state_dict, folder, name)
             raise _missing_error(path, name, folder, missing) from error
         except (OSError, ValueError, RuntimeError, KeyError) as error:
+            read = "" if config_dir is not None else (
+                " with the sizes read from the weights; what they cannot show (normalisation groups, attention "
+                "heads) follows the family's convention, which this model does not")
             raise ModelLoadError(
-                f"{path}: the {name} weights do not fit {folder / name / 'config.json'} ({error}). "
-                "If the model has a non-standard architecture, pass config_dir= a diffusers folder that describes it."
+                f"{path}: the {name} weights do not fit {folder / name / 'config.json'}{read} ({error}). "
+                "A model of another architecture loads through load_checkpoint(config_dir=) a diffusers folder "
+                "that describes it."
             ) from error
 
     # No torch_dtype here: _cast runs after _checked has looked for weights the file lacked (they stay
@@ -205,21 +213,50 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
     vae = part(VAE_SLOT, lambda: single(VAE_SLOT))
 
     def text_encoder(spec: TextEncoder) -> nn.Module:
-        # Hand diffusers only this encoder's tensors: with both SDXL encoders present it picks by
-        # comparing widths, which tiny or custom encoders of equal width would defeat.
         own = {k: v for k, v in state_dict.items() if k.startswith(spec.original_prefix)}
         if not own:
             raise ModelLoadError(f"{path}: no {spec.slot} weights ({spec.original_prefix}*); the checkpoint is incomplete")
-        return create_diffusers_clip_model_from_ldm(
-            getattr(transformers, spec.model_class), own, subfolder=spec.slot, config=str(folder),
-            torch_dtype=None, local_files_only=True,
-        )
+        return _clip_from_original(spec, own, folder, overrides.get(spec.slot, {}))
 
     encoders = tuple(
         LoadedEncoder(spec, part(spec.slot, lambda: text_encoder(spec)), load_tokenizer(folder / spec.tokenizer, spec))
         for spec in family.encoders
     )
     return LoadedCheckpoint(family, denoiser, vae, encoders, scheduler_config, prediction, path)
+
+
+def _sizes_from_weights(state_dict: Mapping[str, torch.Tensor], family: Family, folder: Path) -> dict[str, dict[str, Any]]:
+    """Config values per slot read off the tensors' shapes (``sizes.py``), for a file without a config folder."""
+    shipped = json.loads((folder / family.denoiser_slot / "config.json").read_text(encoding="utf-8"))
+    out = {spec.slot: text_encoder_sizes(state_dict, spec) for spec in family.encoders}
+    pooled = next((out[spec.slot].get("projection_dim") for spec in family.encoders if spec.pooled), None)
+    out[family.denoiser_slot] = unet_sizes(state_dict, family, shipped, pooled)
+    out[VAE_SLOT] = vae_sizes(state_dict)
+    return {slot: sizes for slot, sizes in out.items() if sizes}
+
+
+def _clip_from_original(spec: TextEncoder, own: Mapping[str, torch.Tensor], folder: Path,
+                        sizes: Mapping[str, Any]) -> nn.Module:
+    """A text encoder from its original-layout tensors: ``folder``'s config with ``sizes`` over it.
+
+    diffusers' own key conversions, as ``create_diffusers_clip_model_from_ldm`` uses them; that function
+    takes no sizes and, with both SDXL encoders present, picks by comparing widths, which tiny or custom
+    encoders of equal width would defeat, so each encoder gets only its own tensors here.
+    """
+    cls = getattr(transformers, spec.model_class)
+    config = cls.config_class.from_pretrained(folder, subfolder=spec.slot, local_files_only=True)
+    for key, value in sizes.items():
+        setattr(config, key, value)
+    with init_empty_weights():
+        model = cls(config)
+    if spec.layout == "open_clip":
+        converted = convert_open_clip_checkpoint(model, own, prefix=spec.original_prefix)
+    else:
+        converted = convert_ldm_clip_checkpoint(own, spec.original_prefix)
+    if not hasattr(model, "text_model"):  # transformers 5's CLIPTextModel is the text model itself
+        converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+    model.load_state_dict(converted, strict=False, assign=True)
+    return model.eval()
 
 
 def _cast(module: nn.Module, dtype: torch.dtype) -> nn.Module:
