@@ -10,6 +10,7 @@ from gouache.engine.context import Interrupted, RunContext
 from gouache.engine.events import Event
 from gouache.engine.executor import RunResult
 from gouache.engine.hookspecs import hookimpl
+from gouache.engine.importers import PngChunks, WorkflowImporter
 from gouache.engine.model_index import ModelEntry, ModelFolder
 from gouache.engine.declaration import CachePolicy, Input, Node, NodeInfo, Output
 from gouache.engine.packs import PackReport, WebExtension
@@ -25,5 +26,5 @@ __all__ = [
     "ModelEntry",
     "ModelFolder", "Node", "NodeError", "NodeInfo", "Output", "OutputCache", "PackReport", "Problem",
     "Registry", "RunContext", "RunResult", "Settings", "SocketType", "ValidWorkflow", "WebExtension",
-    "Unstorable", "Workflow", "WorkflowInvalid", "cache_device", "cache_size", "hookimpl", "register_codec",
+    "Unstorable", "Workflow", "WorkflowImporter", "WorkflowInvalid", "PngChunks", "cache_device", "cache_size", "hookimpl", "register_codec",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 from gouache.engine.cache import OutputCache, disk_tier
 from gouache.engine.context import Resources
 from gouache.engine.events import EventBus, Subscriber
+from gouache.engine.importers import import_workflow
 from gouache.engine.executor import Executor, RunResult, default_targets
 from gouache.engine.model_index import ModelIndex
 from gouache.engine.packs import PackSource, entry_point_sources, load_packs, module_pack
@@ -40,6 +41,7 @@ class Engine:
         self.registry = loaded.registry
         self.packs = loaded.reports
         self.web_extensions = loaded.web_extensions
+        self.importers = loaded.importers
         self.models = ModelIndex(self.settings, loaded.model_folders)
         self.cache = OutputCache(self.settings.cache_bytes, self.settings.cache_device_bytes,
                                  disk_tier(self.settings, self.packs) if disk_cache else None)
@@ -67,7 +69,11 @@ class Engine:
             raw = load_source(workflow)
         except (OSError, ValueError) as error:
             return None, [Problem(None, None, "unreadable_workflow", f"cannot read the workflow: {error}")]
-        raw, problems = apply_overrides(raw, overrides)
+        raw, problems = import_workflow(raw, self.importers)  # ComfyUI, A1111 ... through the packs
+        if raw is None:
+            return None, problems
+        raw, override_problems = apply_overrides(raw, overrides)
+        problems += override_problems
         parsed, parse_problems = parse(raw)
         problems += parse_problems
         if parsed is None:

@@ -34,3 +34,8 @@ def gouache_register_model_folders() -> list[Any]:
 @hookspec
 def gouache_register_web_extensions() -> list[Any]:
     """Return the ``WebExtension``s (static JS/CSS folders) the editor loads for this pack."""
+
+
+@hookspec
+def gouache_register_workflow_importers() -> list[Any]:
+    """Return ``WorkflowImporter``s that turn other tools' workflows (files, PNG chunks) into ``gouache/1``."""

@@ -13,6 +13,7 @@ from typing import Any
 import pluggy
 
 from gouache.engine import hookspecs
+from gouache.engine.importers import WorkflowImporter
 from gouache.engine.model_index import ModelFolder
 from gouache.engine.declaration import Node
 from gouache.engine.registry import DefinitionError, Registry
@@ -98,6 +99,7 @@ class LoadedPacks:
     model_folders: list[ModelFolder]
     web_extensions: dict[str, WebExtension]
     reports: list[PackReport]
+    importers: list[WorkflowImporter] = field(default_factory=list)
 
 
 def load_packs(sources: list[PackSource], *, safe_mode: bool = False) -> LoadedPacks:
@@ -148,6 +150,12 @@ def load_packs(sources: list[PackSource], *, safe_mode: bool = False) -> LoadedP
                 reports[pack].web_extensions.append(item.name)
             else:
                 _fail(reports[pack], f"web extension {item!r} is not a WebExtension or its name is taken")
+    for pack, items in _call(manager, "gouache_register_workflow_importers", reports):
+        for item in items:
+            if isinstance(item, WorkflowImporter):
+                loaded.importers.append(item)
+            else:
+                _fail(reports[pack], f"gouache_register_workflow_importers returned {item!r}, not a WorkflowImporter")
     return loaded
 
 

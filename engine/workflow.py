@@ -10,6 +10,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gouache.engine import jsonio
+from gouache.engine.importers import PngChunks
 from gouache.engine.problems import Problem
 
 FORMAT = "gouache/1"
@@ -60,7 +61,10 @@ def json_schema() -> dict[str, Any]:
 
 
 def load_source(source: str | Path | dict[str, Any] | Workflow) -> Any:
-    """Read a workflow from a path (JSON file or a PNG saved by gouache), a dict or a model."""
+    """Read a workflow from a path (JSON file or a PNG), a dict or a model.
+
+    A PNG without a gouache workflow comes back as :class:`PngChunks` for the importers.
+    """
     if isinstance(source, Workflow):
         return source.to_json()
     if not isinstance(source, (str, Path)):
@@ -70,7 +74,12 @@ def load_source(source: str | Path | dict[str, Any] | Workflow) -> Any:
     data = path.read_bytes()
     try:
         if data[:8] == b"\x89PNG\r\n\x1a\n":
-            return jsonio.loads(png_text(data, path)["workflow"])
+            chunks = png_text(data, path, require_workflow=False)
+            if "workflow" in chunks:
+                embedded = jsonio.loads(chunks["workflow"])
+                if isinstance(embedded, dict) and "format" in embedded:
+                    return embedded
+            return PngChunks(chunks)  # a ComfyUI or A1111 PNG: the importers decide
         return jsonio.loads(data)
     except jsonio.JsonError as error:
         raise ValueError(f"{path}: {error}") from None
@@ -80,8 +89,10 @@ MAX_TEXT_CHUNK = 64 * 1024**2
 """Largest PNG text chunk read, decompressed (a workflow of 5,000 nodes is about 1 MB)."""
 
 
-def png_text(data: bytes, path: Path | str = "PNG") -> dict[str, str]:
+def png_text(data: bytes, path: Path | str = "PNG", require_workflow: bool = True) -> dict[str, str]:
     """The tEXt and iTXt chunks of a PNG file, read without an imaging library.
+
+    With ``require_workflow`` a PNG without a ``workflow`` chunk is a ``ValueError``.
 
     A damaged chunk (cut short, flagged compressed but not, not UTF-8) is a ``ValueError`` naming it.
     """
@@ -115,7 +126,7 @@ def png_text(data: bytes, path: Path | str = "PNG") -> dict[str, str]:
             name = kind.decode("latin-1")
             raise ValueError(f"{path}: its {name} chunk at byte {offset} is damaged ({error})") from None
         offset += 12 + length
-    if "workflow" not in chunks:
+    if require_workflow and "workflow" not in chunks:
         raise ValueError(f"{path} is a PNG without an embedded gouache workflow")
     return chunks
 

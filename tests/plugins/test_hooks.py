@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from gouache.engine import Engine, ModelFolder, SocketType, WebExtension, hookimpl, hookspecs
+from gouache.engine import Engine, ModelFolder, SocketType, WebExtension, WorkflowImporter, hookimpl, hookspecs
 
 import greet_pack
 
@@ -102,6 +102,36 @@ def test_a_hook_returning_the_wrong_thing_is_reported_not_fatal(tmp_path):
 def test_every_hook_is_documented_in_the_plugin_guide():
     guide = (REPO / "docs" / "plugins.md").read_text()
     hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("gouache_")]
-    assert len(hooks) == 4
+    assert len(hooks) == 5
     for name in hooks:
         assert f"`{name}`" in guide, f"docs/plugins.md does not document {name}"
+
+
+def test_register_workflow_importers_opens_a_foreign_file_in_check_and_run(tmp_path):
+    class Greetings:
+        """A toy foreign format: {"greet": NAME} becomes a Greet -> Shout workflow."""
+
+        @hookimpl
+        def gouache_register_workflow_importers(self):
+            def convert(raw):
+                return {"format": "gouache/1", "nodes": {
+                    "hi": {"type": "Greet", "inputs": {"name": raw["greet"]}},
+                    "out": {"type": "Shout", "inputs": {"text": {"node": "hi", "output": "text"}}}}}, []
+            return [WorkflowImporter("greetings", lambda raw: isinstance(raw, dict) and "greet" in raw, convert)]
+
+    engine = engine_with(tmp_path, greet=greet_pack, greetings=Greetings())
+    assert [importer.name for importer in engine.importers] == ["greetings"]
+    assert engine.run({"greet": "gouache"}).outputs["hi"]["text"] == "hello, gouache"
+    # A gouache/1 file is never offered to importers; an unrecognised one is still unknown_format.
+    _, problems = engine.check({"nodes": {}})
+    assert [p.code for p in problems] == ["unknown_format"]
+
+
+def test_a_workflow_importer_that_is_not_one_is_reported(tmp_path):
+    class Wrong:
+        @hookimpl
+        def gouache_register_workflow_importers(self):
+            return ["not an importer"]
+
+    engine = engine_with(tmp_path, wrong=Wrong())
+    assert "not a WorkflowImporter" in report(engine, "wrong").error

@@ -26,3 +26,8 @@ def test_every_hook_registers(tmp_path):
     assert engine.registry.types["WORDS"].color == "#8e44ad"
     assert "wordlists" in engine.models.kinds
     assert (engine.web_extensions["gouache-hello"].directory / "hello.js").is_file()
+
+
+def test_a_words_file_opens_through_the_importer(tmp_path):
+    engine = Engine(packs={"hello": gouache_hello}, entry_points=False, home=tmp_path)
+    assert engine.run({"words": "one two three four"}).outputs["count"]["count"] == 4

@@ -1,10 +1,10 @@
-"""gouache-hello: a minimal node pack that uses each of the four hooks once."""
+"""gouache-hello: a minimal node pack that uses each of the five hooks once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gouache.engine import Input, ModelFolder, Node, Output, SocketType, WebExtension, hookimpl
+from gouache.engine import Input, ModelFolder, Node, Output, SocketType, WebExtension, WorkflowImporter, hookimpl
 
 
 class SplitWords(Node):
@@ -54,3 +54,16 @@ def gouache_register_model_folders():
 def gouache_register_web_extensions():
     """Static files the editor loads: web/hello.js registers a widget."""
     return [WebExtension("gouache-hello", Path(__file__).parent / "web", scripts=("hello.js",))]
+
+
+def words_workflow(raw):
+    """A plain-text file of words, as a workflow that counts them."""
+    return {"format": "gouache/1", "nodes": {
+        "split": {"type": "HelloSplitWords", "inputs": {"text": raw["words"]}},
+        "count": {"type": "HelloCountWords", "inputs": {"words": {"node": "split", "output": "words"}}}}}, []
+
+
+@hookimpl
+def gouache_register_workflow_importers():
+    """Another format opens as a workflow: {"words": TEXT} counts the words of TEXT."""
+    return [WorkflowImporter("hello-words", lambda raw: isinstance(raw, dict) and "words" in raw, words_workflow)]
