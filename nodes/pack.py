@@ -22,6 +22,7 @@ from gouache.nodes.latent_nodes import LATENT_NODES
 from gouache.nodes.mask_nodes import MASK_NODES
 from gouache.nodes.part_loaders import DiffusionModelLoader, TextEncoderLoader, VAELoader
 from gouache.nodes.primitives import PRIMITIVE_NODES
+from gouache.nodes.sampler_nodes import SAMPLER_NODES
 from gouache.nodes.support import fingerprint_of, manager_of, resolve
 from gouache.nodes.text_nodes import TEXT_NODES
 from gouache.nodes.types import (
@@ -420,7 +421,8 @@ def _check_images(images: Any, name: str) -> None:
         raise InputError(name, f"expected an IMAGE tensor [B,H,W,C], got {shape or type(images).__name__}", "wrong_shape")
 
 
-NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, *TEXT_NODES, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, VAEDecode, VAEEncode,
+NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, *TEXT_NODES, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, *SAMPLER_NODES,
+         VAEDecode, VAEEncode,
          LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel,
          DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift,
          *MASK_NODES, *IMAGE_NODES, *LATENT_NODES, *PRIMITIVE_NODES]

@@ -6,6 +6,15 @@ the same seeded generator handed to schedulers that draw noise; so with the same
 settings the latents equal the pipeline's. ``denoise < 1`` starts part-way exactly as the img2img
 pipelines' ``strength`` does: ``int(steps * denoise)`` steps from the end of the schedule, the input
 latent noised to the first of them with ``scheduler.add_noise``.
+
+Sampling in parts (``SamplerAdvanced``, ``SamplerCustom``) runs a window ``[start, end)`` of the
+``steps``-step schedule through the same loop: the scheduler is set to the whole schedule and begins
+at ``start`` (``set_begin_index``), so a run of ``0..k`` with leftover noise followed by ``k..N``
+without adding noise takes exactly the steps one run of ``N`` takes. A leftover latent is handed
+over in the k-diffusion scaling (``x0 + sigma * noise``, what the Euler family keeps); samplers that
+keep latents variance-preserving (DDIM, DPM++, UniPC, ...) are converted at the boundary, so a base
+and a refiner may use different samplers. Multistep samplers restart their history at the split
+(their first step after it is first order), as ComfyUI's do.
 """
 
 from __future__ import annotations
@@ -30,6 +39,26 @@ class SampleSettings:
     sampler_name: str
     scheduler: str
     denoise: float = 1.0
+    start_step: int = 0
+    end_step: int | None = None
+    """Stop before this step of the schedule; ``None``: run to the end."""
+    add_noise: bool = True
+    """Noise the input latent to the first step's level; off: it already carries that noise."""
+    leftover_noise: bool = False
+    """Stopping early, return the latent still noisy (for another sampler to go on); off: fully denoised."""
+
+    def window(self) -> tuple[int, int]:
+        """The steps run, ``[start, end)`` of the ``steps``-step schedule (``denoise`` < 1 starts later)."""
+        end = self.steps if self.end_step is None else min(self.end_step, self.steps)
+        start = self.start_step
+        if self.denoise < 1.0:
+            start = max(start, self.steps - min(int(self.steps * self.denoise), self.steps))
+        return start, end
+
+    @property
+    def partial(self) -> bool:
+        """Whether this is more than a plain run of the schedule (a start or end step, or no added noise)."""
+        return self.start_step > 0 or (self.end_step is not None and self.end_step < self.steps) or not self.add_noise
 
 
 def _match_windows(a: Any, b: Any) -> tuple[Any, Any]:
@@ -63,6 +92,9 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     if family.sampling == "flow":  # SD 3.x, Flux.1: rectified flow on a transformer
         from gouache.nodes.flow_sampling import sample_flow
 
+        if settings.partial:
+            raise InputError("model", f"{family.label} samples only whole schedules so far: start and end steps, "
+                                      "added noise and leftover noise apply to SD 1.x/2.x/SDXL", "unsupported")
         return sample_flow(manager, ctx, model, positive, negative, latent, settings)
     unet = loaded.denoiser
     if unet.config.in_channels != latent["samples"].shape[1]:
@@ -77,21 +109,26 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     batch = init.shape[0]
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     noise = torch.randn(tuple(init.shape), generator=generator).to(device)
+    if not settings.add_noise:
+        noise = torch.zeros_like(noise)
 
     scheduler = make_scheduler(loaded.scheduler_config, settings.sampler_name, settings.scheduler, settings.seed)
     scheduler.set_timesteps(settings.steps, device=device)
-    timesteps = scheduler.timesteps
-    if settings.denoise < 1.0:
-        run_steps = min(int(settings.steps * settings.denoise), settings.steps)
-        start = max(settings.steps - run_steps, 0) * scheduler.order
-        timesteps = timesteps[start:]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(start)
-        if len(timesteps) == 0:
-            return {**latent, "samples": latent["samples"].clone()}
+    first, last = settings.window()
+    start, stop = first * scheduler.order, min(last * scheduler.order, len(scheduler.timesteps))
+    timesteps = scheduler.timesteps[start:stop]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    if len(timesteps) == 0:
+        return {**latent, "samples": latent["samples"].clone()}
+    if not settings.add_noise:
+        latents = init * _vp_scale(scheduler, start)  # handed over in the k-diffusion scaling
+    elif start > 0:
         latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(batch))
     else:
         latents = noise * scheduler.init_noise_sigma + init
+    leftover = settings.leftover_noise and last < settings.steps
+    finish_early = not settings.leftover_noise and last < settings.steps
 
     guided = settings.cfg > 1.0 and unet.config.time_cond_proj_dim is None
     pos_embeds, neg_embeds = positive.embeds, negative.embeds
@@ -134,7 +171,11 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
             if guided:
                 uncond, cond = prediction.chunk(2)
                 prediction = uncond + settings.cfg * (cond - uncond)
-            latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
+            if finish_early and index == total - 1:  # ComfyUI's force_full_denoise: the estimate of x0
+                latents = _denoised(scheduler, scheduler.step(prediction, t, latents, **extra), prediction, latents,
+                                    start + index)
+            else:
+                latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
             if mask is not None:
                 keep = init
                 if index < total - 1:
@@ -143,4 +184,34 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
             ctx.progress(index + 1, total)
             if ctx.wants_previews and ((index + 1) % every == 0 or index + 1 == total):
                 ctx.preview(latent_preview_jpeg(latents, family.latent))
+    if leftover:
+        latents = latents / _vp_scale(scheduler, stop)
     return {**latent, "samples": latents.to("cpu", torch.float32)}
+
+
+def _vp_scale(scheduler: Any, index: int) -> float:
+    """``sqrt(alpha_bar)`` at position ``index`` of the schedule for samplers that keep latents
+    variance-preserving (their ``init_noise_sigma`` is 1), 1 for the k-diffusion ones (Euler family)."""
+    if float(scheduler.init_noise_sigma) != 1.0:
+        return 1.0
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None and index < len(sigmas):
+        return 1.0 / math.sqrt(float(sigmas[index]) ** 2 + 1.0)
+    timestep = int(scheduler.timesteps[min(index, len(scheduler.timesteps) - 1)])
+    return float(scheduler.alphas_cumprod[timestep]) ** 0.5
+
+
+def _denoised(scheduler: Any, output: Any, prediction: Any, latents: Any, index: int) -> Any:
+    """The step's estimate of the clean latent: the scheduler's own where its output carries one, else
+    from the prediction for a variance-preserving sampler (DPM++, DEIS, UniPC keep none)."""
+    for name in ("pred_original_sample", "denoised"):
+        estimate = getattr(output, name, None)
+        if estimate is not None:
+            return estimate
+    alpha = _vp_scale(scheduler, index)
+    sigma = math.sqrt(max(1.0 - alpha * alpha, 0.0))
+    if scheduler.config.prediction_type == "v_prediction":
+        return alpha * latents - sigma * prediction
+    if scheduler.config.prediction_type == "sample":
+        return prediction
+    return (latents - sigma * prediction) / alpha

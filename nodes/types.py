@@ -29,6 +29,11 @@ SOCKET_TYPES = [
     SocketType("IMAGE", "#64b5f6", description="float32 tensor [B,H,W,C] with values in 0..1."),
     SocketType("MASK", "#81c784", description="float32 tensor [B,H,W] with values in 0..1 (1 = masked)."),
     SocketType("UPSCALE_MODEL", "#9e9e9e", description="A super-resolution model loaded through spandrel."),
+    SocketType("NOISE", "#5e8c6a", description="Where the initial noise comes from: a seed, or none (DisableNoise)."),
+    SocketType("SIGMAS", "#cddc39",
+               description="A window of steps of a named noise schedule, with the noise levels it passes through."),
+    SocketType("SAMPLER", "#ecb4b4", description="A sampler by name: the diffusers scheduler class that steps."),
+    SocketType("GUIDER", "#66666f", description="A MODEL with its positive and negative conditioning and CFG scale."),
 ]
 
 
@@ -137,3 +142,44 @@ class UpscaleModelHandle:
     def descriptor(self) -> Any:
         """The spandrel ``ImageModelDescriptor`` (loaded again if the manager let it go)."""
         return self.resolve()
+
+
+@dataclass(frozen=True)
+class NoiseSource:
+    """NOISE: the seed of the initial noise, or ``add=False`` for a latent that already carries its noise."""
+
+    seed: int = 0
+    add: bool = True
+
+
+@dataclass(frozen=True)
+class SigmaWindow:
+    """SIGMAS: steps ``start`` to ``end`` of the ``steps``-step ``scheduler`` schedule of a model.
+
+    The schedule travels by name, not as numbers, so every sampler (every diffusers class) can follow it;
+    ``sigmas`` are the noise levels of the window's boundaries as the Euler sampler sees them, for display
+    and for splitting.
+    """
+
+    scheduler: str
+    steps: int
+    start: int
+    end: int
+    sigmas: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """SAMPLER: a sampler by name (``gouache.nodes.schedulers.SAMPLERS``)."""
+
+    name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Guider:
+    """GUIDER: classifier-free guidance of ``model`` between ``positive`` and ``negative`` at scale ``cfg``."""
+
+    model: ModelHandle
+    positive: Conditioning
+    negative: Conditioning
+    cfg: float
