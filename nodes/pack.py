@@ -444,3 +444,11 @@ def gouache_register_nodes() -> list[Any]:
 def gouache_register_model_folders() -> list[Any]:
     """checkpoints, loras, vae, upscale_models, embeddings."""
     return model_folders()
+
+
+@hookimpl
+def gouache_register_workflow_importers() -> list[Any]:
+    """ComfyUI's UI and API formats and A1111's PNG parameters (``gouache.nodes.interop``)."""
+    from gouache.nodes.interop import importers
+
+    return importers()
