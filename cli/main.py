@@ -1,4 +1,4 @@
-"""The ``gouache`` command line: run, validate, nodes, models, packs, serve.
+"""The ``gouache`` command line: run, validate, import, nodes, models, packs, serve.
 
 Exit codes: 0 success; 2 the workflow or the arguments are invalid (nothing ran); 1 a node failed
 at run time; 130 interrupted. Progress goes to stderr; ``--json`` results to stdout.
@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print {valid, problems} as JSON")
     validate.add_argument("--safe-mode", action="store_true", help=SAFE_MODE_HELP)
     validate.set_defaults(handler=cmd_validate)
+
+    from gouache.cli.importing import add_parser as add_import_parser
+
+    add_import_parser(command)
 
     nodes = command("nodes", "list the node types, or describe one with every input's default, range and choices")
     nodes.add_argument("name", nargs="?", metavar="NAME",
