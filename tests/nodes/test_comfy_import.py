@@ -1,0 +1,196 @@
+"""ComfyUI workflows (API and UI formats, JSON and PNG) and A1111 PNGs open as gouache workflows (issue 15).
+
+The files under ``comfy_files/`` are written by hand in ComfyUI's formats: the classic default workflow
+in both formats (the UI one with a reroute, a primitive, a note, a group and a title), its LoRA,
+img2img, hires-fix and upscale variants, one with custom nodes, one with a subgraph and a bypassed node.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from gouache.engine import Engine
+from gouache.nodes.interop.comfy_export import export_api
+
+FILES = Path(__file__).parent / "comfy_files"
+A1111 = """a red circle <lora:gouache-tiny-outline:0.7>, blue background
+Negative prompt: blurry, lowres
+Steps: 2, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 1234, Size: 64x64, \
+Model hash: abc123, Model: gouache-tiny, Denoising strength: 0.5, Clip skip: 2, Hires upscale: 1.5, \
+Hires steps: 2, Hires upscaler: Latent, Version: v1.10.1"""
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Engine:
+    return Engine(home=tmp_path_factory.mktemp("home"))
+
+
+def load(name: str) -> dict:
+    return json.loads((FILES / name).read_text())
+
+
+def png(path: Path, **chunks: str) -> Path:
+    info = PngInfo()
+    for key, text in chunks.items():
+        info.add_text(key, text)
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    return path
+
+
+def test_the_default_api_workflow_asks_for_its_checkpoint_by_name(engine):
+    valid, problems = engine.check(FILES / "default_api.json")
+    assert valid is None
+    [problem] = problems
+    assert (problem.node, problem.input, problem.code) == ("4", "name", "not_a_choice")
+    assert "v1-5-pruned-emaonly.safetensors" in problem.message and "gouache-tiny" in problem.message
+
+
+@pytest.mark.parametrize("name", ["default_api_tiny.json", "default_ui.json", "lora_api.json", "img2img_api.json",
+                                  "hires_api.json", "upscale_api.json", "subgraph_ui.json"])
+def test_each_example_converts_to_a_valid_workflow(engine, name):
+    valid, problems = engine.check(FILES / name)
+    assert problems == [] and valid is not None
+
+
+def test_the_api_format_maps_classes_inputs_and_links(engine):
+    valid = engine.validate(load("default_api_tiny.json"))
+    nodes = valid.workflow.nodes
+    assert {node_id: nodes[node_id].type for node_id in nodes} == {
+        "3": "Sampler", "4": "CheckpointLoader", "5": "EmptyLatent", "6": "TextEncode", "7": "TextEncode",
+        "8": "VAEDecode", "9": "SaveImage"}
+    sampler = nodes["3"].inputs
+    assert (sampler["latent"].node, sampler["latent"].output) == ("5", "latent")
+    assert (sampler["model"].node, sampler["model"].output) == ("4", "model")
+    assert nodes["4"].inputs["name"] == "gouache-tiny"  # gouache-tiny.safetensors is our embedded checkpoint
+
+
+def test_sampler_names_are_translated(engine):
+    nodes = engine.validate(FILES / "img2img_api.json").workflow.nodes
+    assert (nodes["3"].inputs["sampler_name"], nodes["3"].inputs["scheduler"], nodes["3"].inputs["denoise"]) == \
+        ("unipc", "exponential", 0.87)
+    nodes = engine.validate(FILES / "hires_api.json").workflow.nodes
+    assert nodes["11"].inputs["sampler_name"] == "dpmpp_2m_sde" and nodes["10"].type == "LatentUpscale"
+    assert (nodes["10"].inputs["scale_by"], nodes["10"].inputs["width"]) == (1.5, 0)
+
+
+def test_the_ui_format_reads_widgets_by_position_and_keeps_layout_groups_titles(engine):
+    valid = engine.validate(FILES / "default_ui.json")
+    workflow = valid.workflow
+    sampler = workflow.nodes["3"].inputs
+    # widgets_values [seed, "randomize", steps, cfg, sampler, scheduler, denoise]: the control value is skipped,
+    # and the steps widget is fed by a PrimitiveNode (value 2) instead of its own value 20.
+    assert (sampler["seed"], sampler["steps"], sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == \
+        (156680208700286, 2, 8, "dpmpp_2m", "karras")
+    assert workflow.layout["3"] == {"pos": [863, 186], "size": [315, 262], "seed_control": {"seed": "randomize"}}
+    assert workflow.layout["6"]["title"] == "Positive prompt"
+    assert workflow.groups == [{"title": "Prompts", "bounding": [400, 100, 460, 500], "color": "#3f789e"}]
+    # The reroute (10) is followed to the checkpoint; the note (12) and the primitive (11) leave no node.
+    assert workflow.nodes["6"].inputs["clip"].node == "4"
+    assert set(workflow.nodes) == {"3", "4", "5", "6", "7", "8", "9"}
+
+
+def test_every_node_without_an_equivalent_is_named_at_once_with_its_pack(engine):
+    valid, problems = engine.check(FILES / "custom_ui.json")
+    assert valid is None
+    unmapped = {p.node: p.message for p in problems if p.code == "unmapped_node"}
+    assert set(unmapped) == {"20", "21", "22"}
+    assert "'UltimateSDUpscale'" in unmapped["20"] and "comfyui_ultimatesdupscale" in unmapped["20"]
+    assert "'ControlNetApplyAdvanced'" in unmapped["21"] and "ComfyUI's core" in unmapped["21"]
+    assert "cubiq/ComfyUI_IPAdapter_plus" in unmapped["22"] and "'Style'" in unmapped["22"]
+    values = {(p.node, p.input): p.message for p in problems if p.code == "unmapped_value"}
+    assert "'res_multistep'" in values[("3", "sampler_name")] and "'simple'" in values[("3", "scheduler")]
+
+
+def test_a_subgraph_is_flattened_and_a_bypassed_node_passes_its_input_through(engine):
+    workflow = engine.validate(FILES / "subgraph_ui.json").workflow
+    assert workflow.nodes["30:1"].inputs["text"] == "a red circle"
+    assert workflow.nodes["3"].inputs["negative"].node == "30:2"
+    assert workflow.nodes["30:2"].inputs["clip"].node == "4"
+    assert workflow.nodes["9"].inputs["images"].node == "8"  # the bypassed ImageInvert (31) is skipped
+    assert "31" not in workflow.nodes
+
+
+def test_a_comfyui_png_opens_from_its_workflow_chunk_or_its_prompt_chunk(engine, tmp_path):
+    both = png(tmp_path / "both.png", prompt=(FILES / "default_api_tiny.json").read_text(),
+               workflow=(FILES / "default_ui.json").read_text())
+    workflow = engine.validate(both).workflow
+    assert workflow.layout["6"]["title"] == "Positive prompt"  # the UI chunk wins: it carries the layout
+    api_only = png(tmp_path / "api.png", prompt=(FILES / "default_api_tiny.json").read_text())
+    assert engine.validate(api_only).workflow.nodes["3"].inputs["steps"] == 2
+
+
+def test_an_a1111_png_opens_with_its_settings(engine, tmp_path):
+    workflow = engine.validate(png(tmp_path / "a1111.png", parameters=A1111)).workflow
+    nodes = workflow.nodes
+    assert nodes["positive"].inputs["text"] == "a red circle, blue background"
+    assert nodes["negative"].inputs["text"] == "blurry, lowres"
+    assert (nodes["lora1"].inputs["name"], nodes["lora1"].inputs["strength_model"]) == \
+        ("gouache-tiny-outline.safetensors", 0.7)
+    assert nodes["clip_skip"].inputs["stop_at_layer"] == -2
+    sampler = nodes["sampler"].inputs
+    assert (sampler["seed"], sampler["steps"], sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == \
+        (1234, 2, 6.5, "dpmpp_2m", "karras")
+    assert (nodes["latent"].inputs["width"], nodes["latent"].inputs["height"]) == (64, 64)
+    assert nodes["hires_upscale"].inputs["scale_by"] == 1.5 and nodes["hires_sampler"].inputs["denoise"] == 0.5
+    assert workflow.meta["model_hash"] == "abc123"
+
+
+def test_gouaches_own_parameters_chunk_opens_without_its_workflow_chunk(engine, tmp_path):
+    result = engine.run(FILES / "default_api_tiny.json")
+    [saved] = result.images["9"]
+    chunks = Image.open(engine.settings.folder("output") / saved["path"]).text
+    workflow = engine.validate(png(tmp_path / "ours.png", parameters=chunks["parameters"])).workflow
+    assert workflow.nodes["sampler"].inputs["seed"] == 156680208700286
+    assert workflow.nodes["checkpoint"].inputs["name"] == "gouache-tiny"
+
+
+def test_export_to_the_api_format_round_trips(engine):
+    original = engine.validate(FILES / "hires_api.json").workflow.to_json()
+    prompt, problems = export_api(original, engine.registry)
+    assert problems == []
+    assert prompt["10"]["class_type"] == "LatentUpscaleBy" and prompt["11"]["inputs"]["sampler_name"] == "dpmpp_2m_sde"
+    assert prompt["3"]["inputs"]["latent_image"] == ["5", 0] and prompt["8"]["inputs"]["vae"] == ["4", 2]
+    again = engine.validate(prompt).workflow.to_json()
+    assert again["nodes"] == original["nodes"]
+
+
+def test_export_names_every_node_comfyui_lacks(engine):
+    workflow = {"format": "gouache/1", "nodes": {"blur": {"type": "BlurMask", "inputs": {}},
+                                                 "edges": {"type": "ThresholdImage", "inputs": {}}}}
+    prompt, problems = export_api(workflow, engine.registry)
+    assert prompt is None and {p.node for p in problems} == {"blur", "edges"}
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gouache", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.slow
+def test_gouache_run_runs_a_comfyui_file_on_gouache_tiny(tmp_path):
+    done = cli("--home", str(tmp_path / "home"), "run", str(FILES / "default_api_tiny.json"), "--json", "--quiet",
+               "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "out").glob("ComfyUI_*.png"))
+
+
+def test_gouache_validate_and_import_on_the_command_line(tmp_path):
+    home = str(tmp_path / "home")
+    done = cli("--home", home, "validate", str(FILES / "default_api.json"), cwd=tmp_path)
+    assert done.returncode == 2 and "[not_a_choice]" in done.stderr and "gouache-tiny" in done.stderr
+    done = cli("--home", home, "import", str(FILES / "default_ui.json"), "-o", str(tmp_path / "out.json"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written["format"] == "gouache/1" and written["layout"]["6"]["title"] == "Positive prompt"
+    done = cli("--home", home, "import", str(tmp_path / "out.json"), "--to", "comfy-api", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["3"]["class_type"] == "KSampler"
+    done = cli("--home", home, "import", str(FILES / "custom_ui.json"), "-o", str(tmp_path / "no.json"), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("[unmapped_node]") == 3 and not (tmp_path / "no.json").exists()
