@@ -202,9 +202,10 @@ def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -
                 "that describes it."
             ) from error
 
-    # No torch_dtype here: _cast runs after _checked has looked for weights the file lacked (they stay
-    # on the meta device, where a cast would fail with a message about meta tensors instead).
-    common = {"config": str(folder), "local_files_only": True, "torch_dtype": None}
+    # Each weight is cast to ``dtype`` as it lands: without torch_dtype diffusers makes every weight fp32
+    # first, a full-precision copy of a half-precision file beside the file's own tensors. Weights the file
+    # lacks stay on the meta device for _checked to name.
+    common = {"config": str(folder), "local_files_only": True, "torch_dtype": dtype}
 
     def single(slot: str) -> nn.Module:
         return single_file_classes[slot].from_single_file(state_dict, subfolder=slot, **overrides.get(slot, {}), **common)
