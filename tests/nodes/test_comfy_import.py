@@ -242,3 +242,11 @@ def test_each_core_template_imports_or_names_every_unmapped_node(engine):
             # What is left is validation's: models not installed here.
             assert {p.code for p in problems} <= {"not_a_choice"}, (path.name, problems)
     assert "image_sdxl_simple.json" in imported
+
+
+def test_the_import_guide_lists_every_mapped_class():
+    from gouache.nodes.interop.comfy_nodes import COMFY_NODES
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "import.md").read_text()
+    for cls, spec in COMFY_NODES.items():
+        assert f"| `{cls}` | {spec.type} |" in guide, f"docs/import.md does not list {cls}"
