@@ -47,7 +47,8 @@ def _tensor_device(value: Any) -> CacheDevice | None:
 
 @cache_size.register(Conditioning)
 def _conditioning_size(value: Conditioning) -> int:
-    return cache_size(value.embeds) + (cache_size(value.pooled) if value.pooled is not None else 0)
+    return sum(cache_size(entry.embeds) + sum(cache_size(part) for part in (entry.pooled, entry.mask) if part is not None)
+               for entry in value.entries())
 
 
 @cache_device.register(Conditioning)
@@ -80,8 +81,11 @@ def encode_conditioning(value: Conditioning) -> dict[str, Any]:
 
 def decode_conditioning(tree: dict[str, Any]) -> Conditioning:
     """A ``Conditioning`` from its fields; a field this version does not know fails (the entry is recomputed)."""
-    size = tree.get("size")
-    return Conditioning(**{**tree, "size": tuple(tuple(pair) for pair in size) if size is not None else None})
+    size, area = tree.get("size"), tree.get("area")
+    return Conditioning(**{**tree, "size": tuple(tuple(pair) for pair in size) if size is not None else None,
+                           "area": tuple(area) if area is not None else None,
+                           "timestep_range": tuple(tree.get("timestep_range", (0.0, 1.0))),
+                           "more": tuple(tree.get("more", ()))})
 
 
 register_codec(TorchTensor, "torch.tensor/1", encode_tensor, decode_tensor)

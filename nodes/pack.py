@@ -17,6 +17,7 @@ from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
 from gouache.nodes.schedulers import SAMPLERS, SCHEDULES
 from gouache.nodes.flow_nodes import FlowShift, FluxGuidance
+from gouache.nodes.conditioning_nodes import CONDITIONING_NODES
 from gouache.nodes.image_nodes import IMAGE_NODES
 from gouache.nodes.latent_nodes import LATENT_NODES
 from gouache.nodes.mask_nodes import MASK_NODES
@@ -424,7 +425,7 @@ def _check_images(images: Any, name: str) -> None:
 NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, *TEXT_NODES, EmptyLatent, LatentUpscale, SetLatentNoiseMask, Sampler, *SAMPLER_NODES,
          VAEDecode, VAEEncode,
          LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel,
-         DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift,
+         DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift, *CONDITIONING_NODES,
          *MASK_NODES, *IMAGE_NODES, *LATENT_NODES, *PRIMITIVE_NODES]
 
 

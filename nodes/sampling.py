@@ -95,6 +95,10 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         if settings.partial:
             raise InputError("model", f"{family.label} samples only whole schedules so far: start and end steps, "
                                       "added noise and leftover noise apply to SD 1.x/2.x/SDXL", "unsupported")
+        for name, cond in (("positive", positive), ("negative", negative)):
+            if not cond.plain:
+                raise InputError(name, f"{family.label} takes one plain prompt so far: combined conditionings, areas, "
+                                       "masks and timestep ranges apply to SD 1.x/2.x/SDXL", "unsupported")
         return sample_flow(manager, ctx, model, positive, negative, latent, settings)
     unet = loaded.denoiser
     if unet.config.in_channels != latent["samples"].shape[1]:
@@ -131,28 +135,21 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     finish_early = not settings.leftover_noise and last < settings.steps
 
     guided = settings.cfg > 1.0 and unet.config.time_cond_proj_dim is None
-    pos_embeds, neg_embeds = positive.embeds, negative.embeds
-    if guided:
-        neg_embeds, pos_embeds = _match_windows(neg_embeds, pos_embeds)
-        embeds = torch.cat([neg_embeds.repeat(batch, 1, 1), pos_embeds.repeat(batch, 1, 1)])
+    scale = vae_scale_factor(loaded.vae) if loaded.vae is not None else family.latent.downscale
+    height, width = init.shape[-2] * scale, init.shape[-1] * scale
+    named = [("negative", negative), ("positive", positive)] if guided else [("positive", positive)]
+    # Entries with areas, masks or timestep ranges predict one by one (regions); one plain prompt each
+    # side runs in the pipelines' own batch, negative first.
+    regional = not all(cond.plain for _, cond in named)
+    if regional:
+        from gouache.nodes.regions import combine, resolve
+
+        cell = family.latent.downscale  # pixels per latent cell as EmptyLatent counts them
+        regions = {name: resolve(cond, name, tuple(init.shape), cell, device) for name, cond in named}
+        entry_inputs: dict[tuple[int, int, int], Any] = {}
+        train_steps = scheduler.config.num_train_timesteps
     else:
-        embeds = pos_embeds.repeat(batch, 1, 1)
-    embeds = embeds.to(device=device, dtype=dtype)
-    added = None
-    if family.size_conditioning:
-        for name, cond in (("positive", positive), ("negative", negative)):
-            if cond.pooled is None and (name == "positive" or guided):
-                raise InputError(name, f"{family.label} needs conditioning from a {family.label} CLIP "
-                                       "(this one has no pooled embedding)", "wrong_family")
-        scale = vae_scale_factor(loaded.vae) if loaded.vae is not None else family.latent.downscale
-        height, width = init.shape[-2] * scale, init.shape[-1] * scale
-        pos_ids = torch.tensor([_time_ids(positive, height, width)], dtype=dtype).repeat(batch, 1)
-        pooled = positive.pooled.repeat(batch, 1)
-        if guided:
-            neg_ids = torch.tensor([_time_ids(negative, height, width)], dtype=dtype).repeat(batch, 1)
-            pooled = torch.cat([negative.pooled.repeat(batch, 1), pooled])
-            pos_ids = torch.cat([neg_ids, pos_ids])
-        added = {"text_embeds": pooled.to(device=device, dtype=dtype), "time_ids": pos_ids.to(device)}
+        embeds, added = _unet_inputs(family, named, batch, height, width, device, dtype)
 
     mask = latent.get("noise_mask")
     if mask is not None:
@@ -164,10 +161,26 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches), \
             interruptible([unet], ctx.check_interrupt):
         for index, t in enumerate(timesteps):
-            model_input = torch.cat([latents] * 2) if guided else latents
-            model_input = scheduler.scale_model_input(model_input, t)
-            prediction = unet(model_input.to(dtype), t, encoder_hidden_states=embeds, timestep_cond=None,
-                              added_cond_kwargs=added, return_dict=False)[0].float()
+            if regional:
+                model_input = scheduler.scale_model_input(latents, t)
+
+                def predict(name: str, entry: Conditioning, crop: Any, cells: tuple[int, int], t: Any = t) -> Any:
+                    key = (id(entry), *cells)
+                    if key not in entry_inputs:
+                        entry_inputs[key] = _unet_inputs(family, [(name, entry)], batch, cells[0] * scale,
+                                                         cells[1] * scale, device, dtype)
+                    hidden, extra_cond = entry_inputs[key]
+                    return unet(crop.to(dtype), t, encoder_hidden_states=hidden, timestep_cond=None,
+                                added_cond_kwargs=extra_cond, return_dict=False)[0].float()
+
+                prediction = torch.cat([combine(regions[name], model_input, float(t), train_steps,
+                                                lambda entry, crop, cells, name=name: predict(name, entry, crop, cells))
+                                        for name, _ in named])
+            else:
+                model_input = torch.cat([latents] * 2) if guided else latents
+                model_input = scheduler.scale_model_input(model_input, t)
+                prediction = unet(model_input.to(dtype), t, encoder_hidden_states=embeds, timestep_cond=None,
+                                  added_cond_kwargs=added, return_dict=False)[0].float()
             if guided:
                 uncond, cond = prediction.chunk(2)
                 prediction = uncond + settings.cfg * (cond - uncond)
@@ -187,6 +200,27 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     if leftover:
         latents = latents / _vp_scale(scheduler, stop)
     return {**latent, "samples": latents.to("cpu", torch.float32)}
+
+
+def _unet_inputs(family: Any, named: list[tuple[str, Conditioning]], batch: int, height: int, width: int,
+                 device: Any, dtype: Any) -> tuple[Any, Any]:
+    """The UNet's text inputs for single entries stacked in order (each repeated ``batch`` times): the
+    hidden states and, for SDXL, the pooled embeddings and size ids for an image of ``height`` x ``width`` px."""
+    import torch
+
+    embeds = [cond.embeds for _, cond in named]
+    if len(embeds) == 2:
+        embeds = list(_match_windows(*embeds))
+    hidden = torch.cat([tensor.repeat(batch, 1, 1) for tensor in embeds]).to(device=device, dtype=dtype)
+    if not family.size_conditioning:
+        return hidden, None
+    for name, cond in named:
+        if cond.pooled is None:
+            raise InputError(name, f"{family.label} needs conditioning from a {family.label} CLIP "
+                                   "(this one has no pooled embedding)", "wrong_family")
+    ids = torch.cat([torch.tensor([_time_ids(cond, height, width)], dtype=dtype).repeat(batch, 1) for _, cond in named])
+    pooled = torch.cat([cond.pooled.repeat(batch, 1) for _, cond in named])
+    return hidden, {"text_embeds": pooled.to(device=device, dtype=dtype), "time_ids": ids.to(device)}
 
 
 def _vp_scale(scheduler: Any, index: int) -> float:

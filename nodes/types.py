@@ -23,7 +23,8 @@ SOCKET_TYPES = [
     SocketType("CLIP", "#ffd500", description="The text encoder(s) and tokenizer(s) of a checkpoint."),
     SocketType("VAE", "#ff6e6e", description="The autoencoder that maps images to latents and back."),
     SocketType("CONDITIONING", "#ffa931",
-               description="Encoded prompt: embeddings, and for SDXL the pooled embedding and size conditioning."),
+               description="Encoded prompts: a list of entries (embeddings, SDXL's pooled embedding and size "
+                           "conditioning), each with an optional area, mask, strength and timestep range."),
     SocketType("LATENT", "#ff9cf9",
                description="A dict with 'samples' [B,C,H/8,W/8] and an optional 'noise_mask' [B,1,H,W] (1 = repaint)."),
     SocketType("IMAGE", "#64b5f6", description="float32 tensor [B,H,W,C] with values in 0..1."),
@@ -115,7 +116,12 @@ class VaeHandle:
 
 @dataclass(frozen=True, eq=False)
 class Conditioning:
-    """CONDITIONING: what the sampler needs from a prompt.
+    """CONDITIONING: what the sampler needs from a prompt, as a list of entries (ComfyUI's list of conds).
+
+    This object is the first entry and ``more`` holds the others (``ConditioningCombine``); the
+    sampler predicts with every entry active at a step and averages the predictions weighted by each
+    entry's area, mask and strength (:mod:`gouache.nodes.regions`). A single entry with no area, mask
+    or timestep range is one plain prompt, sampled exactly as before entries existed.
 
     ``embeds`` is [1, 77*k, D] (k prompt windows); ``pooled`` [1, D2] is SDXL's pooled text
     embedding, ``None`` otherwise. ``size`` is SDXL's (original_size, crop_top_left, target_size)
@@ -128,6 +134,33 @@ class Conditioning:
     text: str = ""
     guidance: float | None = None
     """Flux.1 dev's distilled guidance strength (``FluxGuidance``); ``None``: the family's default."""
+    area: tuple[str, float, float, float, float] | None = None
+    """Where the entry applies: ``("pixels" | "fraction", x, y, width, height)``; ``None``: everywhere."""
+    strength: float = 1.0
+    """The entry's weight where it overlaps others (``ConditioningSetArea``)."""
+    mask: Any = field(default=None, repr=False)
+    """[B or 1, H, W] weights over the image (``ConditioningSetMask``); ``None``: no mask."""
+    mask_strength: float = 1.0
+    mask_bounds: bool = False
+    """Run the model on the mask's bounding box only (ComfyUI's ``set_cond_area="mask bounds"``)."""
+    timestep_range: tuple[float, float] = (0.0, 1.0)
+    """The part of the schedule the entry is used in, as start and end fractions (0: the first step)."""
+    more: tuple[Conditioning, ...] = field(default=(), repr=False)
+    """The further entries (each with an empty ``more``)."""
+
+    def entries(self) -> tuple[Conditioning, ...]:
+        """Every entry, this one first, each on its own."""
+        return (replace(self, more=()), *self.more) if self.more else (self,)
+
+    @property
+    def plain(self) -> bool:
+        """One entry applying everywhere at every step: sampled in the pipelines' own batch."""
+        return not self.more and self.area is None and self.mask is None and self.timestep_range == (0.0, 1.0)
+
+    def map_entries(self, change: Callable[[Conditioning], Conditioning]) -> Conditioning:
+        """A new conditioning with ``change`` applied to every entry; this one is unchanged."""
+        first, *others = [change(entry) for entry in self.entries()]
+        return replace(first, more=tuple(others))
 
 
 @dataclass(frozen=True, eq=False)
