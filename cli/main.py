@@ -13,12 +13,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from gouache.cli.nodes import plain
 from gouache.cli.progress import Progress
-from gouache.engine import Engine, Problem, Registry, RunResult, WorkflowInvalid
+from gouache.engine import Engine, Problem, Registry, RunResult, WorkflowImporter, WorkflowInvalid
 from gouache.engine.sweep import declared_input, typed_value
+from gouache.engine.importers import import_workflow
 from gouache.engine.workflow import load_source
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -61,7 +63,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return target, value
 
 
-def overrides_for(assignments: list[str], workflow: str, registry: Registry) -> dict[str, Any]:
+def overrides_for(assignments: list[str], workflow: str, registry: Registry,
+                  importers: Sequence[WorkflowImporter] = ()) -> dict[str, Any]:
     """The ``--set`` values: JSON where they parse, except that an input taking text keeps the text.
 
     ``--set positive.text=5`` must mean the prompt "5": the input's declared type, found through the
@@ -69,7 +72,7 @@ def overrides_for(assignments: list[str], workflow: str, registry: Registry) -> 
     rule ``--sweep`` and the server share). A workflow that cannot be read is left to validation.
     """
     try:
-        raw = load_source(workflow)
+        raw, _ = import_workflow(load_source(workflow), importers)  # a ComfyUI file's node types too
     except (OSError, ValueError):
         raw = None
     overrides = {}
@@ -132,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = args.outputs.split(",") if args.outputs else None
     engine = _engine(args, device=args.device, output_dir=Path(args.output_dir).resolve() if args.output_dir else None,
                      disk_cache=True)  # a later `gouache run` reuses what this one computed
-    overrides = overrides_for(args.set or [], args.workflow, engine.registry)
+    overrides = overrides_for(args.set or [], args.workflow, engine.registry, engine.importers)
     if args.sweep:
         return _run_sweep(args, engine, overrides)
     if args.ray or args.zip:
@@ -194,7 +197,7 @@ def _report(engine: Engine, result: RunResult, args: argparse.Namespace, threads
 
 def cmd_validate(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    overrides = overrides_for(args.set or [], args.workflow, engine.registry)
+    overrides = overrides_for(args.set or [], args.workflow, engine.registry, engine.importers)
     valid, problems = engine.check(args.workflow, overrides)
     if args.json:
         print(json.dumps({"valid": valid is not None, "problems": [p.to_json() for p in problems]}, indent=2))

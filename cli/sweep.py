@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gouache.engine import Engine, Problem, RunResult, sweep
+from gouache.engine.importers import import_workflow
 from gouache.engine.workflow import apply_overrides, load_source
 
 class SweepInvalid(Exception):
@@ -35,6 +36,9 @@ def plan(engine: Engine, workflow: str, assignments: dict[str, Any], texts: list
         raw = load_source(workflow)
     except (OSError, ValueError) as error:
         raise SweepInvalid([Problem(None, None, "unreadable_workflow", f"cannot read the workflow: {error}")]) from None
+    raw, problems = import_workflow(raw, engine.importers)  # a ComfyUI or A1111 file sweeps like ours
+    if problems:
+        raise SweepInvalid(problems)
     raw, problems = apply_overrides(raw, assignments)
     if problems:
         raise SweepInvalid(problems)

@@ -45,6 +45,13 @@ def _value(node: ComfyNodeEntry, our_type: str, name: str, value: Any, problems:
     return True, value
 
 
+def _same_meaning(our_type: str, inputs: dict[str, Any]) -> None:
+    """Values ComfyUI accepts beyond our ranges that mean the same as one inside them."""
+    end, steps = inputs.get("end_at_step"), inputs.get("steps")
+    if our_type == "SamplerAdvanced" and isinstance(end, int) and isinstance(steps, int) and end > steps:
+        inputs["end_at_step"] = steps  # ComfyUI's default 10000 means "to the last step"
+
+
 def convert_graph(graph: ComfyGraph, source: str) -> tuple[dict[str, Any] | None, list[Problem]]:
     """The graph as a ``gouache/1`` dict (ids kept), with every problem found at once."""
     problems = [_unmapped(node) for node in graph.nodes.values() if node.cls not in COMFY_NODES]
@@ -85,6 +92,7 @@ def convert_graph(graph: ComfyGraph, source: str) -> tuple[dict[str, Any] | None
                 inputs[ours] = value
         for name, value in spec.fixed.items():
             inputs.setdefault(name, value)
+        _same_meaning(spec.type, inputs)
         nodes[node.id] = {"type": spec.type, "inputs": inputs}
         place: dict[str, Any] = {}
         if node.pos:

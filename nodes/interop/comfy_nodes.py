@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gouache.nodes.schedulers import SAMPLERS as OUR_SAMPLERS, SCHEDULES as OUR_SCHEDULES
+
 SEED_CONTROLS = ("fixed", "increment", "decrement", "randomize")
 """The values of the hidden widget that follows a seed in ``widgets_values``."""
 
@@ -110,6 +112,18 @@ COMFY_NODES: dict[str, ComfyNode] = {
     "ImageFromBatch": ComfyNode("ImageFromBatch", ("batch_index", "length"), outputs=_IMAGE),
     "ImageBatch": ComfyNode("JoinImages", outputs=_IMAGE),
     "ImageCrop": ComfyNode("CropImage", ("width", "height", "x", "y"), outputs=_IMAGE),
+    # sampling in parts (nodes/sampler_nodes.py)
+    "KSamplerAdvanced": ComfyNode("SamplerAdvanced", ("add_noise", "noise_seed", "steps", "cfg", "sampler_name",
+                                                      "scheduler", "start_at_step", "end_at_step",
+                                                      "return_with_leftover_noise"),
+                                  {"latent_image": "latent"}, _LATENT, seeds=("noise_seed",)),
+    "RandomNoise": ComfyNode("RandomNoise", ("noise_seed",), outputs=("noise",), seeds=("noise_seed",)),
+    "DisableNoise": ComfyNode("DisableNoise", outputs=("noise",)),
+    "BasicScheduler": ComfyNode("ScheduleSigmas", ("scheduler", "steps", "denoise"), outputs=("sigmas",)),
+    "SplitSigmas": ComfyNode("SplitSigmas", ("step",), outputs=("high_sigmas", "low_sigmas")),
+    "KSamplerSelect": ComfyNode("SamplerSelect", ("sampler_name",), outputs=("sampler",)),
+    "CFGGuider": ComfyNode("CFGGuider", ("cfg",), outputs=("guider",)),
+    "SamplerCustomAdvanced": ComfyNode("SamplerCustom", (), {"latent_image": "latent"}, _LATENT),
     "PrimitiveInt": ComfyNode("PrimitiveInt", ("value",), outputs=("value",), seeds=("value",)),
     "PrimitiveFloat": ComfyNode("PrimitiveFloat", ("value",), outputs=("value",)),
     "PrimitiveString": ComfyNode("PrimitiveString", ("value",), outputs=("value",)),
@@ -118,17 +132,17 @@ COMFY_NODES: dict[str, ComfyNode] = {
 }
 """ComfyUI core class name -> its gouache equivalent."""
 
-SAMPLERS = {
-    "euler": "euler", "euler_ancestral": "euler_ancestral", "heun": "heun", "dpm_2": "dpm_2",
-    "dpm_2_ancestral": "dpm_2_ancestral", "lms": "lms", "dpmpp_2m": "dpmpp_2m", "dpmpp_2m_sde": "dpmpp_2m_sde",
-    "dpmpp_2m_sde_gpu": "dpmpp_2m_sde", "dpmpp_sde": "dpmpp_sde", "dpmpp_sde_gpu": "dpmpp_sde", "deis": "deis",
-    "ddim": "ddim", "ddpm": "ddpm", "uni_pc": "unipc", "uni_pc_bh2": "unipc", "lcm": "lcm",
-}
-"""ComfyUI sampler name -> ours (the ``_gpu`` variants differ from the others only in where noise is drawn)."""
+SAMPLER_ALIASES = {"uni_pc": "unipc", "uni_pc_bh2": "unipc", "dpmpp_2m_sde_gpu": "dpmpp_2m_sde",
+                   "dpmpp_sde_gpu": "dpmpp_sde"}
+"""ComfyUI sampler names that are ours under another name (the ``_gpu`` SDE variants differ only in where
+noise is drawn)."""
 
-SCHEDULERS = {"normal": "normal", "karras": "karras", "exponential": "exponential", "beta": "beta",
-              "sgm_uniform": "sgm_uniform"}
-"""ComfyUI scheduler name -> ours."""
+SAMPLERS = {**{name: name for name in OUR_SAMPLERS}, **{comfy: ours for comfy, ours in SAMPLER_ALIASES.items()
+                                                          if ours in OUR_SAMPLERS}}
+"""ComfyUI sampler name -> ours: every sampler the Sampler offers under its own name, plus the aliases."""
+
+SCHEDULERS = {name: name for name in OUR_SCHEDULES}
+"""ComfyUI scheduler name -> ours (the names are ComfyUI's)."""
 
 METHODS = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "area": "area", "bicubic": "bicubic",
            "lanczos": "lanczos"}

@@ -53,7 +53,7 @@ def test_the_default_api_workflow_asks_for_its_checkpoint_by_name(engine):
 
 
 @pytest.mark.parametrize("name", ["default_api_tiny.json", "default_ui.json", "lora_api.json", "img2img_api.json",
-                                  "hires_api.json", "upscale_api.json", "subgraph_ui.json"])
+                                  "hires_api.json", "upscale_api.json", "subgraph_ui.json", "advanced_api.json"])
 def test_each_example_converts_to_a_valid_workflow(engine, name):
     valid, problems = engine.check(FILES / name)
     assert problems == [] and valid is not None
@@ -185,6 +185,10 @@ def test_gouache_validate_and_import_on_the_command_line(tmp_path):
     home = str(tmp_path / "home")
     done = cli("--home", home, "validate", str(FILES / "default_api.json"), cwd=tmp_path)
     assert done.returncode == 2 and "[not_a_choice]" in done.stderr and "gouache-tiny" in done.stderr
+    # --set reads the imported node types: a prompt set to "5" stays text, as it would in a gouache file.
+    done = cli("--home", home, "validate", str(FILES / "default_api_tiny.json"), "--set", "6.text=5", "--set",
+               "3.seed=9", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     done = cli("--home", home, "import", str(FILES / "default_ui.json"), "-o", str(tmp_path / "out.json"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     written = json.loads((tmp_path / "out.json").read_text())
@@ -250,3 +254,9 @@ def test_the_import_guide_lists_every_mapped_class():
     guide = (Path(__file__).resolve().parents[2] / "docs" / "import.md").read_text()
     for cls, spec in COMFY_NODES.items():
         assert f"| `{cls}` | {spec.type} |" in guide, f"docs/import.md does not list {cls}"
+
+
+def test_sampling_in_parts_maps_onto_our_advanced_and_custom_samplers(engine):
+    nodes = engine.validate(FILES / "advanced_api.json").workflow.nodes
+    assert nodes["3"].type == "SamplerAdvanced" and nodes["3"].inputs["end_at_step"] == 1
+    assert nodes["20"].type == "SamplerCustom" and nodes["20"].inputs["sigmas"].output == "low_sigmas"
