@@ -162,3 +162,23 @@ def test_a_start_after_the_end_is_a_validation_problem(shared_engine):
     _wire(workflow["nodes"], "ranged", "ConditioningSetTimestepRange", "positive", start=0.9, end=0.1)
     valid, problems = shared_engine.check(workflow)
     assert not valid and [(p.node, p.input) for p in problems] == [("ranged", "start")]
+
+
+def test_sdxl_entries_carry_their_pooled_embedding_and_size(shared_engine):
+    workflow = text_to_image("tiny-sdxl")
+    plain = _sample(shared_engine, workflow)
+    nodes = workflow["nodes"]
+    _wire(nodes, "top", "ConditioningSetAreaPercentage", "positive", width=1.0, height=0.5, x=0.0, y=0.0,
+          strength=1.0)
+    mask = {"type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
+    nodes["solid"] = mask
+    nodes["masked"] = {"type": "ConditioningSetMask", "inputs": {
+        "conditioning": {"node": "negative", "output": "conditioning"}, "mask": {"node": "solid", "output": "mask"},
+        "strength": 1.0, "set_cond_area": "default"}}
+    nodes["both"] = {"type": "ConditioningCombine", "inputs": {
+        "conditioning_1": {"node": "positive", "output": "conditioning"},
+        "conditioning_2": {"node": "top", "output": "conditioning"}}}
+    nodes["sampler"]["inputs"]["positive"] = {"node": "both", "output": "conditioning"}
+    nodes["sampler"]["inputs"]["negative"] = {"node": "masked", "output": "conditioning"}
+    regional = _sample(shared_engine, workflow)
+    assert regional.shape == plain.shape and torch.isfinite(regional).all() and not torch.equal(regional, plain)
