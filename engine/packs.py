@@ -137,12 +137,7 @@ def load_packs(sources: list[PackSource], *, safe_mode: bool = False) -> LoadedP
                 _fail(reports[pack], str(error))
     for pack, items in _call(manager, "gouache_register_nodes", reports):
         _add_nodes(registry, pack, items, reports[pack])
-    for pack, items in _call(manager, "gouache_register_model_folders", reports):
-        for item in items:
-            if isinstance(item, ModelFolder):
-                loaded.model_folders.append(item)
-            else:
-                _fail(reports[pack], f"gouache_register_model_folders returned {item!r}, not a ModelFolder")
+    loaded.model_folders = _instances(manager, "gouache_register_model_folders", reports, ModelFolder)
     for pack, items in _call(manager, "gouache_register_web_extensions", reports):
         for item in items:
             if isinstance(item, WebExtension) and item.name not in loaded.web_extensions:
@@ -150,13 +145,20 @@ def load_packs(sources: list[PackSource], *, safe_mode: bool = False) -> LoadedP
                 reports[pack].web_extensions.append(item.name)
             else:
                 _fail(reports[pack], f"web extension {item!r} is not a WebExtension or its name is taken")
-    for pack, items in _call(manager, "gouache_register_workflow_importers", reports):
-        for item in items:
-            if isinstance(item, WorkflowImporter):
-                loaded.importers.append(item)
-            else:
-                _fail(reports[pack], f"gouache_register_workflow_importers returned {item!r}, not a WorkflowImporter")
+    loaded.importers = _instances(manager, "gouache_register_workflow_importers", reports, WorkflowImporter)
     return loaded
+
+
+def _instances(manager: pluggy.PluginManager, hook_name: str, reports: dict[str, PackReport], kind: type) -> list[Any]:
+    """What a hook returned, pack by pack, keeping instances of ``kind`` and failing a pack for anything else."""
+    found = []
+    for pack, items in _call(manager, hook_name, reports):
+        for item in items:
+            if isinstance(item, kind):
+                found.append(item)
+            else:
+                _fail(reports[pack], f"{hook_name} returned {item!r}, not a {kind.__name__}")
+    return found
 
 
 def _fail(report: PackReport, message: str) -> None:
