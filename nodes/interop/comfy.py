@@ -22,8 +22,10 @@ def _checkpoint_name(name: Any) -> Any:
 
 
 def _unmapped(node: ComfyNodeEntry) -> Problem:
-    pack = node.pack or "a custom node pack (the workflow does not say which)"
-    pack = "ComfyUI's core nodes" if pack == CORE else f"the ComfyUI pack {pack!r}" if node.pack else pack
+    if node.pack is None:  # the API format never says; the UI format says for nodes saved since 2025
+        pack = "ComfyUI's core or a custom node pack (the workflow does not say which)"
+    else:
+        pack = "ComfyUI's core nodes" if node.pack == CORE else f"the ComfyUI pack {node.pack!r}"
     title = f" titled {node.title!r}" if node.title and node.title != node.cls else ""
     return Problem(node.id, None, "unmapped_node",
                    f"node {node.id!r}{title} is a {node.cls!r} from {pack}: gouache has no equivalent; "

@@ -260,3 +260,12 @@ def test_sampling_in_parts_maps_onto_our_advanced_and_custom_samplers(engine):
     nodes = engine.validate(FILES / "advanced_api.json").workflow.nodes
     assert nodes["3"].type == "SamplerAdvanced" and nodes["3"].inputs["end_at_step"] == 1
     assert nodes["20"].type == "SamplerCustom" and nodes["20"].inputs["sigmas"].output == "low_sigmas"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["default_ui.json", "lora_api.json", "img2img_api.json", "hires_api.json",
+                                  "upscale_api.json", "subgraph_ui.json", "advanced_api.json"])
+def test_each_example_runs_on_gouache_tiny(engine, name):
+    result = engine.run(FILES / name)
+    assert result.ok, result.error
+    assert result.images["9"]
