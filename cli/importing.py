@@ -55,6 +55,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output} ({len(document.get('nodes', document))} nodes)", file=sys.stderr)
     for problem in warnings:  # e.g. a checkpoint not installed here: the file is written, to be fixed by hand
