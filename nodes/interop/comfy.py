@@ -54,6 +54,16 @@ def _same_meaning(our_type: str, inputs: dict[str, Any]) -> None:
         inputs["end_at_step"] = steps  # ComfyUI's default 10000 means "to the last step"
 
 
+def _vae_family(nodes: dict[str, Any]) -> None:
+    """ComfyUI's VAELoader reads the family from the file; ours is told. A workflow whose text encoders are
+    SD 3.x's or Flux.1's uses that family's VAE, so its VAELoaders are set to it (other files keep sd1)."""
+    families = {entry["inputs"].get("family") for entry in nodes.values() if entry["type"] == "TextEncoderLoader"}
+    if len(families) == 1 and None not in families:
+        for entry in nodes.values():
+            if entry["type"] == "VAELoader":
+                entry["inputs"].setdefault("family", next(iter(families)))
+
+
 def convert_graph(graph: ComfyGraph, source: str) -> tuple[dict[str, Any] | None, list[Problem]]:
     """The graph as a ``gouache/1`` dict (ids kept), with every problem found at once."""
     problems = [_unmapped(node) for node in graph.nodes.values() if node.cls not in COMFY_NODES]
@@ -107,6 +117,7 @@ def convert_graph(graph: ComfyGraph, source: str) -> tuple[dict[str, Any] | None
             place["seed_control"] = {spec.renames.get(name) or name: control for name, control in node.controls.items()}
         if place:
             layout[node.id] = place
+    _vae_family(nodes)
     workflow = {"format": "gouache/1", "nodes": nodes, "layout": layout, "groups": graph.groups,
                 "meta": {"imported_from": source}}
     return workflow, problems

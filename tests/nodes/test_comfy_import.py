@@ -269,3 +269,25 @@ def test_each_example_runs_on_gouache_tiny(engine, name):
     result = engine.run(FILES / name)
     assert result.ok, result.error
     assert result.images["9"]
+
+
+def test_a_flux_workflow_from_split_files_maps_its_loaders_and_its_vae_family(engine):
+    from gouache.nodes.interop.comfy import convert_api
+
+    prompt = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "fp8_e4m3fn_fast"}},
+        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                         "clip_name2": "clip_l.safetensors", "type": "flux"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": ["2", 0]}},
+        "5": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["4", 0]}},
+    }
+    workflow, problems = convert_api(prompt)
+    assert problems == []
+    nodes = workflow["nodes"]
+    assert nodes["1"] == {"type": "DiffusionModelLoader",
+                          "inputs": {"name": "flux1-dev.safetensors", "weight_dtype": "fp8_e4m3fn"}}
+    assert nodes["2"]["inputs"] == {"text_encoder_1": "t5xxl_fp16.safetensors", "text_encoder_2": "clip_l.safetensors",
+                                    "family": "flux"}
+    assert nodes["3"]["inputs"] == {"name": "ae.safetensors", "family": "flux"}
+    assert nodes["5"]["inputs"]["conditioning"] == {"node": "4", "output": "conditioning"}
