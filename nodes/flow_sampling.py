@@ -10,6 +10,8 @@ strength travels on the conditioning (``FluxGuidance`` sets it, else the family 
 
 ``denoise < 1`` starts part-way, as the img2img pipelines' ``strength`` does: the last
 ``int(steps * denoise)`` steps, the input latent noised to the first of them with ``scale_noise``.
+A window of steps (``SamplerAdvanced``, ``SamplerCustom``) runs as in ``gouache.nodes.sampling``;
+flow latents are ``(1 - sigma) * x0 + sigma * noise`` in every part.
 """
 
 from __future__ import annotations
@@ -120,18 +122,20 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     elif scheduler.config.get("use_dynamic_shifting"):
         kwargs["mu"] = calculate_shift(tokens, scheduler.config)
     scheduler.set_timesteps(settings.steps, device=device, **kwargs)
-    timesteps = scheduler.timesteps
-    if settings.denoise < 1.0:
-        run_steps = min(int(settings.steps * settings.denoise), settings.steps)
-        start = max(settings.steps - run_steps, 0) * scheduler.order
-        timesteps = timesteps[start:]
-        scheduler.set_begin_index(start)
-        if len(timesteps) == 0:
-            return {**latent, "samples": latent["samples"].clone()}
+    first, last = settings.window()
+    start, stop = first * scheduler.order, min(last * scheduler.order, len(scheduler.timesteps))
+    timesteps = scheduler.timesteps[start:stop]
+    scheduler.set_begin_index(start)
+    if len(timesteps) == 0:
+        return {**latent, "samples": latent["samples"].clone()}
+    if not settings.add_noise:  # the latent carries the noise of its first step already
+        latents = init
+        noise = torch.zeros_like(noise)
+    elif start > 0:
         latents = scheduler.scale_noise(init, timesteps[:1].repeat(batch), noise)
     else:
-        scheduler.set_begin_index(0)
         latents = noise
+    finish_early = not settings.leftover_noise and last < settings.steps
 
     guided = settings.cfg > 1.0
     conds = [negative, positive] if guided else [positive]
@@ -177,7 +181,10 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     with torch.no_grad(), patched(manager, family.denoiser_slot, transformer, model.patches), \
             interruptible([transformer], ctx.check_interrupt):
         for index, t in enumerate(timesteps):
-            state = scheduler.step(predict(state, t), t, state, return_dict=False)[0]
+            if finish_early and index == total - 1:  # ComfyUI's force_full_denoise: x0 = x - sigma * velocity
+                state = state - scheduler.sigmas[start + index] * predict(state, t)
+            else:
+                state = scheduler.step(predict(state, t), t, state, return_dict=False)[0]
             if mask is not None:
                 current = unpack(state, height, width) if packing > 1 else state
                 keep = init

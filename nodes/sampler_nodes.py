@@ -127,12 +127,13 @@ class ScheduleSigmas(Node):
 
 
 def euler_sigmas(model: Any, scheduler: str, steps: int) -> list[float]:
-    """The ``steps + 1`` noise levels the Euler sampler passes through on ``model``'s ``scheduler`` schedule."""
+    """The ``steps + 1`` noise levels the Euler sampler passes through on ``model``'s ``scheduler`` schedule
+    (none listed for flow models)."""
     from gouache.nodes.schedulers import make_scheduler
 
     loaded = model.checkpoint.loaded
-    if loaded.family.sampling == "flow":
-        raise InputError("model", f"{loaded.family.label} samples whole schedules only, through Sampler", "unsupported")
+    if loaded.family.sampling == "flow":  # their shift depends on the image's size, unknown here
+        return []
     stepper = make_scheduler(loaded.scheduler_config, "euler", scheduler, 0)
     stepper.set_timesteps(steps)
     return [float(sigma) for sigma in stepper.sigmas]

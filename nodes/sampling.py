@@ -55,11 +55,6 @@ class SampleSettings:
             start = max(start, self.steps - min(int(self.steps * self.denoise), self.steps))
         return start, end
 
-    @property
-    def partial(self) -> bool:
-        """Whether this is more than a plain run of the schedule (a start or end step, or no added noise)."""
-        return self.start_step > 0 or (self.end_step is not None and self.end_step < self.steps) or not self.add_noise
-
 
 def _match_windows(a: Any, b: Any) -> tuple[Any, Any]:
     """Give two embeddings of different window counts the same length by repeating each whole."""
@@ -92,9 +87,6 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     if family.sampling == "flow":  # SD 3.x, Flux.1: rectified flow on a transformer
         from gouache.nodes.flow_sampling import sample_flow
 
-        if settings.partial:
-            raise InputError("model", f"{family.label} samples only whole schedules so far: start and end steps, "
-                                      "added noise and leftover noise apply to SD 1.x/2.x/SDXL", "unsupported")
         for name, cond in (("positive", positive), ("negative", negative)):
             if not cond.plain:
                 raise InputError(name, f"{family.label} takes one plain prompt so far: combined conditionings, areas, "

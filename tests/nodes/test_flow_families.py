@@ -26,6 +26,7 @@ from gouache.nodes.models import ModelLoadError, flow_convert, load_checkpoint
 from gouache.nodes.models.flow_models import detect_flow_family, load_diffusion_model, load_text_encoders, load_vae
 from gouache.nodes.models.manual_cast import manual_cast
 from gouache.nodes.models.shipped import load_t5_tokenizer, shipped_config_dir
+from gouache.nodes.sampling import SampleSettings
 from gouache.nodes.types import CheckpointRef, Conditioning, ModelHandle
 
 torch.set_num_threads(1)
@@ -91,8 +92,7 @@ def gouache_latents(loaded, *, cfg: float, steps: int = 4, seed: int = 42, guida
     with torch.no_grad():
         positive = Conditioning(*flow_prompt.encode(loaded, PROMPT, "cpu"), guidance=guidance)
         negative = Conditioning(*flow_prompt.encode(loaded, NEGATIVE, "cpu"))
-        settings = SimpleNamespace(seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="normal",
-                                   denoise=1.0)
+        settings = SampleSettings(seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="normal")
         model = model or ModelHandle(_ref(loaded))
         latent = {"samples": torch.zeros(1, 16, side, side)}
         return sample_flow(_Manager(), _CTX, model, positive, negative, latent, settings)["samples"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from pack_support import gouache_home, shared_engine, text_to_image  # noqa: F401
+from test_flow_workflows import _checkpoint_graph, flow_engine, flow_home  # noqa: F401
 
 STEPS = 6
 CFG = 3.0
@@ -157,3 +158,22 @@ def test_split_sigmas_high_then_low_equals_one_run(shared_engine):
     workflow = text_to_image("tiny-sd1", steps=STEPS)
     _custom(workflow, sampler="euler", split=2)
     assert (_run(shared_engine, workflow, "custom") - full).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_flow_models_split_like_the_unet_families(flow_engine, family):
+    # FlowMatchEuler keeps no history: base 0..2 with leftover noise, then 2..4 without noise, is one run.
+    workflow = _checkpoint_graph(family, cfg=2.0, guidance=None)
+    nodes = workflow["nodes"]
+    model, positive, negative = nodes["sampler"]["inputs"]["model"], _link("positive", "conditioning"), \
+        _link("negative", "conditioning")
+    steps = nodes["sampler"]["inputs"]["steps"]
+    for name, latent, start, end, add_noise, leftover in (("base", _link("latent", "latent"), 0, 2, "enable", "enable"),
+                                                          ("refiner", _link("base", "latent"), 2, steps, "disable",
+                                                           "disable")):
+        nodes[name] = _advanced(latent, start=start, end=end, add_noise=add_noise, leftover=leftover, steps=steps)
+        nodes[name]["inputs"].update(model=model, positive=positive, negative=negative, cfg=2.0)
+    result = flow_engine.run(workflow, outputs=["sampler", "refiner"])
+    assert result.ok, result.error
+    full = result.outputs["sampler"]["latent"]["samples"]
+    assert (result.outputs["refiner"]["latent"]["samples"] - full).abs().max().item() <= 1e-5
