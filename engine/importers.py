@@ -43,9 +43,15 @@ def import_workflow(raw: Any, importers: Sequence[WorkflowImporter]) -> tuple[An
     if isinstance(raw, dict) and "format" in raw:
         return raw, []
     for importer in importers:
-        if importer.recognise(raw):
+        try:
+            if not importer.recognise(raw):
+                continue
             converted, problems = importer.convert(raw)
-            return converted, list(problems)
+        except Exception as error:  # a damaged file of that format: a problem to show, not a crash of the server
+            return None, [Problem(None, None, "unreadable_workflow",
+                                  f"cannot read the workflow: it looks like {importer.name} but is damaged "
+                                  f"({type(error).__name__}: {error})")]
+        return converted, list(problems)
     if isinstance(raw, PngChunks):
         return None, [Problem(None, None, "unreadable_workflow",
                               "cannot read the workflow: a PNG without an embedded gouache workflow, and no installed importer "

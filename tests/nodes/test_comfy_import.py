@@ -291,3 +291,14 @@ def test_a_flux_workflow_from_split_files_maps_its_loaders_and_its_vae_family(en
                                     "family": "flux"}
     assert nodes["3"]["inputs"] == {"name": "ae.safetensors", "family": "flux"}
     assert nodes["5"]["inputs"]["conditioning"] == {"node": "4", "output": "conditioning"}
+
+
+@pytest.mark.parametrize("raw", [
+    {"nodes": [1, {"id": 2, "type": "KSampler", "inputs": "x", "widgets_values": 5}], "links": [[1, 2]]},
+    {"nodes": [{"id": 1, "type": "Reroute", "inputs": [{"link": 9}]}], "links": [{"id": 9}]},
+    {"3": {"class_type": "KSampler", "inputs": {"model": ["9", 0], "seed": [1, 2, 3]}}},
+    {"3": {"class_type": "KSampler", "inputs": None}},
+])
+def test_a_damaged_comfyui_file_is_a_problem_never_a_crash(engine, raw):
+    valid, problems = engine.check(raw)
+    assert valid is None and problems

@@ -135,3 +135,14 @@ def test_a_workflow_importer_that_is_not_one_is_reported(tmp_path):
 
     engine = engine_with(tmp_path, wrong=Wrong())
     assert "not a WorkflowImporter" in report(engine, "wrong").error
+
+
+def test_an_importer_failing_on_a_damaged_file_is_a_problem_naming_it(tmp_path):
+    class Fragile:
+        @hookimpl
+        def gouache_register_workflow_importers(self):
+            return [WorkflowImporter("fragile", lambda raw: "fragile" in raw, lambda raw: raw["missing"])]
+
+    engine = engine_with(tmp_path, fragile=Fragile())
+    _, [problem] = engine.check({"fragile": 1})
+    assert problem.code == "unreadable_workflow" and "fragile" in problem.message and "KeyError" in problem.message
