@@ -16,12 +16,16 @@ if TYPE_CHECKING:  # fingerprint() is on every run's path and must not wait for 
     import torch
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path, cast_to: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Read every tensor of a ``.safetensors`` or ``.ckpt`` file onto the CPU.
 
     Pickled files are read with ``torch.load(weights_only=True)`` only, which refuses code and
     arbitrary objects. A ``state_dict`` wrapper (as Lightning saves) is unwrapped and non-tensor
     entries (step counters and the like) are dropped.
+
+    ``cast_to`` casts floating-point tensors. A safetensors file whose tensors need the cast is then
+    read one tensor at a time with plain reads (no memory map), each cast as it arrives, so loading
+    an fp16 file for an fp32 model holds the fp32 tensors and one fp16 tensor, never both whole.
     """
     import torch
     from safetensors import SafetensorError
@@ -31,6 +35,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES and cast_to is not None and _needs_cast(path, cast_to):
+        return _read_safetensors_cast(path, cast_to)
     if suffix in SAFETENSORS_SUFFIXES:
         try:
             data: object = load_file(str(path), device="cpu")
@@ -56,6 +62,60 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: holds a {type(data).__name__}, not a dictionary of tensors")
     tensors = {str(k): v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ModelLoadError(f"{path}: holds no tensors")
+    if cast_to is not None:
+        tensors = {k: v.to(cast_to) if v.is_floating_point() else v for k, v in tensors.items()}
+    return tensors
+
+
+# safetensors' dtype names, as torch attribute names (fp8 types exist in torch >= 2.1).
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                       "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32",
+                       "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_FLOATING = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def _header(path: Path) -> dict:
+    from gouache.nodes.folders import safetensors_header
+
+    try:
+        return safetensors_header(path)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({error})") from error
+
+
+def _needs_cast(path: Path, dtype: torch.dtype) -> bool:
+    wanted = str(dtype).removeprefix("torch.")
+    return any(info.get("dtype") in _FLOATING and _SAFETENSORS_DTYPES[info["dtype"]] != wanted
+               for key, info in _header(path).items() if key != "__metadata__")
+
+
+def _read_safetensors_cast(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, floating ones cast to ``dtype``, read one at a time."""
+    import struct
+
+    import torch
+
+    header = _header(path)
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        base = 8 + length
+        tensors: dict[str, torch.Tensor] = {}
+        for key, info in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                                key=lambda item: item[1]["data_offsets"][0]):
+            name = _SAFETENSORS_DTYPES.get(info.get("dtype", ""))
+            if name is None:
+                raise ModelLoadError(f"{path}: tensor {key} has dtype {info.get('dtype')!r}, which gouache cannot read")
+            start, end = info["data_offsets"]
+            raw = torch.empty(info["shape"], dtype=getattr(torch, name))
+            buffer = raw.view(-1).view(torch.uint8) if raw.numel() else raw
+            if end - start != buffer.numel() * (1 if raw.numel() else 0) and raw.numel():
+                raise ModelLoadError(f"{path}: tensor {key} holds {end - start} bytes, not what its shape and dtype need")
+            handle.seek(base + start)
+            if raw.numel() and handle.readinto(memoryview(buffer.numpy())) != end - start:
+                raise ModelLoadError(f"{path}: ends inside tensor {key}; an interrupted download is the usual cause")
+            tensors[key] = raw.to(dtype) if info["dtype"] in _FLOATING else raw
     if not tensors:
         raise ModelLoadError(f"{path}: holds no tensors")
     return tensors

@@ -149,13 +149,31 @@ def _decide_prediction(detection: Detection, config_dir: Path | None, scheduler_
     return scheduler_config.get("prediction_type", "epsilon")
 
 
+def _key_names(path: Path) -> list[str] | None:
+    """A safetensors file's tensor names from its header, without reading tensors; ``None`` otherwise."""
+    from gouache.nodes.folders import SAFETENSORS_SUFFIXES, safetensors_header
+
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
+        return None
+    try:
+        return [key for key in safetensors_header(path) if key != "__metadata__"]
+    except (OSError, ValueError):
+        return None  # read_state_dict names what is wrong with the file
+
+
 def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -> LoadedCheckpoint:
     from .flow_models import detect_flow_family, load_single_file
 
-    state_dict = read_state_dict(path)
-    flow = detect_flow_family(state_dict)
+    keys = _key_names(path)
+    flow = detect_flow_family(keys) if keys is not None else None
     if flow is not None:  # SD 3.x, Flux.1: configs come from the tensors' shapes, weights keep their dtype
-        return load_single_file(path, flow, state_dict)
+        return load_single_file(path, flow, read_state_dict(path))
+    # Tensors arrive already in ``dtype``, one at a time when the file holds another: an fp16 file loaded
+    # for fp32 never has its fp16 and fp32 copies in memory at once.
+    state_dict = read_state_dict(path, cast_to=dtype)
+    flow = detect_flow_family(state_dict) if keys is None else None
+    if flow is not None:  # a pickled SD 3.x / Flux.1 file, found only once read
+        return load_single_file(path, flow, read_state_dict(path))
     detection = detect_checkpoint(state_dict, path, read_metadata(path))
     family = detection.family
     if config_dir is not None:
