@@ -140,6 +140,16 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         regions = {name: resolve(cond, name, tuple(init.shape), cell, device) for name, cond in named}
         entry_inputs: dict[tuple[int, int, int], Any] = {}
         train_steps = scheduler.config.num_train_timesteps
+
+        def predict(name: str, entry: Conditioning, crop: Any, cells: tuple[int, int], t: Any) -> Any:
+            """The UNet's prediction for one entry on its crop of the (scaled) latents."""
+            key = (id(entry), *cells)
+            if key not in entry_inputs:
+                entry_inputs[key] = _unet_inputs(family, [(name, entry)], batch, cells[0] * scale, cells[1] * scale,
+                                                 device, dtype)
+            hidden, entry_added = entry_inputs[key]
+            return unet(crop.to(dtype), t, encoder_hidden_states=hidden, timestep_cond=None,
+                        added_cond_kwargs=entry_added, return_dict=False)[0].float()
     else:
         embeds, added = _unet_inputs(family, named, batch, height, width, device, dtype)
 
@@ -155,18 +165,9 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         for index, t in enumerate(timesteps):
             if regional:
                 model_input = scheduler.scale_model_input(latents, t)
-
-                def predict(name: str, entry: Conditioning, crop: Any, cells: tuple[int, int], t: Any = t) -> Any:
-                    key = (id(entry), *cells)
-                    if key not in entry_inputs:
-                        entry_inputs[key] = _unet_inputs(family, [(name, entry)], batch, cells[0] * scale,
-                                                         cells[1] * scale, device, dtype)
-                    hidden, extra_cond = entry_inputs[key]
-                    return unet(crop.to(dtype), t, encoder_hidden_states=hidden, timestep_cond=None,
-                                added_cond_kwargs=extra_cond, return_dict=False)[0].float()
-
                 prediction = torch.cat([combine(regions[name], model_input, float(t), train_steps,
-                                                lambda entry, crop, cells, name=name: predict(name, entry, crop, cells))
+                                                lambda entry, crop, cells, name=name, t=t: predict(name, entry, crop,
+                                                                                                   cells, t))
                                         for name, _ in named])
             else:
                 model_input = torch.cat([latents] * 2) if guided else latents
