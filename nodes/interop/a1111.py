@@ -81,6 +81,8 @@ def convert_parameters(text: str) -> tuple[dict[str, Any], list[Problem]]:
     model = fields.get("Model") or "gouache-tiny"
     if PurePath(model).stem == "gouache-tiny":
         model = "gouache-tiny"
+    elif not PurePath(model).suffix:  # A1111 writes the file's stem; most checkpoints are .safetensors
+        model = f"{model}.safetensors"
     width, height = 512, 512
     if "Size" in fields:
         try:

@@ -302,3 +302,11 @@ def test_a_flux_workflow_from_split_files_maps_its_loaders_and_its_vae_family(en
 def test_a_damaged_comfyui_file_is_a_problem_never_a_crash(engine, raw):
     valid, problems = engine.check(raw)
     assert valid is None and problems
+
+
+def test_an_a1111_model_not_installed_is_the_usual_missing_model_problem(engine, tmp_path):
+    text = A1111.replace("Model: gouache-tiny", "Model: dreamshaper_8")
+    _, problems = engine.check(png(tmp_path / "other.png", parameters=text))
+    [problem] = problems
+    assert (problem.node, problem.input, problem.code) == ("checkpoint", "name", "not_a_choice")
+    assert "dreamshaper_8.safetensors" in problem.message and "gouache-tiny" in problem.message
