@@ -310,3 +310,16 @@ def test_an_a1111_model_not_installed_is_the_usual_missing_model_problem(engine,
     [problem] = problems
     assert (problem.node, problem.input, problem.code) == ("checkpoint", "name", "not_a_choice")
     assert "dreamshaper_8.safetensors" in problem.message and "gouache-tiny" in problem.message
+
+
+def test_conditioning_operations_keep_their_comfyui_names(engine):
+    prompt = load("default_api_tiny.json")
+    prompt["10"] = {"class_type": "ConditioningSetArea",
+                    "inputs": {"conditioning": ["6", 0], "width": 32, "height": 64, "x": 0, "y": 0, "strength": 1.0}}
+    prompt["11"] = {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["10", 0]}}
+    prompt["12"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["7", 0]}}
+    prompt["3"]["inputs"].update(positive=["11", 0], negative=["12", 0])
+    nodes = engine.validate(prompt).workflow.nodes
+    assert (nodes["10"].type, nodes["11"].type, nodes["12"].type) == \
+        ("ConditioningSetArea", "ConditioningCombine", "ConditioningZeroOut")
+    assert nodes["3"].inputs["negative"].node == "12"
