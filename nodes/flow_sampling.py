@@ -75,8 +75,8 @@ def calculate_shift(seq_len: int, config: dict[str, Any]) -> float:
 
 
 def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any, latent: dict[str, Any],
-                settings: Any) -> dict[str, Any]:
-    """Denoise ``latent`` with a flow model; returns a new LATENT dict (inputs unchanged)."""
+                settings: Any) -> Any:
+    """Denoise ``latent`` with a flow model into a ``gouache.nodes.sampling.Sampled`` (inputs unchanged)."""
     import numpy as np
     import torch
 
@@ -84,7 +84,7 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     from gouache.nodes.lora import patched
     from gouache.nodes.models.manual_cast import compute_dtype
     from gouache.nodes.preview import latent_preview_jpeg
-    from gouache.nodes.sampling import PREVIEW_EVERY
+    from gouache.nodes.sampling import PREVIEW_EVERY, Sampled
 
     loaded = model.checkpoint.loaded
     family, transformer = loaded.family, loaded.denoiser
@@ -127,7 +127,8 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     timesteps = scheduler.timesteps[start:stop]
     scheduler.set_begin_index(start)
     if len(timesteps) == 0:
-        return {**latent, "samples": latent["samples"].clone()}
+        unchanged = {**latent, "samples": latent["samples"].clone()}
+        return Sampled(unchanged, unchanged)
     if not settings.add_noise:  # the latent carries the noise of its first step already
         latents = init
         noise = torch.zeros_like(noise)
@@ -181,10 +182,16 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     with torch.no_grad(), patched(manager, family.denoiser_slot, transformer, model.patches), \
             interruptible([transformer], ctx.check_interrupt):
         for index, t in enumerate(timesteps):
-            if finish_early and index == total - 1:  # ComfyUI's force_full_denoise: x0 = x - sigma * velocity
-                state = state - scheduler.sigmas[start + index] * predict(state, t)
+            velocity = predict(state, t)
+            if index == total - 1:  # the last step's estimate of x0, which force_full_denoise returns
+                denoised = state - scheduler.sigmas[start + index] * velocity
+                denoised = unpack(denoised, height, width) if packing > 1 else denoised
+                if mask is not None:
+                    denoised = (1 - mask) * init + mask * denoised
+            if finish_early and index == total - 1:
+                state = pack(denoised) if packing > 1 else denoised
             else:
-                state = scheduler.step(predict(state, t), t, state, return_dict=False)[0]
+                state = scheduler.step(velocity, t, state, return_dict=False)[0]
             if mask is not None:
                 current = unpack(state, height, width) if packing > 1 else state
                 keep = init
@@ -197,7 +204,8 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
                 current = unpack(state, height, width) if packing > 1 else state
                 ctx.preview(latent_preview_jpeg(current, family.latent))
     result = unpack(state, height, width) if packing > 1 else state
-    return {**latent, "samples": result.to("cpu", torch.float32)}
+    return Sampled({**latent, "samples": result.to("cpu", torch.float32)},
+                   {**latent, "samples": denoised.to("cpu", torch.float32)})
 
 
 def model_overrides(model: Any) -> tuple[tuple[str, Any], ...]:

@@ -234,7 +234,7 @@ class Sampler(Node):
         from gouache.nodes.sampling import SampleSettings, sample
 
         settings = SampleSettings(seed, steps, cfg, sampler_name, scheduler, denoise)
-        return {"latent": sample(manager_of(ctx), ctx, model, positive, negative, latent, settings)}
+        return {"latent": sample(manager_of(ctx), ctx, model, positive, negative, latent, settings).latent}
 
 
 class VAEDecode(Node):

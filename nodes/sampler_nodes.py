@@ -77,7 +77,7 @@ class SamplerAdvanced(Node):
         settings = SampleSettings(noise_seed, steps, cfg, sampler_name, scheduler, start_step=start_at_step,
                                   end_step=end_at_step, add_noise=add_noise == "enable",
                                   leftover_noise=return_with_leftover_noise == "enable")
-        return {"latent": sample(manager_of(ctx), ctx, model, positive, negative, latent, settings)}
+        return {"latent": sample(manager_of(ctx), ctx, model, positive, negative, latent, settings).latent}
 
 
 class RandomNoise(Node):
@@ -188,7 +188,8 @@ class CFGGuider(Node):
 class SamplerCustom(Node):
     """Denoise ``latent`` along ``sigmas`` with ``sampler``, guided by ``guider``, from ``noise``
     (ComfyUI ``SamplerCustomAdvanced``). A window that stops before the schedule's end keeps its
-    leftover noise, for another SamplerCustom to go on from."""
+    leftover noise, for another SamplerCustom to go on from; ``denoised_output`` is the last step's
+    estimate of the clean latent."""
 
     type_name = "SamplerCustom"
     category = "sampling/custom"
@@ -199,7 +200,7 @@ class SamplerCustom(Node):
         Input("sigmas", "SIGMAS"),
         Input("latent", "LATENT"),
     ]
-    outputs = [Output("latent", "LATENT")]
+    outputs = [Output("latent", "LATENT"), Output("denoised_output", "LATENT")]
 
     def run(self, ctx, noise, guider, sampler, sigmas, latent):
         from gouache.nodes.sampling import SampleSettings, sample
@@ -210,8 +211,8 @@ class SamplerCustom(Node):
         settings = SampleSettings(noise.seed, sigmas.steps, guider.cfg, sampler.name, sigmas.scheduler,
                                   start_step=sigmas.start, end_step=sigmas.end, add_noise=noise.add,
                                   leftover_noise=True)
-        return {"latent": sample(manager_of(ctx), ctx, guider.model, guider.positive, guider.negative, latent,
-                                 settings)}
+        sampled = sample(manager_of(ctx), ctx, guider.model, guider.positive, guider.negative, latent, settings)
+        return {"latent": sampled.latent, "denoised_output": sampled.denoised}
 
 
 SAMPLER_NODES = [SamplerAdvanced, RandomNoise, DisableNoise, ScheduleSigmas, SplitSigmas, SamplerSelect, CFGGuider,

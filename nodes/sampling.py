@@ -56,6 +56,15 @@ class SampleSettings:
         return start, end
 
 
+@dataclass(frozen=True)
+class Sampled:
+    """What a denoising run gives: the latent, and the last step's estimate of the clean latent
+    (``SamplerCustom``'s ``denoised_output``; the latent itself where the run ends at noise 0)."""
+
+    latent: dict[str, Any]
+    denoised: dict[str, Any]
+
+
 def _match_windows(a: Any, b: Any) -> tuple[Any, Any]:
     """Give two embeddings of different window counts the same length by repeating each whole."""
     if a.shape[1] == b.shape[1]:
@@ -72,8 +81,8 @@ def _time_ids(cond: Conditioning, height: int, width: int) -> list[int]:
 
 
 def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, negative: Conditioning,
-           latent: dict[str, Any], settings: SampleSettings) -> dict[str, Any]:
-    """Denoise ``latent`` and return a new LATENT dict; the inputs are left as they were."""
+           latent: dict[str, Any], settings: SampleSettings) -> Sampled:
+    """Denoise ``latent`` into new LATENT dicts; the inputs are left as they were."""
     import torch
 
     from gouache.nodes.interrupt import interruptible
@@ -116,7 +125,8 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)
     if len(timesteps) == 0:
-        return {**latent, "samples": latent["samples"].clone()}
+        unchanged = {**latent, "samples": latent["samples"].clone()}
+        return Sampled(unchanged, unchanged)
     if not settings.add_noise:
         latents = init * _vp_scale(scheduler, start)  # handed over in the k-diffusion scaling
     elif start > 0:
@@ -177,9 +187,10 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
             if guided:
                 uncond, cond = prediction.chunk(2)
                 prediction = uncond + settings.cfg * (cond - uncond)
-            if finish_early and index == total - 1:  # ComfyUI's force_full_denoise: the estimate of x0
-                latents = _denoised(scheduler, scheduler.step(prediction, t, latents, **extra), prediction, latents,
-                                    start + index)
+            if index == total - 1:  # the last step's estimate of x0, which force_full_denoise returns
+                output = scheduler.step(prediction, t, latents, **extra)
+                denoised = _denoised(scheduler, output, prediction, latents, start + index)
+                latents = denoised if finish_early else output.prev_sample
             else:
                 latents = scheduler.step(prediction, t, latents, **extra, return_dict=False)[0]
             if mask is not None:
@@ -187,12 +198,15 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
                 if index < total - 1:
                     keep = scheduler.add_noise(init, noise, timesteps[index + 1:index + 2])
                 latents = (1 - mask) * keep + mask * latents
+                if index == total - 1:
+                    denoised = (1 - mask) * init + mask * denoised
             ctx.progress(index + 1, total)
             if ctx.wants_previews and ((index + 1) % every == 0 or index + 1 == total):
                 ctx.preview(latent_preview_jpeg(latents, family.latent))
     if leftover:
         latents = latents / _vp_scale(scheduler, stop)
-    return {**latent, "samples": latents.to("cpu", torch.float32)}
+    return Sampled({**latent, "samples": latents.to("cpu", torch.float32)},
+                   {**latent, "samples": denoised.to("cpu", torch.float32)})
 
 
 def _unet_inputs(family: Any, named: list[tuple[str, Conditioning]], batch: int, height: int, width: int,

@@ -95,7 +95,7 @@ def gouache_latents(loaded, *, cfg: float, steps: int = 4, seed: int = 42, guida
         settings = SampleSettings(seed=seed, steps=steps, cfg=cfg, sampler_name="euler", scheduler="normal")
         model = model or ModelHandle(_ref(loaded))
         latent = {"samples": torch.zeros(1, 16, side, side)}
-        return sample_flow(_Manager(), _CTX, model, positive, negative, latent, settings)["samples"]
+        return sample_flow(_Manager(), _CTX, model, positive, negative, latent, settings).latent["samples"]
 
 
 def pipeline_latents(loaded, *, cfg: float, steps: int = 4, seed: int = 42, guidance: float = 3.5) -> torch.Tensor:

@@ -177,3 +177,17 @@ def test_flow_models_split_like_the_unet_families(flow_engine, family):
     assert result.ok, result.error
     full = result.outputs["sampler"]["latent"]["samples"]
     assert (result.outputs["refiner"]["latent"]["samples"] - full).abs().max().item() <= 1e-5
+
+
+def test_denoised_output_is_the_last_step_s_clean_estimate(shared_engine):
+    workflow = text_to_image("tiny-sd1", steps=STEPS)
+    _custom(workflow, sampler="euler", split=3)
+    workflow["nodes"]["clean"] = _advanced(_link("latent", "latent"), start=0, end=3, add_noise="enable",
+                                           leftover="disable")
+    result = shared_engine.run(workflow, outputs=["high", "custom", "clean"])
+    assert result.ok, result.error
+    # Stopping at step 3 with leftover noise, the estimate is what stopping there fully denoised returns.
+    assert torch.equal(result.outputs["high"]["denoised_output"]["samples"], result.outputs["clean"]["latent"]["samples"])
+    # Ending at noise 0 (Euler's last step goes to x0), the estimate is the result.
+    final = result.outputs["custom"]
+    assert (final["denoised_output"]["samples"] - final["latent"]["samples"]).abs().max().item() <= 1e-5
