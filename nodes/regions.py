@@ -63,6 +63,42 @@ def resolve(cond: Conditioning, name: str, latent_shape: tuple[int, ...], scale:
     return regions
 
 
+def matching_areas(sources: list[Region], targets: list[Region]) -> list[Region]:
+    """For each area of ``sources`` that no ``targets`` entry has, a copy of the smallest ``targets`` entry
+    containing it, moved onto that area with the source's weights (ComfyUI's
+    ``create_cond_with_same_area_if_none``): the other side of the guidance is then weighed alike there."""
+    from dataclasses import replace
+
+    added = []
+    for source in sources:
+        if not _has_area(source.entry):
+            continue
+        box = (source.top, source.left, source.bottom, source.right)
+        smallest = None
+        for target in targets:
+            if not _has_area(target.entry):
+                smallest = smallest or target
+            elif (target.top <= box[0] and target.left <= box[1] and target.bottom >= box[2]
+                  and target.right >= box[3]) and (smallest is None or not _has_area(smallest.entry)
+                                                   or _cells(target) < _cells(smallest)):
+                smallest = target
+        if smallest is None or (_has_area(smallest.entry) and
+                                (smallest.top, smallest.left, smallest.bottom, smallest.right) == box):
+            continue
+        entry = replace(source.entry, embeds=smallest.entry.embeds, pooled=smallest.entry.pooled,
+                        size=smallest.entry.size, text=smallest.entry.text)
+        added.append(Region(entry, *box, source.weight))
+    return added
+
+
+def _has_area(entry: Conditioning) -> bool:
+    return entry.area is not None or (entry.mask is not None and entry.mask_bounds)
+
+
+def _cells(region: Region) -> int:
+    return (region.bottom - region.top) * (region.right - region.left)
+
+
 def _area_cells(area: tuple[str, float, float, float, float], name: str, height: int, width: int,
                 scale: int) -> tuple[int, int, int, int]:
     unit, x, y, w, h = area

@@ -144,10 +144,14 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     # side runs in the pipelines' own batch, negative first.
     regional = not all(cond.plain for _, cond in named)
     if regional:
-        from gouache.nodes.regions import combine, resolve
+        from gouache.nodes.regions import combine, matching_areas, resolve
 
         cell = family.latent.downscale  # pixels per latent cell as EmptyLatent counts them
         regions = {name: resolve(cond, name, tuple(init.shape), cell, device) for name, cond in named}
+        if guided:
+            extra_negative = matching_areas(regions["positive"], regions["negative"])
+            regions["positive"] += matching_areas(regions["negative"], regions["positive"])
+            regions["negative"] += extra_negative
         entry_inputs: dict[tuple[int, int, int], Any] = {}
         train_steps = scheduler.config.num_train_timesteps
 

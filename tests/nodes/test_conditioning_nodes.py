@@ -18,7 +18,7 @@ from gouache.nodes.conditioning_nodes import (
     ConditioningSetTimestepRange,
     ConditioningZeroOut,
 )
-from gouache.nodes.regions import active, combine, resolve
+from gouache.nodes.regions import active, combine, matching_areas, resolve
 from gouache.nodes.types import Conditioning
 
 # The regional path runs the prompts one by one (batches of 1, not the pipelines' batch of 2): float rounding only.
@@ -85,6 +85,19 @@ def test_masks_weigh_predictions_and_mask_bounds_crop_the_model_input():
                   lambda entry, crop, cells: torch.full_like(crop, entry.embeds[0, 0, 0].item()))
     assert out[0, 0, 2, 3].item() == pytest.approx(2.0 * 0.5 / 1.5) and out[0, 0, 7, 7].item() == 0.0
     assert out[0, 0, 0, 0].item() == 0.0
+
+
+def test_the_other_side_gets_an_entry_on_each_area_it_lacks():
+    # As ComfyUI's create_cond_with_same_area_if_none: the negative is weighed like the positive in its area.
+    area = run(ConditioningSetArea, conditioning=prompt(1.0), width=128, height=128, x=0, y=0, strength=0.5)
+    positive = resolve(run(ConditioningCombine, conditioning_1=prompt(2.0), conditioning_2=area), "positive",
+                       (1, 4, 32, 32), 8, "cpu")
+    negative = resolve(prompt(-1.0), "negative", (1, 4, 32, 32), 8, "cpu")
+    (copy,) = matching_areas(positive, negative)
+    assert (copy.top, copy.left, copy.bottom, copy.right) == (0, 0, 16, 16) and copy.weight is positive[1].weight
+    assert copy.entry.embeds[0, 0, 0].item() == -1.0 and copy.entry.strength == 0.5
+    assert matching_areas(negative, positive) == [], "the negative has no area"
+    assert matching_areas(positive, positive + [copy]) == [], "an entry with that area exists"
 
 
 def test_timestep_ranges_select_the_entries_of_each_step():
