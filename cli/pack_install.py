@@ -207,7 +207,7 @@ def _check_installed(distributions: list[str], args: argparse.Namespace) -> int:
             types = ", ".join(report.node_types) or "none"
             print(f"pack {report.name!r} loaded; node types: {types}")
         elif report.status == "blocked":
-            print(f"pack {report.name!r} is installed but blocked (GOUACHE_PLUGINS_BLOCK/ALLOW)")
+            print(f"pack {report.name!r} is installed but blocked (GOUACHE_PACKS_BLOCK/ALLOW)")
         else:
             print(f"error: pack {report.name!r} is installed but failed to load: {report.error}", file=sys.stderr)
             status = EXIT_FAILED
@@ -235,7 +235,7 @@ def remove(args: argparse.Namespace) -> int:
     distribution, packs = find_pack_distribution(args.name)
     if canonical(distribution) in core_packages():
         raise Refused(f"{distribution} is gouache or one of its core dependencies; it cannot be removed "
-                      "as a pack (its packs can be disabled with GOUACHE_PLUGINS_BLOCK)")
+                      "as a pack (its packs can be disabled with GOUACHE_PACKS_BLOCK)")
     version = installed_version(distribution)
     print(f"removing {distribution} {version} (packs: {', '.join(packs)}) from {sys.prefix}; "
           "its dependencies stay installed")

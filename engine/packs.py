@@ -76,8 +76,16 @@ class PackSource:
         return self.entry_point is None or self.distribution == FIRST_PARTY
 
 
+# The variables' names before "pack" became the one word for a node pack; still read, with a warning.
+_FORMER_NAMES = {"GOUACHE_PACKS_BLOCK": "GOUACHE_PLUGINS_BLOCK", "GOUACHE_PACKS_ALLOW": "GOUACHE_PLUGINS_ALLOW"}
+
+
 def _names(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
+    former = _FORMER_NAMES.get(variable)
+    if value is None and former is not None and former in os.environ:
+        log.warning("%s is now called %s; reading it under its former name", former, variable)
+        value = os.environ[former]
     if value is None:
         return None
     return {name.strip() for name in value.split(",") if name.strip()}
@@ -105,11 +113,11 @@ class LoadedPacks:
 def load_packs(sources: list[PackSource], *, safe_mode: bool = False) -> LoadedPacks:
     """Import, register and check every pack; a failing pack is reported, never fatal.
 
-    ``GOUACHE_PLUGINS_BLOCK`` (names never loaded) and ``GOUACHE_PLUGINS_ALLOW`` (if set, the only
+    ``GOUACHE_PACKS_BLOCK`` (names never loaded) and ``GOUACHE_PACKS_ALLOW`` (if set, the only
     third-party names loaded) filter packs by entry-point or distribution name; ``safe_mode``
     loads first-party packs only.
     """
-    block, allow = _names("GOUACHE_PLUGINS_BLOCK") or set(), _names("GOUACHE_PLUGINS_ALLOW")
+    block, allow = _names("GOUACHE_PACKS_BLOCK") or set(), _names("GOUACHE_PACKS_ALLOW")
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     reports: dict[str, PackReport] = {}

@@ -24,8 +24,8 @@ def subprocess_env(site: Path, home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
     env["GOUACHE_HOME"] = str(home)
-    env.pop("GOUACHE_PLUGINS_BLOCK", None)
-    env.pop("GOUACHE_PLUGINS_ALLOW", None)
+    env.pop("GOUACHE_PACKS_BLOCK", None)
+    env.pop("GOUACHE_PACKS_ALLOW", None)
     return env
 
 

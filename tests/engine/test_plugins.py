@@ -13,8 +13,8 @@ from gouache.engine import Engine
 def installed(toy_site, monkeypatch):
     """The toy and broken packs installed as distributions (on sys.path)."""
     monkeypatch.syspath_prepend(str(toy_site))
-    monkeypatch.delenv("GOUACHE_PLUGINS_BLOCK", raising=False)
-    monkeypatch.delenv("GOUACHE_PLUGINS_ALLOW", raising=False)
+    for name in ("GOUACHE_PACKS_BLOCK", "GOUACHE_PACKS_ALLOW", "GOUACHE_PLUGINS_BLOCK", "GOUACHE_PLUGINS_ALLOW"):
+        monkeypatch.delenv(name, raising=False)
     yield toy_site
     sys.modules.pop("toy_pack", None)
 
@@ -34,13 +34,22 @@ def test_entry_point_packs_load_and_a_broken_one_is_reported_by_name(installed, 
 
 
 def test_block_list(installed, tmp_path, monkeypatch):
-    monkeypatch.setenv("GOUACHE_PLUGINS_BLOCK", "toy, other")
+    monkeypatch.setenv("GOUACHE_PACKS_BLOCK", "toy, other")
     engine = Engine(home=tmp_path)
     assert reports(engine)["toy"].status == "blocked" and "Add" not in engine.registry
 
 
+def test_the_former_plugins_name_of_the_block_list_still_works_and_says_it_was_renamed(installed, tmp_path,
+                                                                                      monkeypatch, caplog):
+    monkeypatch.delenv("GOUACHE_PACKS_BLOCK", raising=False)
+    monkeypatch.setenv("GOUACHE_PLUGINS_BLOCK", "toy")
+    engine = Engine(home=tmp_path)
+    assert reports(engine)["toy"].status == "blocked"
+    assert "GOUACHE_PLUGINS_BLOCK is now called GOUACHE_PACKS_BLOCK" in caplog.text
+
+
 def test_allow_list_loads_only_the_named_third_party_packs(installed, tmp_path, monkeypatch):
-    monkeypatch.setenv("GOUACHE_PLUGINS_ALLOW", "gouache-toy")
+    monkeypatch.setenv("GOUACHE_PACKS_ALLOW", "gouache-toy")
     status = reports(Engine(home=tmp_path))
     assert status["toy"].status == "loaded" and status["broken"].status == "blocked"
 

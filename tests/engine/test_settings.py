@@ -60,7 +60,7 @@ def test_on_windows_the_home_is_under_local_app_data(monkeypatch):
 
 def test_an_engine_without_arguments_lives_in_the_user_data_folder(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "GOUACHE_HOME"}
-    env.update(XDG_DATA_HOME=str(tmp_path / "data"), GOUACHE_PLUGINS_BLOCK="builtin")
+    env.update(XDG_DATA_HOME=str(tmp_path / "data"), GOUACHE_PACKS_BLOCK="builtin")
     script = "from gouache.engine import Engine; print(Engine().settings.home)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     assert Path(done.stdout.strip()) == (tmp_path / "data" / "gouache").resolve()

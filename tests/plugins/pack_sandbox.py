@@ -31,7 +31,7 @@ REPO = HERE.parents[1]
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment for a ``gouache`` subprocess: a temporary home, no pack filters."""
     env = {key: value for key, value in os.environ.items()
-           if key not in ("GOUACHE_PLUGINS_BLOCK", "GOUACHE_PLUGINS_ALLOW", "PYTHONPATH")}
+           if key not in ("GOUACHE_PACKS_BLOCK", "GOUACHE_PACKS_ALLOW", "PYTHONPATH")}
     env["GOUACHE_HOME"] = str(home)
     env.update(extra)
     return env
@@ -150,12 +150,12 @@ def toy_site(tmp_path: Path) -> Path:
 def gouache_cli(toy_site: Path, tmp_path: Path) -> Gouache:
     """``gouache`` with the toy packs installed and the built-in pack blocked (it is not what
     these tests are about, and importing torch is slow)."""
-    env = clean_env(tmp_path / "home", PYTHONPATH=str(toy_site), GOUACHE_PLUGINS_BLOCK="builtin")
+    env = clean_env(tmp_path / "home", PYTHONPATH=str(toy_site), GOUACHE_PACKS_BLOCK="builtin")
     return Gouache(Path(sys.executable), env, tmp_path)
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Gouache:
     """``gouache`` run by a throwaway virtual environment layered over the running one; the
-    built-in pack is blocked unless a call passes ``GOUACHE_PLUGINS_BLOCK=""``."""
-    return make_sandbox(tmp_path / "venv", clean_env(tmp_path / "home", GOUACHE_PLUGINS_BLOCK="builtin"))
+    built-in pack is blocked unless a call passes ``GOUACHE_PACKS_BLOCK=""``."""
+    return make_sandbox(tmp_path / "venv", clean_env(tmp_path / "home", GOUACHE_PACKS_BLOCK="builtin"))

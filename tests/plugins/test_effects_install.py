@@ -16,7 +16,7 @@ NODE_TYPES = ["ColorGrade", "FilmGrain", "PaletteQuantize", "Pixelate", "TestPat
 
 @pytest.mark.slow
 def test_install_run_the_shipped_workflow_and_remove(sandbox, tmp_path):
-    with_builtin = {"GOUACHE_PLUGINS_BLOCK": ""}
+    with_builtin = {"GOUACHE_PACKS_BLOCK": ""}
     # CI may have installed the pack into the running environment already; the sandbox sees that copy.
     try:
         metadata.version("gouache-effects")

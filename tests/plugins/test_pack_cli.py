@@ -64,19 +64,19 @@ def test_info_on_an_unknown_pack_lists_the_known_ones(gouache_cli):
 
 def test_block_list_from_the_environment(gouache_cli, workflow):
     blocked = "builtin,gouache-greet"
-    assert gouache_cli.packs(GOUACHE_PLUGINS_BLOCK=blocked)["greet"]["status"] == "blocked"
-    done = gouache_cli("run", workflow, GOUACHE_PLUGINS_BLOCK=blocked)
+    assert gouache_cli.packs(GOUACHE_PACKS_BLOCK=blocked)["greet"]["status"] == "blocked"
+    done = gouache_cli("run", workflow, GOUACHE_PACKS_BLOCK=blocked)
     assert done.returncode == 2 and "unknown node type 'Greet'" in done.stderr
     assert gouache_cli("run", workflow).returncode == 0
 
 
 def test_allow_list_from_the_environment_loads_only_the_named_third_party_packs(gouache_cli, workflow):
-    packs = gouache_cli.packs(GOUACHE_PLUGINS_ALLOW="greet")
+    packs = gouache_cli.packs(GOUACHE_PACKS_ALLOW="greet")
     assert packs["greet"]["status"] == "loaded"
     assert packs["broken"]["status"] == packs["clash"]["status"] == "blocked"
-    done = gouache_cli("run", workflow, "--quiet", GOUACHE_PLUGINS_ALLOW="greet")
+    done = gouache_cli("run", workflow, "--quiet", GOUACHE_PACKS_ALLOW="greet")
     assert done.returncode == 0 and "HELLO, PACK" in done.stdout
-    assert gouache_cli("run", workflow, GOUACHE_PLUGINS_ALLOW="someone-else").returncode == 2
+    assert gouache_cli("run", workflow, GOUACHE_PACKS_ALLOW="someone-else").returncode == 2
 
 
 def test_run_safe_mode_loads_no_third_party_pack(gouache_cli, workflow):
