@@ -27,7 +27,7 @@ which, path, config, dtype = sys.argv[1:5]
 if which == "diffusers":
     from diffusers import StableDiffusionPipeline
 else:
-    from gouache.nodes.models import load_checkpoint
+    from gouache.nodes.loading import load_checkpoint
 import gc; gc.collect()
 
 def rss():
@@ -64,7 +64,7 @@ def write_checkpoints(scratch: Path) -> dict[str, Path]:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from gouache.nodes.families import SD1
-    from gouache.nodes.models import diffusers_to_original, shipped_config_dir
+    from gouache.nodes.loading import diffusers_to_original, shipped_config_dir
 
     paths = {dtype: scratch / f"sd15-random-{dtype}.safetensors" for dtype in ("fp16", "fp32")}
     if all(path.is_file() for path in paths.values()):
@@ -84,7 +84,7 @@ def write_checkpoints(scratch: Path) -> dict[str, Path]:
 
 def measure(which: str, path: Path, dtype: str) -> dict:
     from gouache.nodes.families import SD1
-    from gouache.nodes.models import shipped_config_dir
+    from gouache.nodes.loading import shipped_config_dir
 
     done = subprocess.run([sys.executable, "-c", CHILD, which, str(path), str(shipped_config_dir(SD1)), dtype],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})

@@ -53,7 +53,7 @@ def encode(loaded: Any, text: str, device: Any, between_windows: Any = None, *, 
     """
     import torch
 
-    from gouache.nodes.models.manual_cast import compute_dtype
+    from gouache.nodes.loading.manual_cast import compute_dtype
 
     family = loaded.family
     pieces = parse_weights(text)

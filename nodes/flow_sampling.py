@@ -82,7 +82,7 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
 
     from gouache.nodes.interrupt import interruptible
     from gouache.nodes.lora import patched
-    from gouache.nodes.models.manual_cast import compute_dtype
+    from gouache.nodes.loading.manual_cast import compute_dtype
     from gouache.nodes.preview import latent_preview_jpeg
     from gouache.nodes.sampling import PREVIEW_EVERY, Sampled
 

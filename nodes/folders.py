@@ -57,7 +57,7 @@ class _Shape:
 
 
 def _family_of_keys(header: dict[str, Any]) -> str | None:
-    from gouache.nodes.models.detect import detect_family
+    from gouache.nodes.loading.detect import detect_family
 
     tensors = {k: _Shape(v.get("shape", [])) for k, v in header.items() if k != "__metadata__"}
     try:
@@ -78,7 +78,7 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
     """Format, family, kind (``checkpoint`` or ``inpainting``) and a stated prediction type of a checkpoint,
     from its header or folder configs."""
     if path.is_dir():
-        from gouache.nodes.models.detect import detect_folder
+        from gouache.nodes.loading.detect import detect_folder
 
         detection = detect_folder(path)
         try:
@@ -89,7 +89,7 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
                 "prediction_type": detection.prediction_type}
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         from gouache.nodes.families import UNET_PREFIX
-        from gouache.nodes.models.detect import prediction_from_metadata
+        from gouache.nodes.loading.detect import prediction_from_metadata
 
         header = safetensors_header(path)
         first = header.get(f"{UNET_PREFIX}input_blocks.0.0.weight", {}).get("shape") or [None, None]
@@ -150,7 +150,7 @@ def describe_lora(path: Path) -> dict[str, Any]:
 
 def describe_diffusion_model(path: Path) -> dict[str, Any]:
     """Format and family of a diffusion model file alone, from its header's tensor names."""
-    from gouache.nodes.models.detect import denoiser_family
+    from gouache.nodes.loading.detect import denoiser_family
 
     if path.is_dir():
         return {"format": "diffusers"}

@@ -361,7 +361,7 @@ def _module_names(module: Any, component: str) -> dict[str, str]:
 def _ldm_unet_names(unet: Any) -> dict[str, str]:
     """Original-layout (LDM/SGM) UNet module names, flattened with ``_``, mapped to diffusers paths."""
     try:
-        from gouache.nodes.models.convert import unet_to_original
+        from gouache.nodes.loading.convert import unet_to_original
 
         original = unet_to_original(unet)
     except (ValueError, KeyError, AttributeError):
@@ -377,7 +377,7 @@ def _ldm_unet_names(unet: Any) -> dict[str, str]:
 
 def read_lora(path: Path) -> LoraFile:
     """Read and parse a LoRA file; ``ValueError`` saying what does not fit when it is not one we apply."""
-    from gouache.nodes.models import read_state_dict
+    from gouache.nodes.loading import read_state_dict
 
     path = Path(path)
     state = read_state_dict(path)

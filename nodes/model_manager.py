@@ -161,7 +161,7 @@ class ModelManager:
                    prediction_type: str | None = None) -> CheckpointRef:
         """The checkpoint at ``path`` (file or diffusers folder), loaded once per fingerprint, config folder
         and prediction override (``None``: what the file says)."""
-        from gouache.nodes.models import fingerprint
+        from gouache.nodes.loading import fingerprint
 
         key = f"{fingerprint(path)}|{config_dir or ''}" + (f"|{prediction_type}" if prediction_type else "")
         with self._lock:
@@ -177,7 +177,7 @@ class ModelManager:
     def _load_checkpoint(self, path: Path, key: str, config_dir: Path | None, prediction_type: str | None) -> _Held:
         import torch
 
-        from gouache.nodes.models import fingerprint, load_checkpoint
+        from gouache.nodes.loading import fingerprint, load_checkpoint
 
         _same_file(path, key.partition("|")[0], fingerprint)
         return self._prepare(load_checkpoint(path, config_dir=config_dir, dtype=torch.float32, device="cpu",
@@ -189,7 +189,7 @@ class ModelManager:
         ``load`` returns a ``LoadedCheckpoint`` holding only those parts; ``variant`` is whatever else
         decides the result (the family the files are read as, a weight dtype), part of the key.
         """
-        from gouache.nodes.models import fingerprint
+        from gouache.nodes.loading import fingerprint
 
         key = "+".join(fingerprint(path) for path in paths) + f"|{variant}"
         with self._lock:
@@ -212,7 +212,7 @@ class ModelManager:
         bf16 or fp8 files) keep their weights as stored and compute in the plan's dtype layer by layer,
         so no full-precision copy is ever made.
         """
-        from gouache.nodes.models.manual_cast import manual_cast
+        from gouache.nodes.loading.manual_cast import manual_cast
 
         plan = self.plan
         dtypes = {loaded.family.denoiser_slot: plan.unet_dtype, "vae": plan.vae_dtype}
@@ -234,7 +234,7 @@ class ModelManager:
 
     def lora(self, path: Path) -> tuple[str, Any]:
         """The LoRA file at ``path`` parsed into per-layer factors, once per fingerprint."""
-        from gouache.nodes.models import fingerprint
+        from gouache.nodes.loading import fingerprint
 
         key = fingerprint(path)
         with self._lock:
@@ -249,7 +249,7 @@ class ModelManager:
 
     def upscaler(self, path: Path, name: str) -> UpscaleModelHandle:
         """The spandrel model at ``path``, loaded once per fingerprint."""
-        from gouache.nodes.models import fingerprint
+        from gouache.nodes.loading import fingerprint
 
         key = fingerprint(path)
         with self._lock:
@@ -302,7 +302,7 @@ def _same_file(path: Path, key: str, fingerprint: Callable[[Path], str]) -> None
 
 def _load_lora(path: Path, key: str) -> _Held:
     from gouache.nodes.lora import read_lora
-    from gouache.nodes.models import fingerprint
+    from gouache.nodes.loading import fingerprint
 
     _same_file(path, key, fingerprint)
     lora = read_lora(path)
@@ -310,7 +310,7 @@ def _load_lora(path: Path, key: str) -> _Held:
 
 
 def _load_upscaler(path: Path, key: str) -> _Held:
-    from gouache.nodes.models import fingerprint
+    from gouache.nodes.loading import fingerprint
     from gouache.nodes.upscale import load_upscaler
 
     _same_file(path, key, fingerprint)

@@ -44,8 +44,8 @@ class DiffusionModelLoader(Node):
         return f"{fingerprint_of(resolve(ctx, 'diffusion_models', name).path)}|{weight_dtype}"
 
     def run(self, ctx, name, weight_dtype):
-        from gouache.nodes.models.flow_models import WEIGHT_DTYPES as TORCH_DTYPES
-        from gouache.nodes.models.flow_models import load_diffusion_model
+        from gouache.nodes.loading.flow_models import WEIGHT_DTYPES as TORCH_DTYPES
+        from gouache.nodes.loading.flow_models import load_diffusion_model
 
         path = resolve(ctx, "diffusion_models", name).path
         try:
@@ -90,7 +90,7 @@ class TextEncoderLoader(Node):
         return f"{family}|" + "+".join(fingerprint_of(path) for path in paths)
 
     def run(self, ctx, family, text_encoder_1, text_encoder_2, text_encoder_3):
-        from gouache.nodes.models.flow_models import load_text_encoders
+        from gouache.nodes.loading.flow_models import load_text_encoders
 
         chosen = [(n, f) for n, f in zip(ENCODER_INPUTS, (text_encoder_1, text_encoder_2, text_encoder_3)) if f]
         paths = [resolve(ctx, "text_encoders", file, n).path for n, file in chosen]
@@ -123,7 +123,7 @@ class VAELoader(Node):
         return f"{fingerprint_of(resolve(ctx, 'vae', name).path)}|{family}"
 
     def run(self, ctx, name, family):
-        from gouache.nodes.models.flow_models import load_vae
+        from gouache.nodes.loading.flow_models import load_vae
 
         path = resolve(ctx, "vae", name).path
         try:

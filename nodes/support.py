@@ -25,6 +25,6 @@ def resolve(ctx: Any, kind: str, name: str, input_name: str = "name") -> Any:
 
 def fingerprint_of(path: Path) -> str:
     """The cache key of a model file or folder's content (path, size, modification time)."""
-    from gouache.nodes.models import fingerprint
+    from gouache.nodes.loading import fingerprint
 
     return fingerprint(path)

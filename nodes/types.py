@@ -61,7 +61,7 @@ class CheckpointRef:
 
     @property
     def loaded(self) -> Any:
-        """The ``gouache.nodes.models.LoadedCheckpoint``."""
+        """The ``gouache.nodes.loading.LoadedCheckpoint``."""
         return self.resolve()
 
 

@@ -85,3 +85,18 @@ def test_importing_a_layer_loads_no_torch(module):
             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(done.stdout) == [], f"importing {module} loaded {done.stdout.strip()}"
+
+
+def test_every_package_folder_ships():
+    """A package folder missing from pyproject's explicit list works in a checkout and breaks when installed."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {package: REPO / folder for package, folder in config["package-dir"].items()}
+    found = set()
+    for package, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            if "__pycache__" not in relative:
+                found.add(".".join((package, *relative)))
+    assert sorted(found - set(config["packages"])) == []

@@ -14,8 +14,8 @@ import torch
 from pack_support import LORA_TARGETS, file_module_name
 from safetensors.torch import save_file
 
-from gouache.nodes.models import load_checkpoint
-from gouache.nodes.models.convert import unet_to_original
+from gouache.nodes.loading import load_checkpoint
+from gouache.nodes.loading.convert import unet_to_original
 
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 """What kohya trains in a CLIP (its attention and MLP); diffusers reads kohya CLIP layers only with ``out_proj``."""

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from gouache.engine import Engine
-from gouache.nodes.models import load_checkpoint
+from gouache.nodes.loading import load_checkpoint
 
 # The tiny models gain nothing from a second thread, and on a busy machine (CI runners, a training
 # job alongside) OpenMP threads waiting on each other at every op make each step many times slower.

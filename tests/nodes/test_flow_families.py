@@ -22,10 +22,10 @@ import tiny_flow_models as tiny
 from gouache.nodes import flow_prompt
 from gouache.nodes.families import FLUX, SD3, UNET_PREFIX
 from gouache.nodes.flow_sampling import sample_flow, unpack
-from gouache.nodes.models import ModelLoadError, flow_convert, load_checkpoint
-from gouache.nodes.models.flow_models import detect_flow_family, load_diffusion_model, load_text_encoders, load_vae
-from gouache.nodes.models.manual_cast import manual_cast
-from gouache.nodes.models.shipped import load_t5_tokenizer, shipped_config_dir
+from gouache.nodes.loading import ModelLoadError, flow_convert, load_checkpoint
+from gouache.nodes.loading.flow_models import detect_flow_family, load_diffusion_model, load_text_encoders, load_vae
+from gouache.nodes.loading.manual_cast import manual_cast
+from gouache.nodes.loading.shipped import load_t5_tokenizer, shipped_config_dir
 from gouache.nodes.sampling import SampleSettings
 from gouache.nodes.types import CheckpointRef, Conditioning, ModelHandle
 

@@ -13,7 +13,7 @@ import tiny_flow_models as tiny
 from test_flow_families import NEGATIVE, PROMPT, pipeline_latents
 
 from gouache.engine import Engine
-from gouache.nodes.models import load_checkpoint
+from gouache.nodes.loading import load_checkpoint
 
 STEPS, SEED = 4, 42
 

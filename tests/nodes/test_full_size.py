@@ -30,7 +30,7 @@ def sd15_home(tmp_path_factory) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from gouache.nodes.families import SD1
-    from gouache.nodes.models import diffusers_to_original, shipped_config_dir
+    from gouache.nodes.loading import diffusers_to_original, shipped_config_dir
 
     home = tmp_path_factory.mktemp("sd15_home")
     folder = shipped_config_dir(SD1)

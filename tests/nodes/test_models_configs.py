@@ -22,7 +22,7 @@ from diffusers.loaders.single_file_utils import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from gouache.nodes.models import detect_family, diffusers_to_original, shipped_config_dir
+from gouache.nodes.loading import detect_family, diffusers_to_original, shipped_config_dir
 
 DIFFUSERS_NAME = {"sd1": "v1", "sd2": "v2", "sdxl": "xl_base"}
 PARAMETERS_MILLIONS = {  # published sizes: UNet, VAE, text encoder(s)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gouache.nodes.models import ModelLoadError, detect_checkpoint, detect_family, detect_folder, read_state_dict
+from gouache.nodes.loading import ModelLoadError, detect_checkpoint, detect_family, detect_folder, read_state_dict
 
 
 @pytest.mark.parametrize("name", ["tiny_sd1", "tiny_sd2", "tiny_sdxl"])
@@ -96,7 +96,7 @@ def test_unknown_layouts_say_what_was_found(state_dict: dict, words: list[str]) 
 def test_families_gouache_does_not_load_are_named(tmp_path: Path, key: str, label: str) -> None:
     from safetensors.torch import save_file
 
-    from gouache.nodes.models import load_checkpoint
+    from gouache.nodes.loading import load_checkpoint
 
     path = tmp_path / "other.safetensors"
     save_file({key: torch.zeros(2, 2), "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 2)}, str(path))
@@ -119,7 +119,7 @@ def test_modelspec_metadata_states_the_prediction_type(tiny_sd1, tmp_path: Path,
     from safetensors.torch import save_file
 
     from gouache.nodes.folders import describe_checkpoint
-    from gouache.nodes.models import load_checkpoint, read_state_dict
+    from gouache.nodes.loading import load_checkpoint, read_state_dict
 
     path = tmp_path / "named-as-nothing.safetensors"
     save_file(read_state_dict(tiny_sd1.safetensors), str(path), metadata={"modelspec.prediction_type": stated})

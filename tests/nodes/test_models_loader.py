@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gouache.nodes.models import LoadedCheckpoint, ModelLoadError, fingerprint, load_checkpoint, read_state_dict
+from gouache.nodes.loading import LoadedCheckpoint, ModelLoadError, fingerprint, load_checkpoint, read_state_dict
 
 TOLERANCE = 1e-5
 

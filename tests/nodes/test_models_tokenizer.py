@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from gouache.nodes.models import load_clip_tokenizer, shipped_config_dir
-from gouache.nodes.models.shipped import clip_bpe_files, configs_root
+from gouache.nodes.loading import load_clip_tokenizer, shipped_config_dir
+from gouache.nodes.loading.shipped import clip_bpe_files, configs_root
 
 CAT = [49406, 320, 1125, 539, 320, 2368, 49407]
 

@@ -16,7 +16,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 import tiny_models
 from gouache.engine import Engine
-from gouache.nodes.models import ModelLoadError, load_checkpoint
+from gouache.nodes.loading import ModelLoadError, load_checkpoint
 
 TOLERANCE = 1e-5
 # Custom sizes that keep each family's conventions (32 normalisation groups; SD 1.x 8 heads, SDXL and
@@ -151,7 +151,7 @@ def _vae_workflow(checkpoint: str, vae: str | None, family: str = "sd1") -> dict
 @pytest.fixture(scope="module")
 def vae_home(tmp_path_factory, custom) -> Path:
     """A home with the custom SD 1.x model, and its own VAE as a single file and as a diffusers vae folder."""
-    from gouache.nodes.models import read_state_dict
+    from gouache.nodes.loading import read_state_dict
 
     folder, single = custom["sd1-4"]
     home = tmp_path_factory.mktemp("vae_home")

@@ -17,7 +17,7 @@ EMBEDDINGS = "models/embeddings"
 
 
 def _loaded(gouache_home, name):
-    from gouache.nodes.models import load_checkpoint
+    from gouache.nodes.loading import load_checkpoint
 
     return load_checkpoint(gouache_home / "models/checkpoints" / name)
 

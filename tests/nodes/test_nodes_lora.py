@@ -67,7 +67,7 @@ def test_unet_lora_matches_diffusers_load_lora_weights(shared_engine, gouache_ho
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
     from pack_support import PROMPT, build_lora
 
-    from gouache.nodes.models import load_checkpoint
+    from gouache.nodes.loading import load_checkpoint
 
     folder = gouache_home / "models/checkpoints/tiny-sd1"
     lora = build_lora(folder, gouache_home / "models/loras/unet-only.safetensors", "kohya", seed=21,
@@ -132,7 +132,7 @@ def _diffusers_with_lora(folder, lora, weights, steps=4):
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
     from pack_support import PROMPT
 
-    from gouache.nodes.models import load_checkpoint
+    from gouache.nodes.loading import load_checkpoint
 
     loaded = load_checkpoint(folder)
     parts = dict(**loaded.components(), scheduler=EulerDiscreteScheduler.from_config(loaded.scheduler_config))

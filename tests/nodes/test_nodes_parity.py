@@ -21,7 +21,7 @@ from diffusers import (
 )
 from pack_support import PROMPT, engine, gouache_home, shared_engine, text_to_image  # noqa: F401
 
-from gouache.nodes.models import load_checkpoint
+from gouache.nodes.loading import load_checkpoint
 
 NEGATIVE = "blurry, dark"
 LATENT_SIDE = 8  # EmptyLatent at 64 px gives 8x8 latents

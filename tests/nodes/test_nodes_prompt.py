@@ -26,7 +26,7 @@ def test_weight_syntax(text, expected):
 
 
 def _tokenizer(gouache_home):
-    from gouache.nodes.models import load_clip_tokenizer
+    from gouache.nodes.loading import load_clip_tokenizer
 
     return load_clip_tokenizer(gouache_home / "models/checkpoints/tiny-sd1/tokenizer")
 
@@ -59,7 +59,7 @@ def _encode(engine, text, checkpoint="tiny-sd1"):
 def test_encoding_equals_diffusers_encode_prompt(shared_engine, gouache_home):
     from diffusers import StableDiffusionPipeline
 
-    from gouache.nodes.models import load_checkpoint
+    from gouache.nodes.loading import load_checkpoint
 
     loaded = load_checkpoint(gouache_home / "models/checkpoints/tiny-sd1")
     pipe = StableDiffusionPipeline(**loaded.components(), scheduler=None, safety_checker=None, feature_extractor=None,

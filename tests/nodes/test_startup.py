@@ -58,7 +58,7 @@ def test_the_server_lists_checkpoints_without_importing_torch(tmp_path, tiny_sd1
 def test_fingerprints_and_detection_import_no_torch(tiny_sd1):
     script = f"""
 import json, sys
-from gouache.nodes.models import detect_folder, fingerprint
+from gouache.nodes.loading import detect_folder, fingerprint
 from gouache.nodes.folders import describe_checkpoint
 from pathlib import Path
 fingerprint(Path({str(tiny_sd1.safetensors)!r}))
@@ -72,7 +72,7 @@ print(json.dumps({{"family": [described["family"], family],
 
 
 def test_the_models_package_still_offers_every_public_name():
-    import gouache.nodes.models as models
+    import gouache.nodes.loading as models
 
     for name in models.__all__:
         assert getattr(models, name) is not None, name

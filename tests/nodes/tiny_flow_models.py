@@ -20,9 +20,9 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
 from gouache.nodes.families import FLUX, SD3, UNET_PREFIX, VAE_PREFIX, Family
-from gouache.nodes.models import flow_convert
-from gouache.nodes.models.convert import _text_state_dict, vae_to_original
-from gouache.nodes.models.shipped import configs_root, shipped_config_dir
+from gouache.nodes.loading import flow_convert
+from gouache.nodes.loading.convert import _text_state_dict, vae_to_original
+from gouache.nodes.loading.shipped import configs_root, shipped_config_dir
 
 T5_WIDTH = 96
 CLIP_L, CLIP_G = 32, 48

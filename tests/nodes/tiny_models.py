@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from gouache.nodes.models import diffusers_to_original, load_checkpoint, shipped_config_dir
+from gouache.nodes.loading import diffusers_to_original, load_checkpoint, shipped_config_dir
 
 VAE_CONFIG = {
     "block_out_channels": [8, 16],

@@ -2,7 +2,7 @@
 
 `weights/gouache-tiny/` is a diffusers folder `StableDiffusionPipeline.from_pretrained` loads
 offline; `weights/gouache-tiny.safetensors` holds the same weights in the original Stable
-Diffusion single-file layout, converted by gouache's own `gouache.nodes.models.diffusers_to_original`.
+Diffusion single-file layout, converted by gouache's own `gouache.nodes.loading.diffusers_to_original`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionMod
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from gouache.nodes.models import diffusers_to_original
+from gouache.nodes.loading import diffusers_to_original
 
 from .loop import Run, log
 from .pipeline import build_pipeline
