@@ -79,6 +79,25 @@ def decode(manager: Any, loaded: Any, latent: dict[str, Any], check_interrupt: A
     return (images.float() / 2 + 0.5).clamp(0, 1).movedim(1, -1).to("cpu").contiguous()
 
 
+def encodable_pixels(image: Any, vae: Any) -> tuple[Any, int]:
+    """``image`` as the VAE encodes it: RGB, sides cropped to whole latent cells; and the cell size.
+
+    Raises ``InputError`` on ``image`` for what is not an IMAGE or is smaller than one cell.
+    """
+    if not hasattr(image, "shape") or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        raise InputError("image", f"expected an IMAGE tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}",
+                         "wrong_shape")
+    factor = vae_scale_factor(vae)
+    height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
+    if height == 0 or width == 0:
+        raise InputError("image", f"{image.shape[2]}x{image.shape[1]} is smaller than one latent cell ({factor} px)",
+                         "too_small")
+    pixels = image[:, :height, :width, :3]
+    if pixels.shape[-1] == 1:
+        pixels = pixels.expand(-1, -1, -1, 3)
+    return pixels, factor
+
+
 def encode(manager: Any, loaded: Any, image: Any, check_interrupt: Any = None) -> dict[str, Any]:
     """A LATENT from an IMAGE; sides that are not multiples of the VAE's factor are cropped.
 
@@ -88,18 +107,8 @@ def encode(manager: Any, loaded: Any, image: Any, check_interrupt: Any = None) -
 
     from gouache.nodes.interrupt import interruptible
 
-    if not hasattr(image, "shape") or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise InputError("image", f"expected an IMAGE tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}",
-                         "wrong_shape")
     vae = loaded.vae
-    factor = vae_scale_factor(vae)
-    height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
-    if height == 0 or width == 0:
-        raise InputError("image", f"{image.shape[2]}x{image.shape[1]} is smaller than one latent cell ({factor} px)",
-                         "too_small")
-    pixels = image[:, :height, :width, :3]
-    if pixels.shape[-1] == 1:
-        pixels = pixels.expand(-1, -1, -1, 3)
+    pixels, factor = encodable_pixels(image, vae)
     device = manager.on_device([vae])
     batch = (pixels.movedim(-1, 1) * 2 - 1).to(device=device, dtype=vae.dtype)
     shift = getattr(vae.config, "shift_factor", None) or 0.0

@@ -174,20 +174,10 @@ def encode_tiled(manager: Any, loaded: Any, image: Any, tile_size: int,
     """
     import torch
 
-    from gouache.nodes.latent import vae_scale_factor
+    from gouache.nodes.latent import encodable_pixels
 
-    if not hasattr(image, "shape") or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
-        raise InputError("image", f"expected an IMAGE tensor [B,H,W,C], got {getattr(image, 'shape', type(image))}",
-                         "wrong_shape")
     vae = loaded.vae
-    factor = vae_scale_factor(vae)
-    height, width = (image.shape[1] // factor) * factor, (image.shape[2] // factor) * factor
-    if height == 0 or width == 0:
-        raise InputError("image", f"{image.shape[2]}x{image.shape[1]} is smaller than one latent cell ({factor} px)",
-                         "too_small")
-    pixels = image[:, :height, :width, :3]
-    if pixels.shape[-1] == 1:
-        pixels = pixels.expand(-1, -1, -1, 3)
+    pixels, factor = encodable_pixels(image, vae)
     walk = _walk(manager, vae, tile_size, factor, check_interrupt)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     try:
