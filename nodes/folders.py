@@ -221,6 +221,9 @@ def model_folders() -> list[ModelFolder]:
         ModelFolder("loras", SAFETENSORS_SUFFIXES, describe=describe_lora,
                     builtin=lambda: _builtin_file(TINY_LORA, describe_lora),
                     description="LoRA files in kohya/A1111 or diffusers/peft layout"),
+        ModelFolder("configs", (), directories=True, describe=describe_checkpoint,
+                    description="Diffusers-style config folders (JSON only) for checkpoints whose sizes the "
+                                "weights cannot show; CheckpointLoader's config input names one"),
         ModelFolder("vae", CHECKPOINT_SUFFIXES, directories=True, marker="config.json", describe=describe_vae,
                     description="Standalone VAEs"),
         # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).

@@ -43,9 +43,11 @@ PREDICTION_CHOICES = ("auto", "epsilon", "v_prediction")
 
 
 class CheckpointLoader(Node):
-    """Load a Stable Diffusion 1.x / 2.x / SDXL checkpoint (single file or diffusers folder), offline.
+    """Load a checkpoint (single file or diffusers folder) of SD 1.x, 2.x, XL, 3.x or Flux.1, offline.
 
-    Loaded models are kept by the file's fingerprint: loading the same file again costs nothing.
+    The architecture is read from the weights; ``config`` names a config folder (from the configs
+    folders) for a model whose sizes the weights cannot show. Loaded models are kept by the file's
+    fingerprint: loading the same file again costs nothing.
     """
 
     type_name = "CheckpointLoader"
@@ -55,18 +57,35 @@ class CheckpointLoader(Node):
                     description="A checkpoint from the checkpoints folders; gouache-tiny ships with gouache."),
               Input("prediction_type", "COMBO", default="auto", choices=PREDICTION_CHOICES,
                     description="What the model predicts; auto reads it from the file (a v_pred key, metadata, "
-                                "a sidecar .yaml, the family's rule).")]
+                                "a sidecar .yaml, the family's rule)."),
+              Input("config", "STRING", default="", link="widget",
+                    description="A diffusers-style config folder from the configs folders describing the "
+                                "checkpoint; empty reads the sizes from the weights.")]
     outputs = [Output("model", "MODEL"), Output("clip", "CLIP"), Output("vae", "VAE")]
 
-    def fingerprint(self, ctx, name, prediction_type="auto"):
+    def check(self, values, choices):
+        config = values.get("config") or ""
+        if config and config not in choices("configs"):
+            found = ", ".join(repr(name) for name in choices("configs")[:12]) or "none"
+            return [InputError("config", f"no config folder named {config!r}; found: {found}", "not_a_choice")]
+        return []
+
+    @staticmethod
+    def _config_dir(ctx, entry, config):
+        if config:
+            return resolve(ctx, "configs", config, "config").path
+        shipped = entry.info.get("config_dir")  # the embedded model ships its own
+        return Path(shipped) if shipped else None
+
+    def fingerprint(self, ctx, name, prediction_type="auto", config=""):
         entry = resolve(ctx, "checkpoints", name)
-        config_dir = entry.info.get("config_dir")
-        return (fingerprint_of(entry.path) + (f"|{fingerprint_of(Path(config_dir))}" if config_dir else "")
+        config_dir = self._config_dir(ctx, entry, config)
+        return (fingerprint_of(entry.path) + (f"|{fingerprint_of(config_dir)}" if config_dir else "")
                 + ("" if prediction_type == "auto" else f"|{prediction_type}"))
 
-    def run(self, ctx, name, prediction_type="auto"):
+    def run(self, ctx, name, prediction_type="auto", config=""):
         entry = resolve(ctx, "checkpoints", name)
-        config_dir = entry.info.get("config_dir")
+        config_dir = self._config_dir(ctx, entry, config)
         try:
             ref = manager_of(ctx).checkpoint(entry.path, name, Path(config_dir) if config_dir else None,
                                              None if prediction_type == "auto" else prediction_type)

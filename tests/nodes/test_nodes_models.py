@@ -84,3 +84,34 @@ def test_builtin_gouache_tiny_loads_the_single_file_with_its_folder_as_config(
     difference = builtin.outputs["sampler"]["latent"]["samples"] - folder.outputs["sampler"]["latent"]["samples"]
     assert difference.abs().max().item() < 1e-5
     assert torch.isfinite(builtin.outputs["sampler"]["latent"]["samples"]).all()
+
+
+def test_a_checkpoint_loads_with_a_config_folder_from_the_configs_folders(tiny_sd1, tmp_path):
+    """The tiny model's 4 normalisation groups cannot be read from its weights: its config folder says them."""
+    import shutil
+
+    import torch
+    from pack_support import text_to_image
+
+    from gouache.engine import Engine
+
+    home = tmp_path / "home"
+    checkpoints, configs = home / "models" / "checkpoints", home / "models" / "configs" / "tiny-sd1-config"
+    checkpoints.mkdir(parents=True)
+    shutil.copy(tiny_sd1.safetensors, checkpoints / "tiny-sd1-file.safetensors")
+    shutil.copytree(tiny_sd1.folder, checkpoints / "tiny-sd1")
+    for config in tiny_sd1.folder.rglob("*.json"):  # the JSON only, as a config folder holds
+        target = configs / config.relative_to(tiny_sd1.folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(config, target)
+    engine = Engine(home=home)
+    from_file = text_to_image("tiny-sd1-file.safetensors")
+    from_file["nodes"]["checkpoint"]["inputs"]["config"] = "tiny-sd1-config"
+    result = engine.run(from_file, outputs=["sampler"])
+    assert result.ok, result.error
+    folder = engine.run(text_to_image("tiny-sd1"), outputs=["sampler"])
+    assert torch.equal(result.outputs["sampler"]["latent"]["samples"], folder.outputs["sampler"]["latent"]["samples"])
+    from_file["nodes"]["checkpoint"]["inputs"]["config"] = "tiny-sd1-confg"
+    valid, problems = engine.check(from_file)
+    assert valid is None and [(p.node, p.input, p.code) for p in problems] == [("checkpoint", "config", "not_a_choice")]
+    assert "'tiny-sd1-config'" in problems[0].message
