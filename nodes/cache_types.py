@@ -85,7 +85,7 @@ def decode_conditioning(tree: dict[str, Any]) -> Conditioning:
     return Conditioning(**{**tree, "size": tuple(tuple(pair) for pair in size) if size is not None else None,
                            "area": tuple(area) if area is not None else None,
                            "timestep_range": tuple(tree.get("timestep_range", (0.0, 1.0))),
-                           "more": tuple(tree.get("more", ()))})
+                           "more": tuple(tree.get("more", ())), "controls": tuple(tree.get("controls", ()))})
 
 
 register_codec(TorchTensor, "torch.tensor/1", encode_tensor, decode_tensor)

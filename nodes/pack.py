@@ -18,6 +18,7 @@ from gouache.nodes.latent import LATENT_RESIZE_METHODS
 from gouache.nodes.schedulers import SAMPLERS, SCHEDULES
 from gouache.nodes.flow_nodes import FlowShift, FluxGuidance
 from gouache.nodes.conditioning_nodes import CONDITIONING_NODES
+from gouache.nodes.controlnet import CONTROLNET_NODES
 from gouache.nodes.image_nodes import IMAGE_NODES
 from gouache.nodes.latent_nodes import LATENT_NODES
 from gouache.nodes.mask_nodes import MASK_NODES
@@ -445,6 +446,7 @@ NODES = [CheckpointLoader, LoraLoader, LoraModelLoader, *TEXT_NODES, EmptyLatent
          VAEDecode, VAEEncode,
          LoadImage, ImageScale, SaveImage, PreviewImage, UpscaleModelLoader, UpscaleWithModel,
          DiffusionModelLoader, TextEncoderLoader, VAELoader, FluxGuidance, FlowShift, *CONDITIONING_NODES,
+         *CONTROLNET_NODES,
          *MASK_NODES, *IMAGE_NODES, *LATENT_NODES, *PRIMITIVE_NODES]
 
 

@@ -97,7 +97,7 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         from gouache.nodes.flow_sampling import sample_flow
 
         for name, cond in (("positive", positive), ("negative", negative)):
-            if not cond.plain:
+            if not cond.plain or cond.controls:
                 raise InputError(name, f"{family.label} takes one plain prompt so far: combined conditionings, areas, "
                                        "masks and timestep ranges apply to SD 1.x/2.x/SDXL", "unsupported")
         return sample_flow(manager, ctx, model, positive, negative, latent, settings)
@@ -143,6 +143,9 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     # Entries with areas, masks or timestep ranges predict one by one (regions); one plain prompt each
     # side runs in the pipelines' own batch, negative first.
     regional = not all(cond.plain for _, cond in named)
+    controlled = any(entry.controls for _, cond in named for entry in cond.entries())
+    if controlled:
+        _check_controls(named, regional, unet)
     if regional:
         from gouache.nodes.regions import combine, matching_areas, resolve
 
@@ -172,6 +175,7 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         mask = torch.nn.functional.interpolate(mask.to(device=device, dtype=torch.float32).reshape(
             -1, 1, *mask.shape[-2:]), size=init.shape[-2:], mode="bilinear").expand_as(init[:, :1])
     extra = step_kwargs(scheduler, generator)
+    control_images: dict = {}
     total = len(timesteps)
     every = max(1, min(PREVIEW_EVERY, total // 5 or 1))
     with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches), \
@@ -186,8 +190,12 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
             else:
                 model_input = torch.cat([latents] * 2) if guided else latents
                 model_input = scheduler.scale_model_input(model_input, t)
+                control = {}
+                if controlled:
+                    control = _control_kwargs(named, model_input.to(dtype), t, embeds, added, start + index,
+                                              len(scheduler.timesteps), height, width, control_images)
                 prediction = unet(model_input.to(dtype), t, encoder_hidden_states=embeds, timestep_cond=None,
-                                  added_cond_kwargs=added, return_dict=False)[0].float()
+                                  added_cond_kwargs=added, return_dict=False, **control)[0].float()
             if guided:
                 uncond, cond = prediction.chunk(2)
                 prediction = uncond + settings.cfg * (cond - uncond)
@@ -211,6 +219,47 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         latents = latents / _vp_scale(scheduler, stop)
     return Sampled({**latent, "samples": latents.to("cpu", torch.float32)},
                    {**latent, "samples": denoised.to("cpu", torch.float32)})
+
+
+def _check_controls(named: list[tuple[str, Conditioning]], regional: bool, unet: Any) -> None:
+    """ControlNets apply to one plain prompt per side, of the UNet's family."""
+    for name, cond in named:
+        if regional and any(entry.controls for entry in cond.entries()):
+            raise InputError(name, "ControlNets apply to one plain prompt so far: not with combined conditionings, "
+                                   "areas, masks or timestep ranges", "unsupported")
+        for control in cond.controls:
+            if control.net.cross_attention_dim != unet.config.cross_attention_dim:
+                raise InputError(name, f"its ControlNet reads {control.net.cross_attention_dim}-wide text embeddings "
+                                       f"and the model {unet.config.cross_attention_dim}-wide: load a ControlNet of "
+                                       "the model's family", "wrong_family")
+
+
+def _control_kwargs(named: list[tuple[str, Conditioning]], sample: Any, t: Any, hidden: Any, added: Any,
+                    step: int, count: int, height: int, width: int, images: dict) -> dict[str, Any]:
+    """The UNet's ControlNet residual arguments for the CFG batch (each side's own controls); ``{}``: none act."""
+    import torch
+
+    from gouache.nodes.controlnet import residuals
+
+    sides = [cond.controls for _, cond in named]
+    if all(controls == sides[0] for controls in sides):  # the same nets on every side: one batched run
+        found = residuals(sides[0], sample, t, hidden, added, step, count, height, width, images)
+    else:
+        parts = len(named)
+        samples, hiddens = sample.chunk(parts), hidden.chunk(parts)
+        addeds = [None] * parts if added is None else [
+            {key: value.chunk(parts)[i] for key, value in added.items()} for i in range(parts)]
+        each = [residuals(controls, samples[i], t, hiddens[i], addeds[i], step, count, height, width, images)
+                for i, controls in enumerate(sides)]
+        known = next((r for r in each if r is not None), None)
+        if known is None:
+            return {}
+        each = [r if r is not None else ([torch.zeros_like(d) for d in known[0]], torch.zeros_like(known[1]))
+                for r in each]
+        found = ([torch.cat(blocks) for blocks in zip(*(r[0] for r in each))], torch.cat([r[1] for r in each]))
+    if found is None:
+        return {}
+    return {"down_block_additional_residuals": found[0], "mid_block_additional_residual": found[1]}
 
 
 def _unet_inputs(family: Any, named: list[tuple[str, Conditioning]], batch: int, height: int, width: int,

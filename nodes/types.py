@@ -35,6 +35,8 @@ SOCKET_TYPES = [
                description="A window of steps of a named noise schedule, with the noise levels it passes through."),
     SocketType("SAMPLER", "#ecb4b4", description="A sampler by name: the diffusers scheduler class that steps."),
     SocketType("GUIDER", "#66666f", description="A MODEL with its positive and negative conditioning and CFG scale."),
+    SocketType("CONTROL_NET", "#00d78d",
+               description="A ControlNet (SD 1.x/2.x/SDXL) that steers the UNet from a control image."),
 ]
 
 
@@ -115,6 +117,31 @@ class VaeHandle:
 
 
 @dataclass(frozen=True, eq=False)
+class ControlNetHandle:
+    """CONTROL_NET: a loaded diffusers ``ControlNetModel``; ``name`` is its file or folder name."""
+
+    module: Any = field(repr=False)
+    name: str = ""
+
+    @property
+    def cross_attention_dim(self) -> int:
+        """The text embedding width it reads: tells the family (768 SD 1.x, 1024 SD 2.x, 2048 SDXL)."""
+        return int(self.module.config.cross_attention_dim)
+
+
+@dataclass(frozen=True, eq=False)
+class Control:
+    """One ControlNet applied to a conditioning entry (``ControlNetApply``): the net, its control
+    image (IMAGE [B,H,W,C] in 0..1), its strength and the part of the schedule it acts in."""
+
+    net: ControlNetHandle
+    image: Any = field(repr=False)
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+
+@dataclass(frozen=True, eq=False)
 class Conditioning:
     """CONDITIONING: what the sampler needs from a prompt, as a list of entries (ComfyUI's list of conds).
 
@@ -147,6 +174,8 @@ class Conditioning:
     """The part of the schedule the entry is used in, as start and end fractions (0: the first step)."""
     more: tuple[Conditioning, ...] = field(default=(), repr=False)
     """The further entries (each with an empty ``more``)."""
+    controls: tuple[Control, ...] = field(default=(), repr=False)
+    """ControlNets steering the UNet while this entry is sampled (``ControlNetApply``; they stack)."""
 
     def entries(self) -> tuple[Conditioning, ...]:
         """Every entry, this one first, each on its own."""

@@ -1,0 +1,150 @@
+"""ControlNet for SD 1.x/2.x/SDXL: load one, attach it to conditioning, and compute its residuals.
+
+``ControlNetApply`` attaches a :class:`~gouache.nodes.types.Control` to every entry of both
+conditionings; the sampler then runs each control's net every step inside its range and adds the
+residuals to the UNet's skip connections, as diffusers' ``StableDiffusion(XL)ControlNetPipeline``
+does (the control image in RGB 0..1, resized to the latent's pixel size, batched with the CFG batch;
+a control acts at step ``i`` of ``n`` unless ``i/n < start`` or ``(i+1)/n > end``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from gouache.engine import CachePolicy, Input, InputError, Node, Output
+from gouache.nodes.support import fingerprint_of, resolve
+from gouache.nodes.types import Conditioning, Control, ControlNetHandle
+
+FAMILY_WIDTHS = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+
+
+def _family(width: int) -> str:
+    return FAMILY_WIDTHS.get(width, f"a {width}-wide text embedding")
+
+
+def load_controlnet(path: Path) -> Any:
+    """A diffusers ``ControlNetModel`` from a diffusers folder; nothing is downloaded."""
+    from diffusers import ControlNetModel
+
+    if path.is_dir():
+        return ControlNetModel.from_pretrained(str(path), local_files_only=True).eval()
+    config = path.with_suffix(".json")
+    if config.is_file():  # a diffusers-layout file with its config beside it
+        from safetensors.torch import load_file
+
+        model = ControlNetModel.from_config(ControlNetModel.load_config(str(config)))
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{path.name} does not match {config.name}: {len(missing)} missing and "
+                             f"{len(unexpected)} unexpected weights")
+        return model.eval()
+    raise ValueError(f"{path.name}: single ControlNet files need a diffusers config (a {config.name} beside the file, "
+                     "or a diffusers folder); reading original-layout files with a derived config is not supported yet")
+
+
+class ControlNetLoader(Node):
+    """Load a ControlNet (SD 1.x/2.x/SDXL) from the controlnet folders (ComfyUI's "Load ControlNet Model")."""
+
+    type_name = "ControlNetLoader"
+    category = "loaders"
+    cache = CachePolicy.FINGERPRINT
+    inputs = [Input("name", "COMBO", choices_from="controlnet", link="widget",
+                    description="A diffusers ControlNet folder (or file with its config.json beside it).")]
+    outputs = [Output("control_net", "CONTROL_NET")]
+
+    def fingerprint(self, ctx, name):
+        return fingerprint_of(resolve(ctx, "controlnet", name).path)
+
+    def run(self, ctx, name):
+        path = resolve(ctx, "controlnet", name).path
+        try:
+            module = load_controlnet(path)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise InputError("name", str(error), "unreadable") from None
+        return {"control_net": ControlNetHandle(module, name)}
+
+
+class ControlNetApply(Node):
+    """Steer sampling with a ControlNet and a control image, on both conditionings
+    (ComfyUI's "Apply ControlNet" / ``ControlNetApplyAdvanced``). Apply again to stack ControlNets."""
+
+    type_name = "ControlNetApply"
+    category = "conditioning"
+    inputs = [Input("positive", "CONDITIONING"), Input("negative", "CONDITIONING"),
+              Input("control_net", "CONTROL_NET"),
+              Input("image", "IMAGE", description="The control image (an edge map, a pose, a depth map...)."),
+              Input("strength", "FLOAT", default=1.0, min=0.0, max=10.0, step=0.01,
+                    description="Scales the ControlNet's residuals; 0 leaves sampling as without it."),
+              Input("start_percent", "FLOAT", default=0.0, min=0.0, max=1.0, step=0.001,
+                    description="The fraction of the steps after which it starts acting."),
+              Input("end_percent", "FLOAT", default=1.0, min=0.0, max=1.0, step=0.001,
+                    description="The fraction of the steps after which it stops.")]
+    outputs = [Output("positive", "CONDITIONING"), Output("negative", "CONDITIONING")]
+
+    def check(self, values):
+        start, end = values.get("start_percent", 0.0), values.get("end_percent", 1.0)
+        if isinstance(start, (int, float)) and isinstance(end, (int, float)) and start > end:
+            return [InputError("start_percent", f"{start:g} is after end_percent ({end:g})", "out_of_order")]
+        return []
+
+    def run(self, ctx, positive, negative, control_net, image, strength, start_percent, end_percent):
+        problems = self.check({"start_percent": start_percent, "end_percent": end_percent})
+        if problems:
+            raise problems[0]
+        shape = getattr(image, "shape", None)
+        if shape is None or len(shape) != 4 or shape[-1] not in (1, 3, 4):
+            raise InputError("image", f"expected an IMAGE tensor [B,H,W,C], got {shape}", "wrong_shape")
+        for name, cond in (("positive", positive), ("negative", negative)):
+            width = int(cond.embeds.shape[-1])
+            if width != control_net.cross_attention_dim:
+                raise InputError("control_net", f"this ControlNet is for {_family(control_net.cross_attention_dim)} "
+                                                f"models and the {name} conditioning comes from "
+                                                f"{_family(width)}: load a ControlNet of the model's family",
+                                 "wrong_family")
+        control = Control(control_net, image, float(strength), float(start_percent), float(end_percent))
+
+        def attach(cond: Conditioning) -> Conditioning:
+            return cond.map_entries(lambda entry: replace(entry, controls=(*entry.controls, control)))
+
+        return {"positive": attach(positive), "negative": attach(negative)}
+
+
+def control_image(image: Any, batch: int, height: int, width: int, device: Any, dtype: Any) -> Any:
+    """An IMAGE as diffusers' ``prepare_image`` feeds it: [batch,3,height,width] RGB in 0..1."""
+    import torch
+
+    pixels = image[..., :3] if image.shape[-1] >= 3 else image[..., :1].expand(*image.shape[:-1], 3)
+    pixels = pixels.permute(0, 3, 1, 2).to(torch.float32)
+    if tuple(pixels.shape[-2:]) != (height, width):
+        pixels = torch.nn.functional.interpolate(pixels, size=(height, width), mode="nearest-exact")
+    if pixels.shape[0] != batch:
+        pixels = pixels.repeat((batch + pixels.shape[0] - 1) // pixels.shape[0], 1, 1, 1)[:batch]
+    return pixels.to(device=device, dtype=dtype)
+
+
+def residuals(controls: tuple[Control, ...], sample: Any, t: Any, hidden: Any, added: Any, step: int, count: int,
+              height: int, width: int, images: dict) -> tuple[Any, Any] | None:
+    """The summed down/mid residuals of the ``controls`` active at step ``step`` of ``count``; ``None``: none."""
+    down = mid = None
+    for control in controls:
+        if step / count < control.start or (step + 1) / count > control.end:
+            continue
+        net = control.net.module
+        if net.device != sample.device or net.dtype != sample.dtype:
+            net.to(device=sample.device, dtype=sample.dtype)
+        key = (id(control), sample.shape[0])
+        if key not in images:
+            images[key] = control_image(control.image, sample.shape[0], height, width, sample.device, sample.dtype)
+        kwargs = {"added_cond_kwargs": added} if added is not None else {}
+        d, m = net(sample, t, encoder_hidden_states=hidden, controlnet_cond=images[key],
+                   conditioning_scale=control.strength, return_dict=False, **kwargs)
+        if down is None:
+            down, mid = list(d), m
+        else:
+            down, mid = [a + b for a, b in zip(down, d)], mid + m
+    return None if down is None else (down, mid)
+
+
+CONTROLNET_NODES = [ControlNetLoader, ControlNetApply]
