@@ -102,7 +102,7 @@ def test_every_node_without_an_equivalent_is_named_at_once_with_its_pack(engine)
     unmapped = {p.node: p.message for p in problems if p.code == "unmapped_node"}
     assert set(unmapped) == {"20", "21", "22"}
     assert "'UltimateSDUpscale'" in unmapped["20"] and "comfyui_ultimatesdupscale" in unmapped["20"]
-    assert "'ControlNetApplyAdvanced'" in unmapped["21"] and "ComfyUI's core" in unmapped["21"]
+    assert "'unCLIPConditioning'" in unmapped["21"] and "ComfyUI's core" in unmapped["21"]
     assert "cubiq/ComfyUI_IPAdapter_plus" in unmapped["22"] and "'Style'" in unmapped["22"]
     values = {(p.node, p.input): p.message for p in problems if p.code == "unmapped_value"}
     assert "'res_multistep'" in values[("3", "sampler_name")] and "'simple'" in values[("3", "scheduler")]
