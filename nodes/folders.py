@@ -179,6 +179,28 @@ def describe_vae(path: Path) -> dict[str, Any]:
     return {**info, "latent_channels": channels, "family": "/".join(families) or None}
 
 
+CONTROLNET_WIDTHS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+"""A ControlNet's family by the text embedding width its cross-attention reads."""
+
+
+def describe_controlnet(path: Path) -> dict[str, Any]:
+    """A ControlNet's format, layout and family (by its cross-attention width), from its config or header."""
+    info: dict[str, Any] = {**describe_file(path), "kind": "controlnet"}
+    config = path / "config.json" if path.is_dir() else path.with_suffix(".json")
+    width = None
+    if config.is_file():
+        width = json.loads(config.read_text(encoding="utf-8")).get("cross_attention_dim")
+    elif path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        header = safetensors_header(path)
+        info["layout"] = "original" if any(k.startswith("control_model.") for k in header) else "diffusers"
+        found = next((v for k, v in header.items() if k.endswith("attn2.to_k.weight")), None)
+        width = found["shape"][1] if found and len(found.get("shape", [])) == 2 else None
+    if isinstance(width, int):
+        info["cross_attention_dim"] = width
+        info["family"] = CONTROLNET_WIDTHS.get(width)
+    return info
+
+
 def describe_embedding(path: Path) -> dict[str, Any]:
     """An embedding's vector count, widths and the encoders those widths are (names and shapes only)."""
     from gouache.nodes.embeddings import describe_embedding as describe
@@ -226,7 +248,7 @@ def model_folders() -> list[ModelFolder]:
                                 "weights cannot show; CheckpointLoader's config input names one"),
         ModelFolder("vae", CHECKPOINT_SUFFIXES, directories=True, marker="config.json", describe=describe_vae,
                     description="Standalone VAEs"),
-        ModelFolder("controlnet", SAFETENSORS_SUFFIXES, directories=True, marker="config.json", describe=describe_file,
+        ModelFolder("controlnet", SAFETENSORS_SUFFIXES, directories=True, marker="config.json", describe=describe_controlnet,
                     description="ControlNets for SD 1.x/2.x/SDXL: diffusers folders (or a diffusers-layout "
                                 "file with its config .json beside it)"),
         # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).

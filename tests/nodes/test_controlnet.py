@@ -167,3 +167,13 @@ def test_an_original_layout_file_is_refused_naming_the_input(engine):
     result = engine.run(_workflow("sd1", nets=(("original.safetensors", 1.0, 0.0, 1.0),)), outputs=["sampler"])
     assert not result.ok
     assert "name" in str(result.error) and "config" in str(result.error)
+
+
+def test_gouache_models_describes_controlnets(home):
+    from gouache.nodes.folders import describe_controlnet
+
+    folder = home / "models" / "controlnet"
+    assert describe_controlnet(folder / "cn-sdxl") == {"format": "diffusers", "kind": "controlnet",
+                                                       "cross_attention_dim": 24, "family": None}
+    assert describe_controlnet(folder / "cn-sd1-file.safetensors")["cross_attention_dim"] == 8
+    assert describe_controlnet(folder / "original.safetensors")["layout"] == "original"
