@@ -99,7 +99,8 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         for name, cond in (("positive", positive), ("negative", negative)):
             if not cond.plain or cond.controls:
                 raise InputError(name, f"{family.label} takes one plain prompt so far: combined conditionings, areas, "
-                                       "masks and timestep ranges apply to SD 1.x/2.x/SDXL", "unsupported")
+                                       "masks, timestep ranges and ControlNets apply to SD 1.x/2.x/SDXL",
+                                 "unsupported")
         return sample_flow(manager, ctx, model, positive, negative, latent, settings)
     unet = loaded.denoiser
     if unet.config.in_channels != latent["samples"].shape[1]:
