@@ -25,23 +25,22 @@ def _family(width: int) -> str:
 
 
 def load_controlnet(path: Path) -> Any:
-    """A diffusers ``ControlNetModel`` from a diffusers folder; nothing is downloaded."""
+    """A diffusers ``ControlNetModel`` from a diffusers folder, or from a single file (original or diffusers
+    layout) with its diffusers config as a ``.json`` of the same name beside it; nothing is downloaded."""
     from diffusers import ControlNetModel
 
     if path.is_dir():
         return ControlNetModel.from_pretrained(str(path), local_files_only=True).eval()
     config = path.with_suffix(".json")
-    if config.is_file():  # a diffusers-layout file with its config beside it
-        from safetensors.torch import load_file
+    if config.is_file():  # a single file in original or diffusers layout, with its diffusers config beside it
+        import shutil
+        import tempfile
 
-        model = ControlNetModel.from_config(ControlNetModel.load_config(str(config)))
-        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path.name} does not match {config.name}: {len(missing)} missing and "
-                             f"{len(unexpected)} unexpected weights")
-        return model.eval()
+        with tempfile.TemporaryDirectory() as folder:
+            shutil.copy(config, Path(folder) / "config.json")
+            return ControlNetModel.from_single_file(str(path), config=folder, local_files_only=True).eval()
     raise ValueError(f"{path.name}: single ControlNet files need a diffusers config (a {config.name} beside the file, "
-                     "or a diffusers folder); reading original-layout files with a derived config is not supported yet")
+                     "or a diffusers folder); deriving the config from an original-layout file is not supported yet")
 
 
 class ControlNetLoader(Node):
@@ -51,7 +50,7 @@ class ControlNetLoader(Node):
     category = "loaders"
     cache = CachePolicy.FINGERPRINT
     inputs = [Input("name", "COMBO", choices_from="controlnet", link="widget",
-                    description="A diffusers ControlNet folder (or file with its config.json beside it).")]
+                    description="A diffusers ControlNet folder, or a file with its config .json beside it.")]
     outputs = [Output("control_net", "CONTROL_NET")]
 
     def fingerprint(self, ctx, name):

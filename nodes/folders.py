@@ -249,8 +249,8 @@ def model_folders() -> list[ModelFolder]:
         ModelFolder("vae", CHECKPOINT_SUFFIXES, directories=True, marker="config.json", describe=describe_vae,
                     description="Standalone VAEs"),
         ModelFolder("controlnet", SAFETENSORS_SUFFIXES, directories=True, marker="config.json", describe=describe_controlnet,
-                    description="ControlNets for SD 1.x/2.x/SDXL: diffusers folders (or a diffusers-layout "
-                                "file with its config .json beside it)"),
+                    description="ControlNets for SD 1.x/2.x/SDXL: diffusers folders, or single files (original "
+                                "or diffusers layout) with their config .json beside them"),
         # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).
         ModelFolder("diffusion_models", CHECKPOINT_SUFFIXES, directories=True, describe=describe_diffusion_model,
                     description="Diffusion models alone (SD 3.x, Flux.1 transformers): original, "

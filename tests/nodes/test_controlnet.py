@@ -38,6 +38,32 @@ def _controlnet(folder, target, seed):
     return target
 
 
+def _original_layout(checkpoint, net_folder, target):
+    """The ControlNet in ``net_folder`` written as the original ControlNet files hold it (``control_model.*``)."""
+    from diffusers import UNet2DConditionModel
+
+    from gouache.nodes.loading.convert import diffusers_to_original
+
+    parts = load_checkpoint(checkpoint).components()
+    net = ControlNetModel.from_pretrained(net_folder)
+    unet = UNet2DConditionModel.from_config(parts["unet"].config)
+    unet.load_state_dict({**unet.state_dict(), **{k: v for k, v in net.state_dict().items() if k in unet.state_dict()}})
+    original = diffusers_to_original(unet, parts["vae"], parts["text_encoder"], family="sd1")
+    prefix = "model.diffusion_model."
+    tensors = {f"control_model.{k[len(prefix):]}": v for k, v in original.items()
+               if k.startswith(prefix) and k[len(prefix):].startswith(("input_blocks", "middle_block", "time_embed"))}
+    weights = net.state_dict()
+    for i in range(len(net.controlnet_down_blocks)):
+        for kind in ("weight", "bias"):
+            tensors[f"control_model.zero_convs.{i}.0.{kind}"] = weights[f"controlnet_down_blocks.{i}.{kind}"]
+    hint = {"conv_in": 0, "conv_out": 14, **{f"blocks.{j}": 2 * (j + 1) for j in range(len(net.controlnet_cond_embedding.blocks))}}
+    for kind in ("weight", "bias"):
+        tensors[f"control_model.middle_block_out.0.{kind}"] = weights[f"controlnet_mid_block.{kind}"]
+        for name, index in hint.items():
+            tensors[f"control_model.input_hint_block.{index}.{kind}"] = weights[f"controlnet_cond_embedding.{name}.{kind}"]
+    save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(target))
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, tiny_sd1, tiny_sdxl):
     home = tmp_path_factory.mktemp("controlnet_home")
@@ -49,6 +75,8 @@ def home(tmp_path_factory, tiny_sd1, tiny_sdxl):
     shutil.copy(folder / "cn-sd1" / "diffusion_pytorch_model.safetensors", folder / "cn-sd1-file.safetensors")
     shutil.copy(folder / "cn-sd1" / "config.json", folder / "cn-sd1-file.json")
     save_file({"control_model.input_hint_block.0.weight": torch.zeros(2, 3, 3, 3)}, str(folder / "original.safetensors"))
+    _original_layout(home / "models" / "checkpoints" / "tiny-sd1", folder / "cn-sd1", folder / "cn-sd1-orig.safetensors")
+    shutil.copy(folder / "cn-sd1" / "config.json", folder / "cn-sd1-orig.json")
     (home / "input").mkdir()
     pixels = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
     pixels[4:12, 2:10] = 255
@@ -161,6 +189,12 @@ def test_a_diffusers_layout_file_with_its_config_beside_it_equals_the_folder(eng
     folder = _ours(engine, _workflow("sd1"))
     single = _ours(engine, _workflow("sd1", nets=(("cn-sd1-file.safetensors", 1.0, 0.0, 1.0),)))
     assert torch.equal(folder, single)
+
+
+def test_an_original_layout_file_with_its_config_beside_it_equals_the_folder(engine):
+    folder = _ours(engine, _workflow("sd1"))
+    single = _ours(engine, _workflow("sd1", nets=(("cn-sd1-orig.safetensors", 1.0, 0.0, 1.0),)))
+    assert (folder - single).abs().max().item() <= 1e-6
 
 
 def test_an_original_layout_file_is_refused_naming_the_input(engine):
