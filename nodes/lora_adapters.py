@@ -25,6 +25,7 @@ Nothing here imports torch at module level; the adapters hold tensors read by ``
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,24 +46,24 @@ def _tucker(core: Any, wa: Any, wb: Any) -> Any:
     return torch.einsum("i j ..., j r, i p -> p r ...", core.float(), wb.float().flatten(1), wa.float().flatten(1))
 
 
-class Adapter:
+class Adapter(ABC):
     """One layer of a LoRA-family file: a change to one parameter of one module."""
 
     param = "weight"
     """Which parameter of the module it changes (``weight``, or ``bias`` for ``.diff_b``)."""
     kind = ""
 
+    @abstractmethod
     def tensors(self) -> tuple[Any, ...]:
         """Every tensor it holds (for memory accounting)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def shape(self) -> tuple[int, ...]:
         """The shape of its update as the factors give it (its element count must match the parameter's)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def delta(self, shape: Any) -> Any:
         """The update, fp32, reshaped to ``shape``."""
-        raise NotImplementedError
 
     def mismatch(self, shape: tuple[int, ...]) -> str | None:
         """Why it cannot patch a parameter of ``shape``, or ``None`` when it can."""

@@ -9,6 +9,7 @@ cached base model never changes (see ``gouache.nodes.lora``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,7 @@ class CheckpointRef:
 
 
 @dataclass(frozen=True)
-class _Patchable:
+class _Patchable(ABC):
     """A checkpoint part plus the LoRA patches applied, in order, while it runs."""
 
     checkpoint: CheckpointRef
@@ -78,9 +79,9 @@ class _Patchable:
         """A new handle with one more LoRA on top; this one is unchanged."""
         return replace(self, patches=self.patches + (patch,))
 
+    @abstractmethod
     def parts(self) -> list[tuple[str, Any]]:
         """The modules this handle runs, with their diffusers slots (what LoRA layers name)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
