@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gouache.engine import Input, InputError, Node, Output
-from gouache.nodes.masks import MAX_SIDE
+from gouache.nodes.support import MAX_SIDE
 from gouache.nodes.regions import check_area
 
 

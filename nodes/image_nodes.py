@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from gouache.engine import Input, InputError, Node, Output
 from gouache.nodes.images import RESIZE_METHODS
-from gouache.nodes.masks import MAX_SIDE
+from gouache.nodes.support import MAX_SIDE
 
 MAX_BATCH = 4096
 

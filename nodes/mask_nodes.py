@@ -7,7 +7,8 @@ ComfyUI counterpart in ``docs/builtin-nodes.md``.
 from __future__ import annotations
 
 from gouache.engine import CachePolicy, Input, Node, Output
-from gouache.nodes.masks import CHANNELS, MAX_SIDE, OPERATIONS
+from gouache.nodes.masks import CHANNELS, OPERATIONS
+from gouache.nodes.support import MAX_SIDE
 
 
 class LoadImageMask(Node):

@@ -11,7 +11,6 @@ from typing import Any
 
 from gouache.engine import InputError
 
-MAX_SIDE = 16384
 """Largest side, in pixels, a size or offset input accepts (the value ``gouache.nodes.pack`` uses)."""
 CHANNELS = ("red", "green", "blue", "alpha")
 OPERATIONS = ("multiply", "add", "subtract", "and", "or", "xor")

@@ -15,7 +15,7 @@ from gouache.nodes import cache_types  # noqa: F401  (the output cache learns to
 from gouache.nodes.folders import model_folders
 from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
-from gouache.nodes.schedulers import SAMPLERS, SCHEDULES
+from gouache.nodes.schedulers import combination_check, sampler_inputs
 from gouache.nodes.flow_nodes import FlowShift, FluxGuidance
 from gouache.nodes.conditioning_nodes import CONDITIONING_NODES
 from gouache.nodes.controlnet import CONTROLNET_NODES
@@ -25,7 +25,7 @@ from gouache.nodes.mask_nodes import MASK_NODES
 from gouache.nodes.part_loaders import DiffusionModelLoader, TextEncoderLoader, VAELoader
 from gouache.nodes.primitives import PRIMITIVE_NODES
 from gouache.nodes.sampler_nodes import SAMPLER_NODES
-from gouache.nodes.support import fingerprint_of, manager_of, resolve
+from gouache.nodes.support import MAX_SEED, MAX_SIDE, fingerprint_of, manager_of, resolve
 from gouache.nodes.text_nodes import TEXT_NODES
 from gouache.nodes.types import (
     SOCKET_TYPES,
@@ -35,8 +35,6 @@ from gouache.nodes.types import (
     VaeHandle,
 )
 
-MAX_SIDE = 16384
-MAX_SEED = 2**64 - 1
 
 
 PREDICTION_CHOICES = ("auto", "epsilon", "v_prediction")
@@ -236,19 +234,13 @@ class Sampler(Node):
         Input("negative", "CONDITIONING"),
         Input("latent", "LATENT"),
         Input("seed", "INT", default=0, min=0, max=MAX_SEED, seed=True),
-        Input("steps", "INT", default=20, min=1, max=1000),
-        Input("cfg", "FLOAT", default=7.0, min=0.0, max=100.0, step=0.1),
-        Input("sampler_name", "COMBO", default="euler", choices=tuple(SAMPLERS)),
-        Input("scheduler", "COMBO", default="normal", choices=tuple(SCHEDULES)),
+        *sampler_inputs(),
         Input("denoise", "FLOAT", default=1.0, min=0.0, max=1.0, step=0.01),
     ]
     outputs = [Output("latent", "LATENT")]
 
     def check(self, values):
-        from gouache.nodes.schedulers import combination_problem
-
-        problem = combination_problem(values.get("sampler_name", "euler"), values.get("scheduler", "normal"))
-        return [problem] if problem else []
+        return combination_check(values)
 
     def run(self, ctx, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, denoise):
         from gouache.nodes.sampling import SampleSettings, sample

@@ -9,8 +9,8 @@ typed-in values are), so keep a primitive's value within what its consumers acce
 from __future__ import annotations
 
 from gouache.engine import Input, Node, Output
+from gouache.nodes.support import MAX_SEED
 
-MAX_SEED = 2**64 - 1
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 

@@ -12,9 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from gouache.engine import Input, InputError, Node, Output
-from gouache.nodes.primitives import MAX_SEED
-from gouache.nodes.schedulers import SAMPLERS, SCHEDULES, combination_problem
-from gouache.nodes.support import manager_of
+from gouache.nodes.schedulers import (
+    CFG_INPUT,
+    SAMPLER_INPUT,
+    SCHEDULE_INPUT,
+    STEPS_INPUT,
+    combination_check,
+    combination_problem,
+    sampler_inputs,
+)
+from gouache.nodes.support import MAX_SEED, manager_of
 from gouache.nodes.types import Guider, NoiseSource, SamplerChoice, SigmaWindow
 
 ENABLE = ("enable", "disable")
@@ -54,10 +61,7 @@ class SamplerAdvanced(Node):
         Input("latent", "LATENT"),
         Input("add_noise", "COMBO", default="enable", choices=ENABLE),
         Input("noise_seed", "INT", default=0, min=0, max=MAX_SEED, seed=True),
-        Input("steps", "INT", default=20, min=1, max=1000),
-        Input("cfg", "FLOAT", default=7.0, min=0.0, max=100.0, step=0.1),
-        Input("sampler_name", "COMBO", default="euler", choices=tuple(SAMPLERS)),
-        Input("scheduler", "COMBO", default="normal", choices=tuple(SCHEDULES)),
+        *sampler_inputs(),
         Input("start_at_step", "INT", default=0, min=0, max=1000),
         Input("end_at_step", "INT", default=20, min=0, max=1000),
         Input("return_with_leftover_noise", "COMBO", default="disable", choices=ENABLE),
@@ -65,9 +69,8 @@ class SamplerAdvanced(Node):
     outputs = [Output("latent", "LATENT")]
 
     def check(self, values):
-        problem = combination_problem(values.get("sampler_name", "euler"), values.get("scheduler", "normal"))
-        return ([problem] if problem else []) + window_problems(values.get("steps", 20), values.get("start_at_step", 0),
-                                                                values.get("end_at_step", 20))
+        return combination_check(values) + window_problems(values.get("steps", 20), values.get("start_at_step", 0),
+                                                           values.get("end_at_step", 20))
 
     def run(self, ctx, model, positive, negative, latent, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
             start_at_step, end_at_step, return_with_leftover_noise):
@@ -112,8 +115,8 @@ class ScheduleSigmas(Node):
     category = "sampling/custom"
     inputs = [
         Input("model", "MODEL"),
-        Input("scheduler", "COMBO", default="normal", choices=tuple(SCHEDULES)),
-        Input("steps", "INT", default=20, min=1, max=1000),
+        SCHEDULE_INPUT,
+        STEPS_INPUT,
         Input("denoise", "FLOAT", default=1.0, min=0.0, max=1.0, step=0.01),
     ]
     outputs = [Output("sigmas", "SIGMAS")]
@@ -161,7 +164,7 @@ class SamplerSelect(Node):
 
     type_name = "SamplerSelect"
     category = "sampling/custom"
-    inputs = [Input("sampler_name", "COMBO", default="euler", choices=tuple(SAMPLERS))]
+    inputs = [SAMPLER_INPUT]
     outputs = [Output("sampler", "SAMPLER")]
 
     def run(self, ctx, sampler_name):
@@ -177,7 +180,7 @@ class CFGGuider(Node):
         Input("model", "MODEL"),
         Input("positive", "CONDITIONING"),
         Input("negative", "CONDITIONING"),
-        Input("cfg", "FLOAT", default=7.0, min=0.0, max=100.0, step=0.1),
+        CFG_INPUT,
     ]
     outputs = [Output("guider", "GUIDER")]
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from gouache.engine import InputError
+from gouache.engine import Input, InputError
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
@@ -90,6 +90,23 @@ def schedules_from_diffusers(sampler: str) -> list[str]:
     """The schedules ``sampler``'s diffusers class has every config flag for (imports diffusers)."""
     params = _params(SAMPLERS[sampler][0])
     return [name for name, flags in SCHEDULES.items() if all(flag in params for flag in flags)]
+
+
+STEPS_INPUT = Input("steps", "INT", default=20, min=1, max=1000)
+CFG_INPUT = Input("cfg", "FLOAT", default=7.0, min=0.0, max=100.0, step=0.1)
+SAMPLER_INPUT = Input("sampler_name", "COMBO", default="euler", choices=tuple(SAMPLERS))
+SCHEDULE_INPUT = Input("scheduler", "COMBO", default="normal", choices=tuple(SCHEDULES))
+
+
+def sampler_inputs() -> list[Input]:
+    """``steps``, ``cfg``, ``sampler_name`` and ``scheduler`` as every sampler node declares them."""
+    return [STEPS_INPUT, CFG_INPUT, SAMPLER_INPUT, SCHEDULE_INPUT]
+
+
+def combination_check(values: dict[str, Any]) -> list[InputError]:
+    """A node's ``check`` of its typed-in ``sampler_name`` and ``scheduler`` taken together."""
+    problem = combination_problem(values.get("sampler_name", "euler"), values.get("scheduler", "normal"))
+    return [problem] if problem else []
 
 
 def combination_problem(sampler: str, schedule: str) -> InputError | None:

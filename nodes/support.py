@@ -7,6 +7,11 @@ from typing import Any
 
 from gouache.engine import InputError
 
+MAX_SIDE = 16384
+"""Largest image side, in pixels, any node accepts."""
+MAX_SEED = 2**64 - 1
+"""Largest seed: seeds are unsigned 64-bit integers, as ComfyUI's."""
+
 
 def manager_of(ctx: Any) -> Any:
     """The engine's model manager (``gouache.nodes.model_manager``), for this run."""
