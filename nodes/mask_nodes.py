@@ -27,18 +27,18 @@ class LoadImageMask(Node):
     outputs = [Output("mask", "MASK")]
 
     def fingerprint(self, ctx, image, **_):
-        from gouache.nodes.pack import LoadImage
+        from gouache.nodes.support import input_image_fingerprint
 
-        return LoadImage().fingerprint(ctx, image)
+        return input_image_fingerprint(ctx, image)
 
     def run(self, ctx, image, channel):
         from gouache.engine import InputError
         from gouache.nodes.images import load_image
         from gouache.nodes.masks import image_to_mask
-        from gouache.nodes.pack import LoadImage
+        from gouache.nodes.support import input_image
 
         try:
-            pixels, transparent = load_image(LoadImage._path(ctx, image))
+            pixels, transparent = load_image(input_image(ctx, image))
         except ValueError as error:
             raise InputError("image", str(error), "unreadable") from None
         return {"mask": transparent if channel == "alpha" else image_to_mask(pixels, channel)}

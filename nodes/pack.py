@@ -25,7 +25,15 @@ from gouache.nodes.mask_nodes import MASK_NODES
 from gouache.nodes.part_loaders import DiffusionModelLoader, TextEncoderLoader, VAELoader
 from gouache.nodes.primitives import PRIMITIVE_NODES
 from gouache.nodes.sampler_nodes import SAMPLER_NODES
-from gouache.nodes.support import MAX_SEED, MAX_SIDE, fingerprint_of, manager_of, resolve
+from gouache.nodes.support import (
+    MAX_SEED,
+    MAX_SIDE,
+    fingerprint_of,
+    input_image,
+    input_image_fingerprint,
+    manager_of,
+    resolve,
+)
 from gouache.nodes.text_nodes import TEXT_NODES
 from gouache.nodes.types import (
     SOCKET_TYPES,
@@ -287,29 +295,13 @@ class LoadImage(Node):
                     description="A file name in the input folder (sub-folders allowed).")]
     outputs = [Output("image", "IMAGE"), Output("mask", "MASK")]
 
-    @staticmethod
-    def _path(ctx, image: str) -> Path:
-        folder = ctx.settings.folder("input").resolve()
-        path = (folder / image).resolve()
-        if not path.is_relative_to(folder):
-            raise InputError("image", f"{image!r} is outside the input folder; name a file inside {folder}",
-                             "outside_folder")
-        if path.is_file():
-            return path
-        # Not a file of the user's: one of the images the pack ships (the index lists both).
-        try:
-            return ctx.models.resolve("input_images", image).path
-        except KeyError as error:
-            raise InputError("image", error.args[0], "model_not_found") from None
-
     def fingerprint(self, ctx, image):
-        stat = self._path(ctx, image).stat()
-        return f"{image}:{stat.st_size}:{stat.st_mtime_ns}"
+        return input_image_fingerprint(ctx, image)
 
     def run(self, ctx, image):
         from gouache.nodes.images import load_image
 
-        path = self._path(ctx, image)
+        path = input_image(ctx, image)
         try:
             pixels, mask = load_image(path)
         except ValueError as error:

@@ -28,6 +28,24 @@ def resolve(ctx: Any, kind: str, name: str, input_name: str = "name") -> Any:
         raise InputError(input_name, error.args[0], "model_not_found") from None
 
 
+def input_image(ctx: Any, image: str) -> Path:
+    """The file ``image`` names: in the input folder (never outside it), else an image the pack ships."""
+    folder = ctx.settings.folder("input").resolve()
+    path = (folder / image).resolve()
+    if not path.is_relative_to(folder):
+        raise InputError("image", f"{image!r} is outside the input folder; name a file inside {folder}",
+                         "outside_folder")
+    if path.is_file():
+        return path
+    return resolve(ctx, "input_images", image, "image").path  # one of the images the pack ships
+
+
+def input_image_fingerprint(ctx: Any, image: str) -> str:
+    """A cache key for the input image ``image``: its name, size and modification time."""
+    stat = input_image(ctx, image).stat()
+    return f"{image}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def fingerprint_of(path: Path) -> str:
     """The cache key of a model file or folder's content (path, size, modification time)."""
     from gouache.nodes.loading import fingerprint
