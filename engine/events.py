@@ -89,10 +89,12 @@ class PreviewData(EventData):
 
 
 class NodeCachedData(EventData):
-    """A node's outputs came from the cache; it did not run."""
+    """A node's outputs came from the cache; it did not run. ``images``: the files its cached run wrote,
+    so a fully cached run still shows every image it stands for."""
 
     event_type = "node_cached"
     node: str
+    images: list[ImageRef] = Field(default_factory=list, description="files the cached run wrote")
 
 
 class NodeFinishedData(EventData):

@@ -131,7 +131,7 @@ class Executor:
                     result.cached.append(node_id)
                     if entry.source == "disk":
                         result.from_disk.append(node_id)
-                    bus.emit(NodeCachedData, run_id=run_id, node=node_id)
+                    bus.emit(NodeCachedData, run_id=run_id, node=node_id, images=entry.ui.get("images") or [])
                     continue
                 bus.emit(NodeStartedData, run_id=run_id, node=node_id, type=node_class.type_name)
                 node_started = time.perf_counter()

@@ -202,6 +202,8 @@ class Hub:
                 self.preview = data
             case NodeCachedData():
                 running.cached.append(data.node)
+                if data.images:
+                    running.images[data.node] = list(data.images)
             case NodeFinishedData():
                 running.executed.append(data.node)
                 if data.images:

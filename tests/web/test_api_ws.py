@@ -141,3 +141,20 @@ def test_preview_frame_round_trip():
     frame = preview_frame("sampler é", b"\xff\xd8jpeg")
     assert frame[0] == 1 and int.from_bytes(frame[1:3], "big") == len("sampler é".encode())
     assert parse_preview_frame(frame) == ("sampler é", b"\xff\xd8jpeg")
+
+
+def test_a_fully_cached_run_still_names_the_images_its_nodes_stand_for(server):
+    client = Client(server.url)
+    workflow = chain(("number", {"type": "Number", "inputs": {"value": 0.25}}),
+                     ("swatch", {"type": "Swatch", "inputs": {"value": {"node": "number", "output": "value"}}}))
+    first = client.post("/api/runs", {"workflow": workflow}).json["run_id"]
+    client.wait_run(first)
+    posted = {}
+    messages = asyncio.run(collect(server.url, is_finished, on_open=lambda: posted.update(
+        client.post("/api/runs", {"workflow": workflow}).json)))
+    cached = {m["data"]["node"]: m["data"]["images"] for m in messages if isinstance(m, dict) and m["type"] == "node_cached"}
+    assert set(cached) == {"number", "swatch"}
+    assert cached["swatch"] == [{"kind": "output", "path": "swatch_00000.png"}] and cached["number"] == []
+    record = client.get(f"/api/runs/{posted['run_id']}").json
+    assert record["cached"] == ["number", "swatch"] and record["executed"] == []
+    assert record["outputs"] == {"swatch": {"images": [{"kind": "output", "path": "swatch_00000.png"}]}}
