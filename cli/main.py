@@ -7,6 +7,7 @@ at run time; 130 interrupted. Progress goes to stderr; ``--json`` results to std
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import logging
 import os
@@ -205,7 +206,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         _print_problems(problems)
         return EXIT_INVALID
     if not args.json:
-        print(f"{args.workflow}: valid ({len(valid.nodes)} nodes)")
+        silent = Counter(valid.silent.values())
+        told = "; " + ", ".join(f"{count} {why}" for why, count in sorted(silent.items())) if silent else ""
+        print(f"{args.workflow}: valid ({len(valid.nodes)} nodes{told})")
     return EXIT_OK
 
 

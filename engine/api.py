@@ -84,6 +84,10 @@ class Engine:
             if node_id not in parsed.nodes:
                 problems.append(Problem(node_id, None, "unknown_output_node",
                                         f"output node {node_id!r} is not in the workflow"))
+            elif valid is not None and node_id in valid.silent:
+                problems.append(Problem(node_id, None, "silent_output_node",
+                                        f"output node {node_id!r} does not run: it is {valid.silent[node_id]} "
+                                        "(node modes: docs/workflow-format.md)"))
         return (valid if not problems else None), problems
 
     def validate(self, workflow: WorkflowSource, overrides: dict[str, Any] | None = None,

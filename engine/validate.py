@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gouache.engine.jsonio import cut, shorten
 from gouache.engine.declaration import Node
+from gouache.engine import modes as node_modes
 from gouache.engine.problems import InputError, Problem
 from gouache.engine.registry import Registry
 from gouache.engine.values import check_value
@@ -41,7 +42,9 @@ class ValidWorkflow:
     nodes: dict[str, ValidNode]
     graph: nx.DiGraph
     order: list[str] = field(default_factory=list)
-    """Every node in a topological order."""
+    """Every node that runs, in a topological order."""
+    silent: dict[str, str] = field(default_factory=dict)
+    """The nodes that do not run: ``"muted"``, ``"bypassed"``, or ``"skipped"`` (fed only by muted nodes)."""
 
 
 def _link_of(value: Any) -> Link | None:
@@ -53,10 +56,11 @@ def validate(workflow: Workflow, registry: Registry,
     """Check every node and input; return the valid workflow or ``None`` and every problem."""
     import networkx as nx
 
-    problems: list[Problem] = []
+    modes = node_modes.resolve(workflow, registry)
+    problems: list[Problem] = list(modes.problems)
     nodes: dict[str, ValidNode] = {}
     graph = nx.DiGraph()
-    graph.add_nodes_from(workflow.nodes)
+    graph.add_nodes_from(modes.running)
     dynamic: dict[str, list[str]] = {}
 
     def choices(kind: str) -> list[str]:
@@ -65,6 +69,8 @@ def validate(workflow: Workflow, registry: Registry,
         return dynamic[kind]
 
     for node_id, entry in workflow.nodes.items():
+        if modes.silent.get(node_id) in ("muted", "skipped"):
+            continue  # nothing of it runs: like ComfyUI, no problem of its own stops the others
         node_class = registry.get(entry.type)
         if node_class is None:
             problems.append(Problem(node_id, None, "unknown_node_type",
@@ -73,6 +79,9 @@ def validate(workflow: Workflow, registry: Registry,
                                     "check the spelling or install the pack that provides it "
                                     "(`gouache nodes` lists the known types)"))
             continue
+        if node_id in modes.silent:
+            continue  # bypassed: what it hands on was followed to its source above
+        followed = modes.links[node_id]
         specs = {spec.name: spec for spec in node_class.inputs}
         for name in entry.inputs:
             if name not in specs:
@@ -95,6 +104,9 @@ def validate(workflow: Workflow, registry: Registry,
             value = entry.inputs[name]
             link = _link_of(value)
             if link is not None:
+                if name not in followed:
+                    continue  # from a muted node: a muted_input problem already names it
+                link = followed[name]
                 problem = _check_link(workflow, registry, where, node_id, name, spec.type,
                                       spec.accepts_link, link)
                 if problem is None:
@@ -128,9 +140,21 @@ def validate(workflow: Workflow, registry: Registry,
         order = list(nx.topological_sort(graph))
     except nx.NetworkXUnfeasible:
         problems.extend(_cycle_problems(graph, workflow))
-    if problems or len(nodes) != len(workflow.nodes):
+    problems.extend(_nothing_to_run(workflow, registry, modes))
+    if problems or len(nodes) != len(modes.running):
         return None, problems
-    return ValidWorkflow(workflow, nodes, graph, order), problems
+    return ValidWorkflow(workflow, nodes, graph, order, modes.silent), problems
+
+
+def _nothing_to_run(workflow: Workflow, registry: Registry, modes: node_modes.Modes) -> list[Problem]:
+    """A problem when the workflow has output nodes and none of them runs (ComfyUI: "no outputs")."""
+    outputs = [node_id for node_id, entry in workflow.nodes.items()
+               if (node_class := registry.get(entry.type)) is not None and node_class.output_node]
+    if not outputs or any(node_id not in modes.silent for node_id in outputs):
+        return []
+    listed = ", ".join(f"{shorten(node_id)} ({modes.silent[node_id]})" for node_id in outputs[:8])
+    return [Problem(None, None, "nothing_to_run",
+                    f"no output node runs: {listed}; un-mute or un-bypass one of them, or what it is fed by")]
 
 
 def _did_you_mean(word: str, known: list[str]) -> str:

@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 
 from gouache.engine import jsonio
 from gouache.engine.importers import PngChunks
 from gouache.engine.problems import Problem
 
 FORMAT = "gouache/1"
+MUTE, BYPASS = "mute", "bypass"
+"""The node modes (``NodeEntry.mode``); a node without a mode runs. Their rules: ``engine/modes.py``."""
 JsonLiteral = Union[str, int, float, bool, None, list[Any], dict[str, Any]]
 
 
@@ -27,12 +29,22 @@ class Link(BaseModel):
 
 
 class NodeEntry(BaseModel):
-    """One node of a workflow: its type and its inputs (links or literal values)."""
+    """One node of a workflow: its type, its inputs (links or literal values) and its mode."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: str
     inputs: dict[str, Union[Link, JsonLiteral]] = Field(default_factory=dict)
+    mode: Literal["bypass", "mute"] = Field(  # type: ignore[assignment]  # None: absent, never written
+        default=None, exclude_if=lambda mode: mode is None, json_schema_extra=lambda schema: schema.pop("default"),
+        description="Absent: the node runs. \"mute\": it does not run, nor what only it feeds. \"bypass\": it "
+                    "does not run and each output hands on its input of the same type.")
+
+    @field_validator("mode", mode="wrap")
+    @classmethod
+    def _null_is_no_mode(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """An explicit ``null`` means no mode, as leaving it out does (an editor may send one)."""
+        return None if value is None else handler(value)
 
 
 class Workflow(BaseModel):
