@@ -1,5 +1,7 @@
 // HTTP and websocket access to the gouache server. No state beyond the connection.
 
+import { parseJson } from "./json.js";
+
 export class ApiError extends Error {
   constructor(status, body) {
     super(body?.error || (body?.problems ? `${body.problems.length} problem(s)` : `HTTP ${status}`));
@@ -19,7 +21,7 @@ async function request(method, path, body) {
   const response = await fetch(path, options);
   const text = await response.text();
   let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = { error: text }; }
+  try { data = text ? parseJson(text) : null; } catch { data = { error: text }; }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }

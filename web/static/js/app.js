@@ -647,7 +647,7 @@ function bindUi() {
 
 async function boot() {
   fitCanvas();
-  editor = new Editor($("#graph"), { onChange: checkpoint, onUpload: requestUpload, customWidgets });
+  editor = new Editor($("#graph"), { onChange: checkpoint, onUpload: requestUpload, onMessage: say, customWidgets });
   window.gouache = gouache;
   bindUi();
   bindKeys();

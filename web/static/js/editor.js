@@ -1,13 +1,21 @@
 // The graph editor: node types from the server's registry, widgets from input specs, the
 // gouache/1 <-> litegraph conversion, and how a node shows its run state (progress, cache, errors).
 
-import { LiteGraph, LGraph, LGraphNode, LGraphCanvas } from "../vendor/litegraph/litegraph.es.js";
+import { LiteGraph, LGraph, LGraphNode, LGraphCanvas, LGraphGroup } from "../vendor/litegraph/litegraph.es.js";
 import { api } from "./api.js";
+import { installMenus, nodeMenu } from "./menus.js";
+import { SEED_CONTROLS, nextSeed, setupNumberWidget } from "./widgets.js";
 
 export const FORMAT = "gouache/1";
 const LITERAL_TYPES = new Set(["INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"]);
 const UNKNOWN = "gouache/unknown";
 const IMAGE_HEIGHT = 220;
+// gouache/1 node modes and litegraph's: a muted node (litegraph's NEVER) does not run, nor what only
+// it feeds; a bypassed node passes its inputs through (LGraphEventMode.BYPASS).
+const MODES = { mute: 2, bypass: 4 };
+const MODE_LOOK = { 2: { label: "muted", fill: "#000a", text: "#bbb" }, 4: { label: "bypassed", fill: "#9b30ff55", text: "#d9b3ff" } };
+// Node looks kept in the layout when set (litegraph's names).
+const LOOKS = ["color", "bgcolor"];
 
 export function isLink(value) {
   return value !== null && typeof value === "object" && !Array.isArray(value) &&
@@ -20,14 +28,15 @@ function decimals(step) {
 }
 
 export class Editor {
-  constructor(canvasElement, { onChange, onUpload, customWidgets }) {
+  constructor(canvasElement, { onChange, onUpload, onMessage, customWidgets }) {
     this.infos = new Map();
     this.types = new Map();
     this.onChange = onChange;
     this.onUpload = onUpload;
+    this.onMessage = onMessage || (() => {});
     this.customWidgets = customWidgets;
     this.meta = {};
-    this.groups = [];
+    this.otherGroups = [];
     this.status = new Map(); // node id -> {state, progress, errors, images, preview}
     this.loading = false;
     this.graph = new LGraph();
@@ -37,8 +46,9 @@ export class Editor {
     this.canvas.show_info = false;
     this.canvas.low_quality_zoom_threshold = 0.45; // keep titles and widget text legible when fitted
     LiteGraph.isValidConnection = (a, b) => this.compatible(a, b);
-    this.graph.onNodeAdded = (node) => this.ensureId(node);
+    this.graph.onNodeAdded = (node) => { node.getMenuOptions = () => nodeMenu(this, node); this.ensureId(node); };
     this.graph.onNodeRemoved = () => this.changed();
+    installMenus(this);
   }
 
   // ---- registry --------------------------------------------------------------------------
@@ -63,6 +73,8 @@ export class Editor {
       NodeClass.title = info.type;
       NodeClass.desc = info.description;
       LiteGraph.registerNodeType(info.type, NodeClass);
+      NodeClass.category = info.category; // litegraph reads it from "a/b/Type" names; ours come from the server
+      NodeClass.skip_list = Boolean(info.deprecated);
     }
     if (!LiteGraph.registered_node_types[UNKNOWN]) {
       const Unknown = class extends LGraphNode {
@@ -93,10 +105,10 @@ export class Editor {
     const editor = this;
     for (const spec of info.inputs) {
       const literal = LITERAL_TYPES.has(spec.type) || spec.choices != null;
-      if (spec.link !== "widget") node.addInput(spec.name, spec.type, { label: spec.name });
+      if (spec.link !== "widget") node.addInput(spec.name, spec.type, { label: spec.name, nameLocked: true });
       if (spec.link !== "wire" && literal) this.addWidget(node, spec);
     }
-    for (const output of info.outputs) node.addOutput(output.name, output.type, { label: output.name });
+    for (const output of info.outputs) node.addOutput(output.name, output.type, { label: output.name, nameLocked: true });
     node.baseHeight = node.computeSize()[1];
     node.size = [Math.max(node.size[0], 240), node.baseHeight];
     node.onWidgetChanged = (name) => {
@@ -133,10 +145,7 @@ export class Editor {
         min: spec.min ?? undefined, max: spec.max ?? undefined, step2: step, step: step * 10,
         precision: integer ? 0 : Math.max(decimals(step), 2), round: integer ? 1 : undefined,
       });
-      if (integer) {
-        const setValue = widget.setValue.bind(widget);
-        widget.setValue = (v, options) => setValue(Math.round(Number(v)), options);
-      }
+      setupNumberWidget(widget, spec, (message) => this.onMessage(message));
     } else if (spec.type === "BOOLEAN") {
       widget = node.addWidget("toggle", spec.name, Boolean(value), noop, {});
     } else {
@@ -145,7 +154,7 @@ export class Editor {
     if (spec.seed) {
       const control = node.addWidget("combo", `${spec.name} after run`, "randomize", (v) => {
         node.properties.seedControl[spec.name] = v;
-      }, { values: ["randomize", "fixed"], serialize: false });
+      }, { values: [...SEED_CONTROLS], serialize: false });
       control.gouacheControl = spec.name;
       node.properties.seedControl[spec.name] = "randomize";
     }
@@ -222,10 +231,11 @@ export class Editor {
       this.graph.clear();
       this.status.clear();
       this.meta = workflow.meta || {};
-      this.groups = workflow.groups || [];
+      this.loadGroups(workflow.groups || []);
       const layout = workflow.layout || {};
       const positions = autoLayout(workflow);
       const created = new Map();
+      const reroutes = new Map();
       for (const [id, entry] of Object.entries(workflow.nodes)) {
         const info = this.infos.get(entry.type);
         let node;
@@ -236,6 +246,8 @@ export class Editor {
         } else {
           node = LiteGraph.createNode(entry.type);
           node.properties.id = id;
+          if (entry.mode in MODES) node.mode = MODES[entry.mode];
+          else if (entry.mode !== undefined) node.properties.rawMode = entry.mode; // kept; the engine names it
           const inputs = entry.inputs || {};
           node.properties.unset = info.inputs.filter((spec) => !(spec.name in inputs)).map((spec) => spec.name);
           for (const [name, value] of Object.entries(inputs)) {
@@ -255,9 +267,14 @@ export class Editor {
           }
         }
         const place = layout[id] || {};
-        const { pos, size, seed_control: _seed, title, ...rest } = place;
+        const { pos, size, seed_control: _seed, title, collapsed, pinned, reroutes: _reroutes, ...rest } = place;
+        for (const look of LOOKS) {
+          if (typeof rest[look] === "string") { node[look] = rest[look]; delete rest[look]; }
+        }
         node.properties.layout = rest;
         if (typeof title === "string" && info) node.title = title;
+        if (collapsed === true) node.flags.collapsed = true;
+        if (pinned === true) node.flags.pinned = true;
         node.pos = Array.isArray(pos) ? [...pos] : positions.get(id);
         if (Array.isArray(size)) {
           // A layout from another editor may be smaller than our widgets need: never cut them off.
@@ -277,6 +294,7 @@ export class Editor {
           const inIndex = node.inputs?.findIndex((i) => i.name === name) ?? -1;
           const linked = outIndex >= 0 && inIndex >= 0 && source.type !== UNKNOWN && source.connect(outIndex, node, inIndex);
           if (!linked) node.properties.pending[name] = value; // kept as written; the engine reports it
+          else this.loadReroutes(linked, layout[id]?.reroutes?.[name], reroutes);
         }
         this.syncWidgetStates(node);
       }
@@ -301,7 +319,11 @@ export class Editor {
     }
     const { width, height } = this.canvas.canvas;
     const margin = 30;
-    const scale = Math.max(0.15, Math.min(1, (width - 2 * margin) / (maxX - minX), (height - 2 * margin) / (maxY - minY)));
+    // Never so small that widget text (NODE_SUBTEXT_SIZE px at scale 1) reads under 11 px: a graph
+    // wider than that shows its start (the loaders, on the left) and the minimap shows the rest.
+    const readable = 11 / LiteGraph.NODE_SUBTEXT_SIZE;
+    const fit = Math.min((width - 2 * margin) / (maxX - minX), (height - 2 * margin) / (maxY - minY));
+    const scale = Math.max(readable, Math.min(1, fit));
     this.canvas.ds.scale = scale;
     this.canvas.ds.offset = [-minX + margin / scale, -minY + margin / scale];
     this.canvas.setDirty(true, true);
@@ -335,28 +357,112 @@ export class Editor {
           if (!(name in inputs)) inputs[name] = value;
         }
         nodes[id] = { type: node.gtype, inputs };
+        const mode = Object.keys(MODES).find((name) => MODES[name] === node.mode) ?? node.properties.rawMode;
+        if (mode !== undefined) nodes[id].mode = mode;
       }
       const place = { ...(node.properties.layout || {}), pos: [Math.round(node.pos[0]), Math.round(node.pos[1])],
         size: [Math.round(node.size[0]), Math.round(node.size[1])] };
       if (node.type !== UNKNOWN && node.title && node.title !== node.gtype) place.title = node.title;
+      for (const look of LOOKS) if (node[look]) place[look] = node[look];
+      if (node.flags?.collapsed) place.collapsed = true;
+      if (node.flags?.pinned) place.pinned = true;
+      const reroutes = this.exportReroutes(node);
+      if (reroutes) place.reroutes = reroutes;
       const seeds = node.properties.seedControl || {};
       if (Object.keys(seeds).length) place.seed_control = { ...seeds };
       layout[id] = place;
     }
-    return { format: FORMAT, nodes, layout, groups: this.groups, meta: this.meta };
+    return { format: FORMAT, nodes, layout, groups: this.exportGroups(), meta: this.meta };
   }
 
-  // Seeds set to "randomize" get a new value once a run is queued.
+  // ---- editor data: groups and reroutes ----------------------------------------------------
+
+  // Group entries other editors wrote (not a title and a bounding box) are kept as they were.
+  loadGroups(entries) {
+    this.otherGroups = [];
+    for (const entry of entries) {
+      const bounding = entry?.bounding;
+      if (!entry || typeof entry !== "object" || !Array.isArray(bounding) || bounding.length !== 4 || !bounding.every(Number.isFinite)) {
+        this.otherGroups.push(entry);
+        continue;
+      }
+      const group = new LGraphGroup(String(entry.title ?? "Group"));
+      group.configure({ ...entry, id: undefined, title: String(entry.title ?? "Group") });
+      if (entry.color === undefined) delete group.color;
+      group.gouacheEntry = entry;
+      this.graph.add(group);
+    }
+  }
+
+  exportGroups() {
+    const groups = (this.graph._groups || []).map((group) => {
+      const { id: _id, flags: _flags, color: _color, font_size: _size, ...kept } = group.gouacheEntry || {};
+      const entry = { ...kept, title: group.title, bounding: [...group._bounding].map(Math.round) };
+      if (group.color) entry.color = group.color;
+      if (group.font_size !== (LiteGraph.DEFAULT_GROUP_FONT || 24) || group.gouacheEntry?.font_size !== undefined) entry.font_size = group.font_size;
+      if (group.pinned) entry.flags = { pinned: true };
+      return entry;
+    });
+    return [...groups, ...(this.otherGroups || [])];
+  }
+
+  // A link's reroutes, origin side first, as positions; links through the same reroutes share them.
+  loadReroutes(link, positions, made) {
+    if (!Array.isArray(positions)) return;
+    let parent;
+    let key = `${link.origin_id}:${link.origin_slot}`;
+    for (const pos of positions) {
+      if (!Array.isArray(pos) || pos.length !== 2 || !pos.every(Number.isFinite)) return;
+      key += `|${pos[0]},${pos[1]}`;
+      let reroute = made.get(key);
+      if (!reroute) {
+        reroute = this.graph.setReroute({ parentId: parent?.id, pos: [...pos], linkIds: [] });
+        made.set(key, reroute);
+      }
+      reroute.linkIds.add(link.id);
+      parent = reroute;
+    }
+    if (parent) link.parentId = parent.id;
+  }
+
+  exportReroutes(node) {
+    const out = {};
+    for (const slot of node.inputs || []) {
+      const link = slot.link != null ? this.graph.getLink(slot.link) : null;
+      if (!link?.parentId) continue;
+      const chain = this.graph.reroutes.get(link.parentId)?.getReroutes() || [];
+      if (chain.length) out[slot.name] = chain.map((reroute) => [Math.round(reroute.pos[0]), Math.round(reroute.pos[1])]);
+    }
+    return Object.keys(out).length ? out : null;
+  }
+
+  // ---- node modes --------------------------------------------------------------------------
+
+  /** Set "bypass", "mute" or null (active) on `nodes`. */
+  setMode(nodes, mode) {
+    for (const node of nodes) {
+      if (node.type === UNKNOWN) continue;
+      node.mode = MODES[mode] ?? 0;
+      delete node.properties.rawMode;
+    }
+    this.canvas.setDirty(true, true);
+    this.changed();
+  }
+
+  modeOf(node) {
+    return Object.keys(MODES).find((name) => MODES[name] === node.mode) ?? null;
+  }
+
+  // Once a run is queued, each seed follows its control: fixed, increment, decrement or randomize
+  // (within the input's exact limits from /api/nodes).
   randomizeSeeds() {
     for (const node of this.graph._nodes) {
       for (const [name, control] of Object.entries(node.properties.seedControl || {})) {
-        if (control !== "randomize") continue;
+        if (control === "fixed") continue;
         const widget = this.widgetFor(node, name);
         const spec = this.infos.get(node.gtype).inputs.find((s) => s.name === name);
         if (!widget) continue;
-        const low = spec.min ?? 0;
-        const high = Math.min(spec.max ?? 2 ** 32 - 1, Number.MAX_SAFE_INTEGER);
-        widget.value = low + Math.floor(Math.random() * (high - low + 1));
+        widget.value = nextSeed(widget.value, control, spec);
         node.properties.unset = node.properties.unset.filter((item) => item !== name);
       }
     }
@@ -372,7 +478,7 @@ export class Editor {
   }
 
   resetRunState() {
-    for (const status of this.status.values()) { status.state = null; status.progress = null; status.errors = []; status.preview = null; }
+    for (const status of this.status.values()) { status.state = null; status.progress = null; status.note = null; status.errors = []; status.preview = null; }
     this.canvas.setDirty(true, true);
   }
 
@@ -429,6 +535,16 @@ export class Editor {
     const status = this.status.get(node.properties.id);
     const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
     const [width, height] = node.size;
+    const look = MODE_LOOK[node.mode];
+    if (look && !node.flags?.collapsed) {
+      ctx.fillStyle = look.fill;
+      ctx.fillRect(0, -titleHeight, width, height + titleHeight);
+      ctx.fillStyle = look.text;
+      ctx.font = "bold 12px sans-serif";
+      ctx.textAlign = "right";
+      ctx.fillText(look.label, width - 6, -titleHeight + 15);
+      ctx.textAlign = "left";
+    }
     if (!status) return;
     const outline = { running: "#5b9bd5", cached: "#8a8a8a", done: "#6cbf6c", error: "#e05a5a" }[status.state];
     if (status.errors.length) ctx.strokeStyle = "#e05a5a";
@@ -442,6 +558,13 @@ export class Editor {
       ctx.font = "11px sans-serif";
       ctx.textAlign = "right";
       ctx.fillText("cached", width - 6, -titleHeight + 14);
+      ctx.textAlign = "left";
+    }
+    if (status.state === "running" && status.note) {  // what a node does before it can count steps ("loading ...")
+      ctx.fillStyle = "#5b9bd5";
+      ctx.font = "12px sans-serif";
+      ctx.textAlign = "right";
+      ctx.fillText(status.note, width - 6, -titleHeight + 14);
       ctx.textAlign = "left";
     }
     if (status.state === "running" && status.progress) {

@@ -1,0 +1,172 @@
+"""The canvas in Debian's Chromium, driven by mouse and keyboard: menus, node modes, number
+widgets and seeds, groups, reroutes and titles, image drops, zoom, tabs, minimap and shortcuts."""
+
+from __future__ import annotations
+
+import pytest
+
+import canvas_pack
+import toy_pack
+import web_pack
+from web_support import Client, chain
+
+from gouache.engine import Engine
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return Engine(packs={"toy": toy_pack, "web": web_pack, "canvas": canvas_pack}, entry_points=False, home=tmp_path / "home")
+
+
+@pytest.fixture
+def ui(editor_page):
+    """The editor page; console errors fail the test as page errors do (the CSP's refusals among them)."""
+    editor_page.page.on("console", lambda message: message.type == "error" and editor_page.errors.append(message.text))
+    return editor_page
+
+
+def exported(ui):
+    return ui.js("window.gouache.exportWorkflow()")
+
+
+def point(ui, node: str, dx: float = 60, dy: float = -15) -> list[float]:
+    """Client coordinates of a point of ``node`` (default: on its title bar)."""
+    return ui.js("""([n, dx, dy]) => { const e = window.gouache.editor, node = e.nodeById(n);
+        e.canvas.draw(true, true);
+        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas([node.pos[0] + dx, node.pos[1] + dy]);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""",
+                 [node, dx, dy])
+
+
+def canvas_point(ui, x: float, y: float) -> list[float]:
+    box = ui.page.locator("#graph").bounding_box()
+    return [box["x"] + x, box["y"] + y]
+
+
+def menu_entries(ui) -> list[str]:
+    """The entries of the innermost open context menu."""
+    ui.page.wait_for_selector(".litecontextmenu")
+    return ui.js("() => { const menus = document.querySelectorAll('.litecontextmenu');"
+                 " return [...menus[menus.length - 1].querySelectorAll('.litemenu-entry')].map((e) => e.textContent.trim()); }")
+
+
+def choose(ui, text: str) -> None:
+    """Click the entry ``text`` of the innermost open context menu."""
+    ui.page.locator(".litecontextmenu").last.locator(".litemenu-entry", has_text=text).first.click()
+
+
+def right_click(ui, at: list[float]) -> list[str]:
+    ui.page.mouse.click(at[0], at[1], button="right")
+    return menu_entries(ui)
+
+
+# ---- 1. menus ---------------------------------------------------------------------------------
+
+def test_the_canvas_menu_adds_a_node_by_category_and_escape_closes_it(ui):
+    ui.open()
+    entries = right_click(ui, canvas_point(ui, 300, 300))
+    assert "Add Node" in entries and "Add Group" in entries
+    assert not [entry for entry in entries if "Subgraph" in entry]
+    choose(ui, "Add Node")
+    categories = menu_entries(ui)
+    assert {"toy", "web"} <= set(categories)
+    choose(ui, "web")
+    assert {"test", "canvas"} <= set(menu_entries(ui))  # "web/test" and "web/canvas" nest under "web"
+    choose(ui, "canvas")
+    assert menu_entries(ui) == ["Noise"]
+    choose(ui, "Noise")
+    assert ui.node_ids() == ["noise1"]
+    assert ui.page.locator(".litecontextmenu").count() == 0
+    node = ui.js("window.gouache.editor.nodeById('noise1').pos")
+    click = ui.js("() => window.gouache.canvas.convertOffsetToCanvas([300, 300])")
+    assert abs(node[0] - click[0]) < 2 and abs(node[1] - click[1]) < 2  # where the menu was opened
+
+    right_click(ui, canvas_point(ui, 500, 500))
+    choose(ui, "Add Node")
+    menu_entries(ui)
+    ui.page.keyboard.press("Escape")
+    assert ui.page.locator(".litecontextmenu").count() == 0
+
+    right_click(ui, canvas_point(ui, 600, 600))
+    choose(ui, "Add Group")
+    assert [group["title"] for group in exported(ui)["groups"]] == ["Group"]
+
+
+def test_the_node_menu_sets_title_colour_collapse_modes_clone_and_remove(ui):
+    ui.open()
+    noise = ui.add_from_palette("Noise")
+    entries = right_click(ui, point(ui, noise))
+    for wanted in ("Title", "Mode", "Bypass", "Mute", "Collapse", "Pin", "Colors", "Clone", "Remove"):
+        assert wanted in entries, (wanted, entries)
+    for unsupported in ("Subgraph", "Properties", "Inputs", "Outputs", "Shapes"):
+        assert not [entry for entry in entries if unsupported in entry], (unsupported, entries)
+
+    choose(ui, "Mode")
+    assert menu_entries(ui) == ["✓ Always", "Never (mute)", "Bypass"]
+    choose(ui, "Never (mute)")
+    assert exported(ui)["nodes"][noise]["mode"] == "mute"
+    right_click(ui, point(ui, noise))
+    choose(ui, "Mode")
+    choose(ui, "Bypass")
+    assert exported(ui)["nodes"][noise]["mode"] == "bypass"
+    ui.shot("bypassed")
+    right_click(ui, point(ui, noise))
+    choose(ui, "Stop bypassing")
+    assert "mode" not in exported(ui)["nodes"][noise]
+    ui.page.mouse.click(*point(ui, noise))
+    ui.page.keyboard.press("Control+m")
+    assert exported(ui)["nodes"][noise]["mode"] == "mute"
+    ui.page.keyboard.press("Control+b")
+    assert exported(ui)["nodes"][noise]["mode"] == "bypass"
+
+    right_click(ui, point(ui, noise))
+    choose(ui, "Title")
+    field = ui.page.locator(".graphdialog input")
+    field.fill("Seed source")
+    field.press("Enter")
+    assert exported(ui)["layout"][noise]["title"] == "Seed source"
+
+    right_click(ui, point(ui, noise))
+    choose(ui, "Colors")
+    choose(ui, "red")
+    assert exported(ui)["layout"][noise]["color"]
+
+    right_click(ui, point(ui, noise))
+    choose(ui, "Clone")
+    assert len(ui.node_ids()) == 2
+    clone = [node for node in ui.node_ids() if node != noise][0]
+    assert exported(ui)["nodes"][clone]["type"] == "Noise"
+    ui.move_node(clone, 0, 250)  # the clone lands on its original: move it aside
+
+    right_click(ui, point(ui, noise))
+    choose(ui, "Collapse")
+    assert exported(ui)["layout"][noise]["collapsed"] is True
+
+    right_click(ui, point(ui, clone))
+    choose(ui, "Remove")
+    assert ui.node_ids() == [noise]
+
+    right_click(ui, point(ui, noise))
+    choose(ui, "Title")
+    ui.page.keyboard.press("Escape")
+    assert ui.page.locator(".graphdialog").count() == 0
+
+
+def test_a_mode_set_in_the_menu_is_saved_and_reopened(ui, server):
+    client = Client(server.url)
+    client.put("/api/workflows/modes", chain(("a", {"type": "Number", "inputs": {"value": 1.0}}),
+                                             ("b", {"type": "Steps", "inputs": {"x": {"node": "a", "output": "value"}}})))
+    ui.open("?workflow=modes")
+    right_click(ui, point(ui, "b"))
+    choose(ui, "Mode")
+    choose(ui, "Bypass")
+    ui.page.once("dialog", lambda dialog: dialog.accept("modes-saved"))
+    ui.page.click("#save")
+    ui.wait_for(lambda: ui.page.inner_text("#workflow-name") == "modes-saved", what="the save")
+    saved = client.get("/api/workflows/modes-saved").json
+    assert saved["nodes"]["b"]["mode"] == "bypass" and "mode" not in saved["nodes"]["a"]
+    ui.open("?workflow=modes-saved")
+    assert ui.js("window.gouache.editor.nodeById('b').mode") == 4  # litegraph's BYPASS
+    assert exported(ui)["nodes"]["b"]["mode"] == "bypass"
