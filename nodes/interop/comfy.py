@@ -105,7 +105,7 @@ def convert_graph(graph: ComfyGraph, source: str) -> tuple[dict[str, Any] | None
         for name, value in spec.fixed.items():
             inputs.setdefault(name, value)
         _same_meaning(spec.type, inputs)
-        nodes[node.id] = {"type": spec.type, "inputs": inputs}
+        nodes[node.id] = {"type": spec.type, "inputs": inputs, **({"mode": node.mode} if node.mode else {})}
         place: dict[str, Any] = {}
         if node.pos:
             place["pos"] = node.pos

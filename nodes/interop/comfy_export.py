@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gouache.engine import Problem, Registry
+from gouache.engine.modes import resolve as resolve_modes
+from gouache.engine.workflow import parse
 from gouache.nodes.interop.comfy_nodes import COMFY_NODES, VALUE_MAPS, VALUE_MAPS_BY_TYPE, ComfyNode
 
 COMFY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -30,9 +32,29 @@ def _comfy_class(our_type: str, inputs: dict[str, Any]) -> tuple[str, ComfyNode]
     return candidates[0] if candidates else None
 
 
-def export_api(workflow: dict[str, Any], registry: Registry) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """The workflow as a ComfyUI API prompt, or ``None`` and a problem for every node that does not map."""
+def _running(workflow: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    """The nodes that run, with links followed through bypassed nodes: ComfyUI's API format has no modes,
+    and ComfyUI's own "Save (API)" leaves muted and bypassed nodes out the same way."""
     nodes = workflow.get("nodes") or {}
+    parsed, _ = parse(workflow)
+    if parsed is None or not any(entry.mode for entry in parsed.nodes.values()):
+        return nodes
+    modes = resolve_modes(parsed, registry)
+    running = {}
+    for node_id in modes.running:
+        inputs = {name: value for name, value in (nodes[node_id].get("inputs") or {}).items()
+                  if not (isinstance(value, dict) and set(value) == {"node", "output"})}
+        inputs.update({name: link.model_dump() for name, link in modes.links[node_id].items()})
+        running[node_id] = {"type": nodes[node_id]["type"], "inputs": inputs}
+    return running
+
+
+def export_api(workflow: dict[str, Any], registry: Registry) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The workflow as a ComfyUI API prompt, or ``None`` and a problem for every node that does not map.
+
+    Muted nodes, and those only they feed, are left out; links through a bypassed node go to its source.
+    """
+    nodes = _running(workflow, registry)
     problems: list[Problem] = []
     chosen: dict[str, tuple[str, ComfyNode]] = {}
     for node_id, entry in nodes.items():

@@ -1,9 +1,12 @@
 """ComfyUI's two workflow formats read into one graph: the API format and the UI format.
 
 The UI format's helpers are resolved here, so the converter sees only real nodes: reroutes are
-followed, a ``PrimitiveNode``'s value becomes a literal on the inputs it feeds, a bypassed node passes
-its input of the same type through, a muted node feeds nothing, and a subgraph instance is replaced by
-its definition's nodes (ids ``INSTANCE:INNER``).
+followed, a ``PrimitiveNode``'s value becomes a literal on the inputs it feeds, and a subgraph instance
+is replaced by its definition's nodes (ids ``INSTANCE:INNER``). A muted (mode 2, "Never") or bypassed
+(mode 4) node that gouache has an equivalent for stays, with our ``mute`` / ``bypass`` mode
+(``engine/modes.py`` applies ComfyUI's rules to it); one that has none is resolved here by the same
+rules (a bypassed one passes its input of the same type through, a muted one feeds nothing), so a
+switched-off custom node is no problem.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from gouache.nodes.interop.comfy_nodes import COMFY_NODES, SEED_CONTROLS
 
 MUTED, BYPASSED = 2, 4
+MODES = {MUTED: "mute", BYPASSED: "bypass"}
+"""ComfyUI's node modes and ours (``NodeEntry.mode``); mode 0 runs, and we have no counterpart of 1 (on event)."""
 SUBGRAPH_INPUT, SUBGRAPH_OUTPUT = -10, -20
 
 
@@ -44,6 +49,8 @@ class ComfyNodeEntry:
     pos: list[float] | None = None
     size: list[float] | None = None
     pack: str | None = None
+    mode: str | None = None
+    """``"mute"`` or ``"bypass"``; ``None`` for a node that runs."""
 
 
 @dataclass
@@ -160,10 +167,10 @@ def _read_level(graph: ComfyGraph, level: dict[str, Any], subgraphs: dict[Any, d
             graph.helpers[(node_id, 0)] = Literal(values[0])
         elif cls in ("Note", "MarkdownNote"):
             continue
-        elif mode == MUTED:
+        elif mode == MUTED and cls not in COMFY_NODES:
             for slot in range(len(outputs)):
                 graph.helpers[(node_id, slot)] = None
-        elif mode == BYPASSED:
+        elif mode == BYPASSED and cls not in COMFY_NODES:
             for slot, output in enumerate(outputs):
                 same = [i for i in inputs if i.get("type") == output.get("type") and i.get("link") is not None]
                 graph.helpers[(node_id, slot)] = ref(same[0]["link"]) if same else None
@@ -183,4 +190,5 @@ def _read_level(graph: ComfyGraph, level: dict[str, Any], subgraphs: dict[Any, d
             properties = node.get("properties") or {}
             pack = properties.get("cnr_id") or properties.get("aux_id")
             graph.nodes[node_id] = ComfyNodeEntry(node_id, cls, named, controls, node.get("title"),
-                                                  _pair(node.get("pos")), _pair(node.get("size")), pack)
+                                                  _pair(node.get("pos")), _pair(node.get("size")), pack,
+                                                  MODES.get(mode))

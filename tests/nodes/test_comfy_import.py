@@ -109,12 +109,49 @@ def test_every_node_without_an_equivalent_is_named_at_once_with_its_pack(engine)
 
 
 def test_a_subgraph_is_flattened_and_a_bypassed_node_passes_its_input_through(engine):
-    workflow = engine.validate(FILES / "subgraph_ui.json").workflow
+    valid = engine.validate(FILES / "subgraph_ui.json")
+    workflow = valid.workflow
     assert workflow.nodes["30:1"].inputs["text"] == "a red circle"
     assert workflow.nodes["3"].inputs["negative"].node == "30:2"
     assert workflow.nodes["30:2"].inputs["clip"].node == "4"
-    assert workflow.nodes["9"].inputs["images"].node == "8"  # the bypassed ImageInvert (31) is skipped
-    assert "31" not in workflow.nodes
+    # The bypassed ImageInvert (31) stays, bypassed (issue 16); the run hands its input on.
+    assert workflow.nodes["31"].mode == "bypass" and workflow.nodes["9"].inputs["images"].node == "31"
+    assert valid.nodes["9"].links["images"] == ("8", "image") and valid.silent == {"31": "bypassed"}
+
+
+def test_comfyui_modes_become_ours_and_go_back_as_comfyui_saves_them(engine):
+    raw = load("default_ui.json")
+    modes = {8: 4, 9: 2}  # VAEDecode bypassed (it has no LATENT -> IMAGE pass), SaveImage muted ("Never")
+    for node in raw["nodes"]:
+        node["mode"] = modes.get(node["id"], node.get("mode", 0))
+    raw["nodes"].append({"id": 90, "type": "SomeCustomUpscale", "mode": 2, "inputs": [], "outputs": [],
+                         "properties": {"cnr_id": "some-pack"}})
+    _, problems = engine.check(raw)
+    codes = {problem.code for problem in problems}
+    assert codes == {"nothing_to_run"}  # a muted custom node is no unmapped_node problem: it never runs
+    workflow = convert(raw)
+    assert workflow["nodes"]["8"]["mode"] == "bypass" and workflow["nodes"]["9"]["mode"] == "mute"
+    assert "mode" not in workflow["nodes"]["3"] and "90" not in workflow["nodes"]
+    del workflow["nodes"]["8"]["mode"]
+    prompt, problems = export_api(workflow, engine.registry)
+    assert problems == [] and "9" not in prompt and prompt["8"]["class_type"] == "VAEDecode"
+
+
+def test_export_follows_links_through_a_bypassed_node(engine):
+    workflow = convert(load("default_ui.json"))
+    workflow["nodes"]["10"] = {"type": "InvertImage", "mode": "bypass",
+                               "inputs": {"image": {"node": "8", "output": "image"}}}
+    workflow["nodes"]["9"]["inputs"]["images"] = {"node": "10", "output": "image"}
+    prompt, problems = export_api(workflow, engine.registry)
+    assert problems == [] and "10" not in prompt and prompt["9"]["inputs"]["images"] == ["8", 0]
+
+
+def convert(raw: dict) -> dict:
+    from gouache.nodes.interop.comfy import convert_ui
+
+    workflow, problems = convert_ui(raw)
+    assert problems == []
+    return workflow
 
 
 def test_a_comfyui_png_opens_from_its_workflow_chunk_or_its_prompt_chunk(engine, tmp_path):
