@@ -170,3 +170,128 @@ def test_a_mode_set_in_the_menu_is_saved_and_reopened(ui, server):
     ui.open("?workflow=modes-saved")
     assert ui.js("window.gouache.editor.nodeById('b').mode") == 4  # litegraph's BYPASS
     assert exported(ui)["nodes"]["b"]["mode"] == "bypass"
+
+
+# ---- 3. number widgets and seeds ---------------------------------------------------------------
+
+def test_number_widgets_take_typed_arithmetic_without_eval(ui):
+    ui.open()
+    noise = ui.add_from_palette("Noise")
+    ui.type_value(noise, "strength", "2*(3+4)")
+    assert exported(ui)["nodes"][noise]["inputs"]["strength"] == 14
+    ui.type_value(noise, "strength", " 1/4 - -0.5")
+    assert exported(ui)["nodes"][noise]["inputs"]["strength"] == 0.75
+    ui.type_value(noise, "strength", "3 +")
+    assert "the expression ends too early" in ui.page.inner_text("#message")
+    ui.type_value(noise, "strength", "alert(1)")
+    assert 'unexpected "a"' in ui.page.inner_text("#message")
+    ui.type_value(noise, "strength", "500")
+    assert "above the maximum 100" in ui.page.inner_text("#message")
+    assert exported(ui)["nodes"][noise]["inputs"]["strength"] == 0.75  # each refusal kept the value
+    ui.type_value(noise, "seed", "(2+3)*3")
+    assert exported(ui)["nodes"][noise]["inputs"]["seed"] == 15
+    ui.type_value(noise, "seed", "7/2")
+    assert "3.5 is not a whole number" in ui.page.inner_text("#message")
+
+
+def test_a_seed_holds_the_servers_exact_limit_and_follows_its_control(ui, server):
+    client = Client(server.url)
+    ui.open()
+    noise = ui.add_from_palette("Noise")
+    record = ui.add_from_palette("Record")
+    ui.connect(noise, "seed", record, "value")
+    ui.type_value(noise, "seed", "18446744073709551615")
+    assert exported(ui)["nodes"][noise]["inputs"]["seed"] == 2**64 - 1  # exact, past JS's 2**53
+    ui.type_value(noise, "seed", "18446744073709551616")
+    assert "above the maximum 18446744073709551615" in ui.page.inner_text("#message")
+    assert exported(ui)["nodes"][noise]["inputs"]["seed"] == 2**64 - 1
+    x, y = ui.js("([n, w]) => window.gouache.widgetPosition(n, w)", [noise, "seed after run"])
+    ui.page.mouse.click(x, y)
+    choose(ui, "fixed")
+    ui.page.click("#run")
+    ui.wait_for(lambda: client.get("/api/runs").json["history"], what="the run with the largest seed")
+    run = client.get("/api/runs").json["history"][0]
+    assert run["status"] == "succeeded", run
+    sent = client.get(f"/api/runs/{run['run_id']}?workflow=1").json["workflow"]
+    assert sent["nodes"][noise]["inputs"]["seed"] == 2**64 - 1
+
+    ui.type_value(noise, "seed", "41")
+    for control, after in (("increment", 42), ("decrement", 41), ("fixed", 41)):
+        ui.page.mouse.click(x, y)
+        choose(ui, control)
+        ui.page.click("#run")
+        ui.wait_for(lambda: exported(ui)["nodes"][noise]["inputs"]["seed"] == after, what=f"the seed after {control}")
+        assert exported(ui)["layout"][noise]["seed_control"] == {"seed": control}
+    ui.page.mouse.click(x, y)
+    choose(ui, "randomize")
+    seen = set()
+    for _ in range(3):
+        ui.page.click("#run")
+        ui.wait_for(lambda: exported(ui)["nodes"][noise]["inputs"]["seed"] not in seen | {41}, what="a random seed")
+        seed = exported(ui)["nodes"][noise]["inputs"]["seed"]
+        assert 0 <= seed <= 2**64 - 1
+        seen.add(seed)
+    assert max(seen) > 2**53  # drawn from the whole range, not JS's safe integers
+
+
+# ---- 2. groups, reroutes and titles --------------------------------------------------------------
+
+def test_groups_reroutes_and_titles_round_trip_through_save_reopen_and_export(ui, server):
+    import json
+
+    client = Client(server.url)
+    client.put("/api/workflows/plain", chain(("a", {"type": "Number", "inputs": {"value": 1.0}}),
+                                             ("b", {"type": "Steps", "inputs": {"x": {"node": "a", "output": "value"}, "steps": 1}}),
+                                             ("c", {"type": "Swatch", "inputs": {"value": {"node": "b", "output": "x"}}})))
+    ui.open("?workflow=plain")
+    ui.move_node("c", 0, 220)  # a bend in the b -> c link, so its centre is clear of both nodes
+    centre = ui.js("""() => { const e = window.gouache.editor; e.canvas.draw(true, true);
+        const link = [...e.graph._links.values()].find((l) => e.graph.getNodeById(l.target_id).properties.id === 'c');
+        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas(link._pos);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""")
+    ui.page.mouse.click(*centre)
+    assert "Add Reroute" in menu_entries(ui)
+    choose(ui, "Add Reroute")
+    assert ui.js("window.gouache.graph.reroutes.size") == 1
+
+    right_click(ui, canvas_point(ui, 700, 60))
+    choose(ui, "Add Group")
+    title = ui.js("""() => { const e = window.gouache.editor, g = e.graph._groups[0]; e.canvas.draw(true, true);
+        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas([g.pos[0] + 20, g.pos[1] + 8]);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""")
+    right_click(ui, title)
+    choose(ui, "Edit Group")
+    choose(ui, "Title")
+    field = ui.page.locator(".graphdialog input")
+    field.fill("Post-processing")
+    field.press("Enter")
+    right_click(ui, point(ui, "a"))
+    choose(ui, "Title")
+    field = ui.page.locator(".graphdialog input")
+    field.fill("Base value")
+    field.press("Enter")
+
+    ui.page.once("dialog", lambda dialog: dialog.accept("organised"))
+    ui.page.click("#save")
+    ui.wait_for(lambda: ui.page.inner_text("#workflow-name") == "organised", what="the save")
+    saved = client.get("/api/workflows/organised").json
+    assert saved["nodes"]["c"]["inputs"]["value"] == {"node": "b", "output": "x"}  # the engine sees a direct link
+    [bend] = saved["layout"]["c"]["reroutes"]["value"]
+    where = ui.js("[...window.gouache.graph.reroutes.values()][0].pos")
+    assert all(abs(saved_v - v) <= 0.5 for saved_v, v in zip(bend, where))
+    assert [group["title"] for group in saved["groups"]] == ["Post-processing"]
+    assert saved["layout"]["a"]["title"] == "Base value"
+    assert client.post("/api/runs", {"workflow": saved}).status == 202  # valid for the engine as saved
+
+    with ui.page.expect_download() as download:
+        ui.page.click("#export")
+    assert json.loads(open(download.value.path()).read()) == saved
+
+    ui.open("?workflow=organised")
+    assert ui.js("window.gouache.graph.reroutes.size") == 1
+    assert ui.js("""() => { const e = window.gouache.editor;
+        const link = [...e.graph._links.values()].find((l) => e.graph.getNodeById(l.target_id).properties.id === 'c');
+        return e.graph.reroutes.has(link.parentId); }""")
+    assert ui.js("window.gouache.graph._groups.map((g) => g.title)") == ["Post-processing"]
+    assert ui.js("window.gouache.editor.nodeById('a').title") == "Base value"
+    assert exported(ui) == saved

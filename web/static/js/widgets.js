@@ -72,14 +72,20 @@ export function setupNumberWidget(widget, spec, onRefused) {
   const setValue = widget.setValue.bind(widget);
   // Clamp by the exact limits first: litegraph compares with the limits as JS numbers, and 2**64
   // and 2**64 - 1 are the same JS number.
+  // litegraph's setValue turns a number widget's value into a JS number; an INT keeps its digits.
   widget.setValue = (value, options) => {
-    if (integer) {
-      let exact = typeof value === "bigint" ? value : BigInt(Math.round(Number(value)));
-      if (low !== null && exact < low) exact = low;
-      if (high !== null && exact > high) exact = high;
-      value = exactInteger(exact);
-    }
-    setValue(value, options);
+    if (!integer) { setValue(value, options); return; }
+    let exact = typeof value === "bigint" ? value : BigInt(Math.round(Number(value)));
+    if (low !== null && exact < low) exact = low;
+    if (high !== null && exact > high) exact = high;
+    const { e, node, canvas } = options || {};
+    const old = widget.value;
+    const fresh = exactInteger(exact);
+    if (fresh === old) return;
+    widget.value = fresh;
+    widget.callback?.(fresh, canvas, node, canvas?.graph_mouse, e);
+    node?.onWidgetChanged?.(widget.name ?? "", fresh, old, widget);
+    if (node?.graph) node.graph._version++;
   };
   const step = () => (integer ? BigInt(Math.max(1, Math.round(widget.options.step2 ?? 1))) : widget.options.step2 ?? 0.01);
   const shift = (value, direction) => {
