@@ -295,3 +295,45 @@ def test_groups_reroutes_and_titles_round_trip_through_save_reopen_and_export(ui
     assert ui.js("window.gouache.graph._groups.map((g) => g.title)") == ["Post-processing"]
     assert ui.js("window.gouache.editor.nodeById('a').title") == "Base value"
     assert exported(ui) == saved
+
+
+# ---- 4. dropping images --------------------------------------------------------------------------
+
+def drop(ui, data: bytes, name: str, at: list[float]) -> None:
+    """Drop a file at client coordinates ``at``, as the browser does when a file is dragged in
+    (Playwright's mouse cannot carry a file from the desktop: the DragEvent is made in the page)."""
+    import base64
+
+    ui.js("""([b64, name, x, y]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: 'image/png' }));
+        const target = document.elementFromPoint(x, y);
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+            target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true, clientX: x, clientY: y }));
+        }
+    }""", [base64.b64encode(data).decode(), name, at[0], at[1]])
+
+
+def test_an_image_dropped_on_an_image_node_is_uploaded_and_chosen(ui, engine):
+    from test_api_files import png
+    from test_browser_editor import png_with_workflow
+    from web_support import steps_workflow
+
+    ui.open()
+    picture = ui.add_from_palette("Picture")
+    drop(ui, png((10, 20, 30)), "red.png", point(ui, picture, 100, 30))
+    ui.wait_for(lambda: exported(ui)["nodes"][picture]["inputs"]["image"] == "red.png", what="the upload")
+    assert (engine.settings.folder("input") / "red.png").is_file()
+    assert ui.state(picture)["images"] == ["red.png"]
+
+    ui.page.mouse.click(*point(ui, picture))  # selected; then an image dropped on empty canvas is for it
+    drop(ui, png((40, 50, 60)), "blue.png", canvas_point(ui, 900, 700))
+    ui.wait_for(lambda: exported(ui)["nodes"][picture]["inputs"]["image"] == "blue.png", what="the second upload")
+
+    # A PNG carrying a workflow onto the node is an image for it; onto empty canvas it opens the workflow.
+    carrying = png_with_workflow(steps_workflow(steps=2))
+    drop(ui, carrying, "made.png", point(ui, picture, 100, 30))
+    ui.wait_for(lambda: exported(ui)["nodes"][picture]["inputs"]["image"] == "made.png", what="the third upload")
+    drop(ui, carrying, "made.png", canvas_point(ui, 900, 700))
+    ui.wait_for(lambda: ui.node_ids() == ["number", "steps", "swatch"], what="the dropped workflow")

@@ -5,6 +5,7 @@ import { LiteGraph } from "../vendor/litegraph/litegraph.es.js";
 import { api, ApiError, Live } from "./api.js";
 import { Editor, FORMAT, isLink } from "./editor.js";
 import { workflowFromPng } from "./png.js";
+import { dropImage } from "./drop.js";
 
 const $ = (selector) => document.querySelector(selector);
 const customWidgets = new Map();
@@ -640,7 +641,7 @@ function bindUi() {
     event.stopPropagation();
     box.classList.remove("dropping");
     const file = event.dataTransfer?.files?.[0];
-    if (file) openFile(file);
+    if (file) dropImage(editor, event, file, uploadImage).then((uploaded) => { if (!uploaded) openFile(file); });
   }, true);
   new ResizeObserver(fitCanvas).observe(box);
 }
