@@ -252,7 +252,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from gouache.web.server import serve
     except ImportError as error:
         raise UsageError(f"the web server is not available in this installation: {error}") from None
-    return serve(args)
+    if not args.ray:
+        given = [flag for flag, value in (("--workers", args.workers), ("--worker-threads", args.worker_threads),
+                                          ("--worker-gpus", args.worker_gpus), ("--worker-home", args.worker_home),
+                                          ("--retries", args.retries != 2)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} go with --ray: gouache serve --ray local {given[0]} ...")
+        return serve(args)
+    return _serve_on_ray(args, serve)
+
+
+def _serve_on_ray(args: argparse.Namespace, serve: Any) -> int:
+    """``gouache serve --ray ADDRESS``: the queue's runs go to worker actors on a Ray cluster (docs/scaling.md)."""
+    if args.workers is not None and args.workers < 1 or args.retries < 0:
+        raise UsageError("--workers must be at least 1 and --retries at least 0")
+    try:
+        from gouache.cluster import dispatch, ray_workers
+    except ImportError as error:
+        raise UsageError(f"--ray needs the optional extra: pip install 'gouache[ray]' ({error})") from None
+    try:
+        ray_workers.connect(args.ray)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise UsageError(f"cannot reach the Ray cluster at {args.ray!r}: {error}") from None
+    try:
+        spec = ray_workers.spec(args.workers, args.worker_threads, args.worker_gpus, args.worker_home)
+        print(f"gouache: {spec.count} Ray worker(s), each {spec.threads} CPU thread(s)"
+              + (f" and {spec.gpus:g} GPU" if spec.gpus else ""), file=sys.stderr)
+        return serve(args, worker_factory=dispatch.worker_factory(spec, retries=args.retries))
+    finally:
+        ray_workers.disconnect()
 
 
 EPILOG = """\
@@ -370,6 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="require this token (header or cookie) on every request")
     serve.add_argument("--device", choices=DEVICES, default=None, help=DEVICE_HELP)
     serve.add_argument("--safe-mode", action="store_true", help=SAFE_MODE_HELP)
+    serve.add_argument("--ray", metavar="ADDRESS",
+                       help="run the queue on worker actors of a Ray cluster: local (start one here), auto, or "
+                            "ray://HOST:PORT (needs gouache[ray]; docs/scaling.md)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="with --ray: how many workers (default: as many as the cluster's CPUs, or GPUs, allow)")
+    serve.add_argument("--worker-threads", type=int, metavar="N",
+                       help="with --ray: CPU threads per worker, its num_cpus on Ray (default 1)")
+    serve.add_argument("--worker-gpus", type=float, default=0, metavar="N",
+                       help="with --ray: GPUs per worker, its num_gpus on Ray (default 0: CPU workers)")
+    serve.add_argument("--worker-home", metavar="DIR",
+                       help="with --ray: the GOUACHE_HOME workers read on their machines (default: this server's)")
+    serve.add_argument("--retries", type=int, default=2, metavar="N",
+                       help="with --ray: how many times a run whose worker died is queued again (default 2)")
     serve.set_defaults(handler=cmd_serve)
     return parser
 

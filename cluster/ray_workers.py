@@ -10,6 +10,7 @@ shared filesystem. The head talks to workers through :class:`Pool`.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import uuid
 from collections import OrderedDict
@@ -46,6 +47,7 @@ class EngineWorker:
         self._lock = threading.Lock()
         self._recent: OrderedDict[Model, None] = OrderedDict()
         self._cancelled: set[str] = set()
+        self._current: str | None = None
         self.engine.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -63,7 +65,8 @@ class EngineWorker:
         kinds = {spec.choices_from for node in self.engine.registry.node_types()
                  for spec in self.engine.registry.get(node).inputs if spec.choices_from}
         on_disk = [(kind, name) for kind in sorted(kinds) for name in self.engine.models.names(kind)]
-        return {"name": self.name, "loaded": list(self._recent), "on_disk": on_disk, "pid": os.getpid()}
+        return {"name": self.name, "loaded": list(self._recent), "on_disk": on_disk, "pid": os.getpid(),
+                "host": socket.gethostname()}
 
     def run(self, run_id: str, workflow: dict[str, Any], targets: list[str] | None) -> dict[str, Any]:
         """Run a workflow; what it did (``images``: the files, whose bytes went with the events)."""
@@ -79,8 +82,14 @@ class EngineWorker:
             self._recent.popitem(last=False)
         from gouache.engine.executor import default_targets
 
-        result = self.engine.run(valid, outputs=targets or default_targets(valid), run_id=run_id)
-        self._cancelled.discard(run_id)
+        with self._lock:
+            self._current = run_id
+        try:
+            result = self.engine.run(valid, outputs=targets or default_targets(valid), run_id=run_id)
+        finally:
+            with self._lock:
+                self._current = None
+                self._cancelled.discard(run_id)
         return {"status": result.status, "executed": result.executed, "cached": result.cached,
                 "timings": result.timings, "seconds": result.seconds, "images": result.images,
                 "error": result.error.to_json() if result.error else None}
@@ -93,9 +102,14 @@ class EngineWorker:
         return events, files
 
     def interrupt(self, run_id: str) -> None:
-        """Stop ``run_id`` at its next check (within a sampler step), even if it has not started yet."""
-        self._cancelled.add(run_id)
-        self.engine.interrupt()
+        """Stop ``run_id`` at its next check (within a sampler step), even if it has not started yet.
+
+        Another run in progress here is left alone (the head's call may arrive after ``run_id`` ended).
+        """
+        with self._lock:
+            self._cancelled.add(run_id)
+            if self._current == run_id:
+                self.engine.interrupt()
 
 
 @dataclass
@@ -121,15 +135,44 @@ def connect(address: str, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
 
 
+def disconnect() -> None:
+    """Leave the Ray instance (a ``local`` one stops with it)."""
+    ray.shutdown()
+
+
 def cluster_cpus() -> int:
     """CPUs the cluster declares, all nodes together."""
     return int(ray.cluster_resources().get("CPU", 1))
+
+
+def cluster_gpus() -> float:
+    """GPUs the cluster declares, all nodes together."""
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def spec(count: int | None, threads: int | None, gpus: float, home: str | None) -> WorkerSpec:
+    """The workers to start, once connected: ``count`` or ``GOUACHE_WORKERS``, else as many as the cluster has room for.
+
+    ``threads`` (or ``GOUACHE_WORKER_THREADS``, default 1) CPUs each; with ``gpus``, as many as the
+    cluster's GPUs allow.
+    """
+    threads = threads or int(os.environ.get("GOUACHE_WORKER_THREADS", "1"))
+    count = count or int(os.environ.get("GOUACHE_WORKERS", "0"))
+    if not count:
+        count = int(cluster_gpus() // gpus) if gpus else cluster_cpus() // threads
+    return WorkerSpec(max(1, count), threads, gpus, home)
 
 
 def wait_one(refs: list[Any], timeout: float) -> list[Any]:
     """The results among ``refs`` that are ready, waiting up to ``timeout`` seconds for one."""
     ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
     return ready
+
+
+def ready(refs: list[Any]) -> list[Any]:
+    """The results among ``refs`` that are ready now (no waiting)."""
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+    return done
 
 
 def get(ref: Any, timeout: float | None = None) -> Any:
@@ -145,25 +188,61 @@ class Worker:
     actor: Any
     state: WorkerState
     busy: str | None = None
+    host: str = ""
+    pid: int = 0
 
 
 @dataclass
 class Pool:
-    """Worker actors and what each reported; only the head's dispatcher thread changes it."""
+    """Worker actors and what each reported; only the head's dispatcher thread changes it.
 
+    Workers being started wait in ``starting`` (their first report not yet in) and join
+    ``workers`` through :meth:`admit`; :meth:`start` waits for them all.
+    """
+
+    spec: WorkerSpec
     workers: dict[str, Worker] = field(default_factory=dict)
+    starting: dict[Any, tuple[str, Any]] = field(default_factory=dict)
+    _index: int = 0
 
     @classmethod
     def start(cls, spec: WorkerSpec) -> Pool:
         """Start ``spec.count`` worker actors and wait until each has loaded its packs."""
-        remote = ray.remote(EngineWorker).options(num_cpus=spec.threads, num_gpus=spec.gpus, max_concurrency=4)
-        pool = cls()
-        names = [f"worker-{index}-{uuid.uuid4().hex[:6]}" for index in range(spec.count)]
-        actors = {name: remote.remote(name, spec.home, spec.threads) for name in names}
-        for name, actor in actors.items():
-            pool.workers[name] = Worker(name, actor, WorkerState(name))
-        pool.refresh()
+        pool = cls(spec)
+        pool.add(spec.count)
+        for ref, (name, actor) in list(pool.starting.items()):
+            pool._join(ref, name, actor)
+        pool.starting.clear()
         return pool
+
+    def add(self, count: int = 1) -> list[str]:
+        """Start ``count`` more workers without waiting (Ray places each once it has room); their names."""
+        remote = ray.remote(EngineWorker).options(num_cpus=self.spec.threads, num_gpus=self.spec.gpus,
+                                                  max_concurrency=4)
+        names = []
+        for _ in range(count):
+            name = f"worker-{self._index}-{uuid.uuid4().hex[:6]}"
+            self._index += 1
+            actor = remote.remote(name, self.spec.home, self.spec.threads)
+            self.starting[actor.report.remote()] = (name, actor)
+            names.append(name)
+        return names
+
+    def admit(self) -> tuple[list[str], list[str]]:
+        """Move started workers whose first report came in to ``workers``: ``(joined, failed)`` names."""
+        joined, failed = [], []
+        for ref in ready(list(self.starting)):
+            name, actor = self.starting.pop(ref)
+            (joined if self._join(ref, name, actor) else failed).append(name)
+        return joined, failed
+
+    def _join(self, ref: Any, name: str, actor: Any) -> bool:
+        try:
+            report = ray.get(ref)
+        except WORKER_LOST:
+            return False
+        self.workers[name] = Worker(name, actor, _state(name, report, True), host=report["host"], pid=report["pid"])
+        return True
 
     def refresh(self, names: list[str] | None = None) -> list[str]:
         """Ask workers what they hold; returns the names of those found dead (and drops them)."""
@@ -178,8 +257,7 @@ class Pool:
                 self.workers.pop(name, None)
                 continue
             worker = self.workers[name]
-            worker.state = WorkerState(name, frozenset(map(tuple, report["loaded"])),
-                                       frozenset(map(tuple, report["on_disk"])), worker.busy is None)
+            worker.state = _state(name, report, worker.busy is None)
         return lost
 
     def states(self) -> list[WorkerState]:
@@ -191,10 +269,17 @@ class Pool:
         ray.kill(self.workers[name].actor, no_restart=True)
 
     def stop(self) -> None:
-        """End every worker actor."""
+        """End every worker actor, started or starting."""
         for worker in self.workers.values():
             ray.kill(worker.actor, no_restart=True)
+        for _, actor in self.starting.values():
+            ray.kill(actor, no_restart=True)
         self.workers.clear()
+        self.starting.clear()
+
+
+def _state(name: str, report: dict[str, Any], free: bool) -> WorkerState:
+    return WorkerState(name, frozenset(map(tuple, report["loaded"])), frozenset(map(tuple, report["on_disk"])), free)
 
 
 def save_files(folder_of: Any, files: dict[tuple[str, str], bytes], renamed: dict[tuple[str, str], str]) -> None:

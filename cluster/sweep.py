@@ -7,7 +7,6 @@ back as bytes into this machine's output folder.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
@@ -109,10 +108,8 @@ def jobs_for(engine: Engine, runs: list[tuple[dict[str, Any], dict[str, Any]]],
 def run_on_cluster(engine: Engine, runs: list[tuple[dict[str, Any], dict[str, Any]]],
                    outputs: list[str] | None, args: Any) -> list[dict[str, Any]]:
     """``gouache run --sweep --ray``: start workers on the cluster, run the sweep, stop them."""
-    threads = int(os.environ.get("GOUACHE_WORKER_THREADS", "1"))
     ray_workers.connect(args.ray)
-    count = int(os.environ.get("GOUACHE_WORKERS", "0")) or max(1, ray_workers.cluster_cpus() // threads)
-    pool = ray_workers.Pool.start(ray_workers.WorkerSpec(count, threads, home=str(engine.settings.home)))
+    pool = ray_workers.Pool.start(ray_workers.spec(None, None, 0, str(engine.settings.home)))
     try:
         return run_jobs(engine, pool, jobs_for(engine, runs, outputs), outputs, quiet=args.quiet)
     finally:

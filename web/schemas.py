@@ -102,6 +102,18 @@ def run_error(message: str, code: str, *, node: str | None = None,
     return error.model_dump(mode="json", exclude=None if problems is not None else {"problems"})
 
 
+class Attempt(Message):
+    """One try of a run on a cluster worker (``gouache serve --ray``; docs/scaling.md)."""
+
+    worker: str = Field(description="the worker actor's name")
+    host: str = Field(description="the machine it ran on")
+    pid: int = Field(description="the worker's process id on that machine")
+    started: float
+    finished: float | None
+    outcome: str = Field(description="running, worker_lost, server_stopped, or the run's status")
+    message: str
+
+
 class RunRecord(Message):
     """GET /api/runs/{id}: one run, queued, running or finished."""
 
@@ -119,6 +131,7 @@ class RunRecord(Message):
     timings: dict[str, float]
     error: RunError | None
     targets: list[str] | None
+    attempts: list[Attempt] = Field(description="tries on cluster workers, oldest first; empty for in-process runs")
     workflow: dict[str, Any] | None = Field(None, description="only with ?workflow=1")
 
 

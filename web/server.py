@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 from yarl import URL
 
-from gouache.engine import Engine, Problem, jsonio, sweep
+from gouache.engine import Engine, Event, Problem, jsonio, sweep
 from gouache.engine.workflow import apply_overrides, parse
 
 from gouache.web.bodies import Refused, check_announced, json_body, too_large, unreadable
@@ -86,6 +87,8 @@ class State:
 
 
 STATE = web.AppKey("gouache", State)
+WorkerFactory = Callable[[Engine, RunStore, Callable[[Event], None]], Any]
+"""Makes the object that runs queued runs: :class:`Worker`'s interface (start, stop, check, submit, cancel, emit)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -486,8 +489,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(engine: Engine, *, security: Security | None = None, limits: Limits | None = None,
-               progress_interval: float = 0.1) -> web.Application:
-    """The server for ``engine``; the queue database lives in the engine's home folder."""
+               progress_interval: float = 0.1, worker_factory: WorkerFactory | None = None) -> web.Application:
+    """The server for ``engine``; the queue database lives in the engine's home folder.
+
+    ``worker_factory(engine, store, listener)`` makes what runs the queue (default: the in-process
+    :class:`Worker`; ``gouache serve --ray``: :class:`gouache.cluster.dispatch.ClusterWorker`).
+    """
     limits = limits or Limits()
     app = web.Application(middlewares=[guard], client_max_size=limits.upload_bytes + 1024 * 1024)
     library = WorkflowLibrary(engine.settings.home / "workflows", shipped_folder())
@@ -503,8 +510,8 @@ def create_app(engine: Engine, *, security: Security | None = None, limits: Limi
         if recovered:
             log.warning("marked %d run(s) interrupted by the last shutdown: %s", len(recovered), ", ".join(recovered))
         state.hub = Hub(asyncio.get_running_loop(), state.store.queue, progress_interval)
-        state.worker = Worker(engine, state.store, state.hub.publish)
-        state.worker.start()
+        state.worker = (worker_factory or Worker)(engine, state.store, state.hub.publish)
+        await asyncio.to_thread(state.worker.start)  # a cluster's workers take a while to report
 
     async def stop(app: web.Application) -> None:
         state = app[STATE]
@@ -547,7 +554,7 @@ def favour_responsiveness() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
-def serve(args: Any) -> int:
+def serve(args: Any, worker_factory: WorkerFactory | None = None) -> int:
     """``gouache serve``: refuse unsafe settings, then serve until interrupted; returns an exit code."""
     host = args.host or "127.0.0.1"
     token = getattr(args, "token", None) or None
@@ -560,7 +567,7 @@ def serve(args: Any) -> int:
                     safe_mode=bool(getattr(args, "safe_mode", False)),
                     disk_cache=True)  # outputs survive a restart of the server (home/cache, disk_cache_bytes)
     security = Security(host, tuple(origin.rstrip("/") for origin in (args.allow_origin or [])), token)
-    app = create_app(engine, security=security)
+    app = create_app(engine, security=security, worker_factory=worker_factory)
     favour_responsiveness()
     shown = f"[{host}]" if ":" in host else host
     print(f"gouache: editor at http://{shown}:{args.port}/" + (f"?token={token}" if token else ""), file=sys.stderr)

@@ -4,6 +4,11 @@ One table holds every run, queued or finished. A run moves ``queued -> running -
 failed | interrupted``, or ``queued -> cancelled``. At start-up :meth:`RunStore.recover` marks a
 run left ``running`` by a crash or a kill as ``interrupted``; queued runs stay queued and run.
 
+On a cluster (``gouache serve --ray``) a run may also go ``running -> queued`` when the worker
+running it dies (:meth:`RunStore.requeue`); each try is an entry of its ``attempts`` (the worker,
+its machine and process, when it started and ended, and how: ``running``, ``worker_lost`` or the
+run's status). The in-process worker records no attempts.
+
 Every JSON column is written and read with :mod:`gouache.engine.jsonio` (strict JSON: a NaN is
 refused on the way in, never stored to be served back as something that is not JSON).
 """
@@ -38,7 +43,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cached    TEXT NOT NULL DEFAULT '[]',         -- node ids taken from the cache (JSON list)
     outputs   TEXT NOT NULL DEFAULT '{}',         -- {node: {"images": [{"kind", "path"}]}} (JSON)
     timings   TEXT NOT NULL DEFAULT '{}',         -- {node: seconds} (JSON)
-    error     TEXT                                -- {"node","type","message","traceback","input","code"} (JSON) or NULL
+    error     TEXT,                               -- {"node","type","message","traceback","input","code"} (JSON) or NULL
+    attempts  TEXT NOT NULL DEFAULT '[]'          -- tries on cluster workers (JSON list), oldest first
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 """
@@ -46,7 +52,8 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "interrupted", "cancelled")
 RECOVERED_MESSAGE = "the server stopped while this run was running; queue it again to finish it"
-COLUMNS = "run_id, seq, status, created, started, finished, seconds, executed, cached, outputs, timings, error, targets"
+COLUMNS = ("run_id, seq, status, created, started, finished, seconds, executed, cached, outputs, timings, error, targets,"
+           " attempts")
 """Every column but ``workflow``, which can be megabytes and is read only when asked for."""
 
 
@@ -66,6 +73,9 @@ class RunStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "attempts" not in columns:  # a queue written before runs had attempts
+            self._db.execute("ALTER TABLE runs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]'")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -90,6 +100,11 @@ class RunStore:
             error = jsonio.dumps(run_error(RECOVERED_MESSAGE, "server_stopped"))
             db.execute("UPDATE runs SET status = 'interrupted', finished = ?, error = ? WHERE status = 'running'",
                        (time.time(), error))
+            for row in db.execute("SELECT run_id, attempts FROM runs WHERE attempts != '[]' AND run_id IN "
+                                  f"({', '.join('?' * len(ids))})", ids).fetchall():
+                attempts = _column(row, "attempts")
+                attempts[-1].update(finished=time.time(), outcome="server_stopped", message=RECOVERED_MESSAGE)
+                db.execute("UPDATE runs SET attempts = ? WHERE run_id = ?", (jsonio.dumps(attempts), row["run_id"]))
         return ids
 
     def add(self, run_id: str, workflow: dict[str, Any], targets: list[str] | None) -> int:
@@ -118,6 +133,48 @@ class RunStore:
                                        "'queued' RETURNING run_id, targets", (time.time(), candidate["seq"])).fetchone()
                 if row is not None:
                     return Claimed(self, row["run_id"], _column(row, "targets"))
+
+    def queued(self, limit: int) -> list[tuple[str, list[str] | None]]:
+        """The first ``limit`` queued runs, oldest first: ``(run_id, targets)``; nothing is taken."""
+        with self._lock:
+            rows = self._db.execute("SELECT run_id, targets FROM runs WHERE status = 'queued' ORDER BY seq LIMIT ?",
+                                    (limit,)).fetchall()
+        return [(row["run_id"], _column(row, "targets")) for row in rows]
+
+    def claim(self, run_id: str, attempt: dict[str, Any]) -> Claimed | None:
+        """Take one queued run for a cluster worker, adding ``attempt`` (its try); ``None`` if it is not queued.
+
+        One guarded UPDATE, as :meth:`claim_next`: a cancel and a start never both win.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT attempts FROM runs WHERE run_id = ? AND status = 'queued'", (run_id,)
+                                   ).fetchone()
+            if row is None:
+                return None
+            attempts = jsonio.dumps([*jsonio.loads(row["attempts"]), attempt])
+            row = self._db.execute("UPDATE runs SET status = 'running', started = ?, attempts = ? WHERE run_id = ? "
+                                   "AND status = 'queued' RETURNING run_id, targets",
+                                   (time.time(), attempts, run_id)).fetchone()
+        return None if row is None else Claimed(self, row["run_id"], _column(row, "targets"))
+
+    def end_attempt(self, run_id: str, outcome: str, message: str = "") -> list[dict[str, Any]]:
+        """Close the run's last try with ``outcome``; returns every try."""
+        with self._lock:
+            row = self._db.execute("SELECT run_id, attempts FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return []
+            attempts = _column(row, "attempts")
+            if attempts:
+                attempts[-1].update(finished=time.time(), outcome=outcome, message=message)
+            self._db.execute("UPDATE runs SET attempts = ? WHERE run_id = ?", (jsonio.dumps(attempts), run_id))
+        return attempts
+
+    def requeue(self, run_id: str) -> bool:
+        """Put a running run back in the queue at its old place (its worker died); ``False`` if it is not running."""
+        with self._lock:
+            changed = self._db.execute("UPDATE runs SET status = 'queued', started = NULL WHERE run_id = ? AND "
+                                       "status = 'running'", (run_id,)).rowcount
+        return changed == 1
 
     def workflow(self, run_id: str) -> Any:
         """The workflow a run was submitted with; :class:`StoredRunError` when it is not strict JSON."""
@@ -205,6 +262,7 @@ def _record(row: sqlite3.Row, *, with_workflow: bool = False) -> dict[str, Any]:
         "timings": _column(row, "timings"),
         "error": _column(row, "error"),
         "targets": _column(row, "targets"),
+        "attempts": _column(row, "attempts"),
     }
     if with_workflow:
         record["workflow"] = _column(row, "workflow")
