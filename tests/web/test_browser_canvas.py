@@ -337,3 +337,26 @@ def test_an_image_dropped_on_an_image_node_is_uploaded_and_chosen(ui, engine):
     ui.wait_for(lambda: exported(ui)["nodes"][picture]["inputs"]["image"] == "made.png", what="the third upload")
     drop(ui, carrying, "made.png", canvas_point(ui, 900, 700))
     ui.wait_for(lambda: ui.node_ids() == ["number", "steps", "swatch"], what="the dropped workflow")
+
+
+# ---- 7. a readable initial zoom ------------------------------------------------------------------
+
+def test_a_shipped_workflow_opens_with_readable_widget_text(browser, tmp_path):
+    from web_browser import EditorPage
+
+    from gouache.web.background import BackgroundServer
+
+    with BackgroundServer(Engine(home=tmp_path / "home")) as server:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        try:
+            ui = EditorPage(context.new_page(), server.url, tmp_path).open("?workflow=text-to-image")
+            size = ui.js("() => window.gouache.canvas.ds.scale * window.gouache.LiteGraph.NODE_SUBTEXT_SIZE")
+            assert size >= 11, f"widget text is {size:.1f} px on screen"
+            # The graph starts on screen: the checkpoint loader (leftmost) is fully visible.
+            box = ui.page.locator("#graph").bounding_box()
+            left, top = point(ui, "checkpoint", 0, 0)
+            assert box["x"] <= left < box["x"] + box["width"] / 2 and box["y"] <= top < box["y"] + box["height"]
+            ui.shot("readable")
+            assert not ui.errors, ui.errors
+        finally:
+            context.close()
