@@ -7,9 +7,9 @@ recognises a raw workflow that has no ``format`` field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from gouache.engine.problems import Problem
 
@@ -21,18 +21,44 @@ class PngChunks:
     chunks: dict[str, str]
 
 
+class ForeignNode(Protocol):
+    """How one node class of another tool maps onto a gouache node type, as an importer reads it.
+
+    A server that speaks that tool's API (``gouache.web.comfy``) describes the class from it and
+    from the gouache node's own declaration, so nothing about the class is written twice.
+    """
+
+    type: str
+    """The gouache node type it becomes."""
+    renames: Mapping[str, str | None]
+    """Their input name -> ours; a name not listed is the same; ``None``: gouache has no counterpart."""
+    widgets: tuple[str, ...]
+    """Their typed-in inputs, in their order."""
+    outputs: tuple[str, ...]
+    """Our output name for each of their output indexes."""
+    fixed: Mapping[str, object]
+    """Our inputs the mapping itself sets (not theirs to set)."""
+
+    @property
+    def values(self) -> Mapping[str, Mapping[str, Any]]:
+        """Our input name -> {their value: our value}, for inputs whose choices are named differently."""
+        ...
+
+
 @dataclass(frozen=True)
 class WorkflowImporter:
     """Reads one foreign format: ``recognise(raw)`` says whether it is one, ``convert(raw)`` turns it
     into a ``gouache/1`` dict (or ``None``) and the problems found (every unmapped node at once).
 
-    ``raw`` is parsed JSON, or :class:`PngChunks` for a PNG without a gouache workflow.
+    ``raw`` is parsed JSON, or :class:`PngChunks` for a PNG without a gouache workflow. ``nodes``
+    names the other tool's node classes the importer maps, each with its :class:`ForeignNode`.
     """
 
     name: str
     recognise: Callable[[Any], bool]
     convert: Callable[[Any], tuple[dict[str, Any] | None, list[Problem]]]
     description: str = ""
+    nodes: Mapping[str, ForeignNode] = field(default_factory=dict)
 
 
 def import_workflow(raw: Any, importers: Sequence[WorkflowImporter]) -> tuple[Any, list[Problem]]:

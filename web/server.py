@@ -29,6 +29,7 @@ from gouache.engine import Engine, Event, Problem, jsonio, sweep
 from gouache.engine.workflow import apply_overrides, parse
 
 from gouache.web.bodies import Refused, check_announced, json_body, too_large, unreadable
+from gouache.web.comfy import COMFY, ComfyApi
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
 from gouache.web.hub import Hub
 from gouache.web.schemas import RunRequest
@@ -471,6 +472,8 @@ async def extension_file(request: web.Request) -> web.StreamResponse:
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
+    if "clientId" in request.query:  # ComfyUI's clients name themselves; gouache's editor never does
+        return await request.app[COMFY].relay.websocket(request)
     state = request.app[STATE]
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=state.limits.ws_message_bytes)
     await ws.prepare(request)
@@ -510,16 +513,19 @@ def create_app(engine: Engine, *, security: Security | None = None, limits: Limi
         if recovered:
             log.warning("marked %d run(s) interrupted by the last shutdown: %s", len(recovered), ", ".join(recovered))
         state.hub = Hub(asyncio.get_running_loop(), state.store.queue, progress_interval)
-        state.worker = (worker_factory or Worker)(engine, state.store, state.hub.publish)
+        comfy.start(state, asyncio.get_running_loop())
+        state.worker = (worker_factory or Worker)(engine, state.store, _fan_out(state.hub.publish, comfy.publish))
         await asyncio.to_thread(state.worker.start)  # a cluster's workers take a while to report
 
     async def stop(app: web.Application) -> None:
         state = app[STATE]
         await asyncio.to_thread(state.worker.stop)
+        await comfy.stop()
         for client in list(state.hub.clients):
             await client.ws.close(code=1001, message=b"server shutting down")
         state.store.close()
 
+    comfy = ComfyApi(app)  # ComfyUI's routes beside ours (web/comfy, docs/api.md)
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
     app.router.add_get("/", index)
@@ -540,6 +546,14 @@ def create_app(engine: Engine, *, security: Security | None = None, limits: Limi
     app.router.add_get("/extensions/{name}/{path:.*}", extension_file)
     app.router.add_get("/ws", websocket)
     return app
+
+
+def _fan_out(*listeners: Any) -> Any:
+    """One listener that hands each event to every one of ``listeners``, in order."""
+    def publish(event: Any) -> None:
+        for listener in listeners:
+            listener(event)
+    return publish
 
 
 SWITCH_INTERVAL = 0.001

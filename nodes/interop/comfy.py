@@ -162,5 +162,6 @@ def importers() -> list[WorkflowImporter]:
         WorkflowImporter("comfyui-ui", lambda raw: is_ui(raw) or is_ui(_chunk(raw, "workflow")), convert_ui,
                          "ComfyUI's UI format (saved workflows, PNG 'workflow' chunks)"),
         WorkflowImporter("comfyui-api", lambda raw: is_api(raw) or is_api(_chunk(raw, "prompt")), convert_api,
-                         "ComfyUI's API format (Save (API), POST /prompt bodies, PNG 'prompt' chunks)"),
+                         "ComfyUI's API format (Save (API), POST /prompt bodies, PNG 'prompt' chunks)",
+                         nodes=COMFY_NODES),
     ]

@@ -32,6 +32,13 @@ class ComfyNode:
     fixed: dict[str, object] = field(default_factory=dict)
     seeds: tuple[str, ...] = ()
 
+    @property
+    def values(self) -> dict[str, dict[str, str]]:
+        """Our input name -> {ComfyUI value: ours}, for this node's inputs whose choices ComfyUI names otherwise."""
+        ours = {name for name in (self.renames.get(widget, widget) for widget in self.widgets) if name is not None}
+        return {name: VALUE_MAPS_BY_TYPE.get((self.type, name)) or VALUE_MAPS[name]
+                for name in sorted(ours) if (self.type, name) in VALUE_MAPS_BY_TYPE or name in VALUE_MAPS}
+
 
 _IMAGE = ("image",)
 _LATENT = ("latent",)
