@@ -315,6 +315,21 @@ def test_the_queue_lists_clears_deletes_and_interrupt_stops_the_running_prompt(t
         comfy.close()
 
 
+def test_partial_execution_targets_run_only_the_outputs_named(toy):
+    comfy = Comfy(toy.url)
+    try:
+        prompt = toy_prompt() | {"4": {"class_type": "ToySwatch", "inputs": {"value": ["1", 0], "prefix": "other"}}}
+        prompt_id = comfy.queue(prompt, partial_execution_targets=["4"]).json["prompt_id"]
+        frames = comfy.until_done(prompt_id)
+        assert [f["data"]["node"] for f in frames if isinstance(f, dict) and f["type"] == "executing"] == ["1", "4", None]
+        entry = history(comfy.http, prompt_id)
+        assert entry["prompt"][4] == ["4"] and list(entry["outputs"]) == ["4"]
+        unknown = comfy.queue(prompt, partial_execution_targets=["9"])
+        assert unknown.status == 400 and "'9'" in unknown.json["error"]["details"]
+    finally:
+        comfy.close()
+
+
 def test_fields_gouache_does_not_act_on_are_named(toy):
     http = Client(toy.url)
     front = http.post("/prompt", {"prompt": toy_prompt(), "front": True})

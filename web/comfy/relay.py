@@ -7,6 +7,7 @@ null finds the prompt there). A run queued through gouache's own API sends Comfy
 ``status``; a prompt queued without a ``client_id`` sends nobody its messages (as in ComfyUI).
 
 Previews are binary frames in ComfyUI's layout: ``>I`` 1 (preview image), ``>I`` 1 (JPEG), the JPEG.
+Each client has gouache's websocket backlog (``hub.Client``): one that falls 32 MiB behind is dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import logging
 import struct
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +31,9 @@ from gouache.web.comfy.messages import (
 )
 from gouache.web.comfy.prompts import ComfyPrompt, PromptTable
 from gouache.web.comfy.translate import error_data, interrupted_data, millis, node_output
+from gouache.web.hub import Client
 
 log = logging.getLogger(__name__)
-
-BACKLOG_BYTES = 32 * 1024 * 1024
-"""Bytes a client may fall behind by before it is dropped (as gouache's own websocket)."""
 
 
 def preview_frame(jpeg: bytes) -> bytes:
@@ -43,39 +41,15 @@ def preview_frame(jpeg: bytes) -> bytes:
     return struct.pack(">II", PREVIEW_IMAGE, JPEG) + jpeg
 
 
-class Socket:
-    """One ComfyUI websocket connection with its own backlog, so a slow client delays nobody."""
+class Socket(Client):
+    """One ComfyUI websocket connection: gouache's client backlog (a slow client delays nobody), one
+    message per frame (ComfyUI's clients know no ``batch``)."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self.backlog: deque[str | bytes] = deque()
-        self.backlog_bytes = 0
-        self._ready = asyncio.Event()
-
-    def send(self, frame: str | bytes) -> bool:
-        """Queue a frame; ``False`` when the client is too far behind."""
-        self.backlog.append(frame)
-        self.backlog_bytes += len(frame)
-        self._ready.set()
-        return self.backlog_bytes <= BACKLOG_BYTES
-
-    async def pump(self) -> None:
-        """Send what is queued until the connection closes."""
-        try:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while self.backlog:
-                    if self.ws.closed:
-                        return
-                    frame = self.backlog.popleft()
-                    self.backlog_bytes -= len(frame)
-                    if isinstance(frame, bytes):
-                        await self.ws.send_bytes(frame)
-                    else:
-                        await self.ws.send_str(frame)
-        except (ConnectionError, RuntimeError) as error:  # the client went away mid-send
-            log.debug("ComfyUI websocket client gone: %s", error)
+    def next_frame(self) -> str | bytes:
+        """The oldest frame waiting."""
+        frame = self.backlog.popleft()
+        self.backlog_bytes -= len(frame)
+        return frame
 
 
 @dataclass
@@ -105,6 +79,7 @@ class Relay:
         self.running: dict[str, Running] = {}
         self._inbox: list[Event] = []
         self._inbox_lock = threading.Lock()
+        self._status_due = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver events on ``loop`` from now on."""
@@ -133,6 +108,9 @@ class Relay:
                 self._dispatch(event)
             except Exception:  # one bad event must not silence the rest
                 log.exception("ComfyUI relay failed on %s", event.type)
+        if self._status_due:  # one status for all the queue changes drained at once (a sweep queues thousands)
+            self._status_due = False
+            self._broadcast_status()
 
     # ---- connections ---------------------------------------------------------------------------
 
@@ -183,7 +161,7 @@ class Relay:
     def _dispatch(self, event: Event) -> None:
         data = event.data
         if event.type in ("queued", "cancelled"):
-            self._broadcast_status()
+            self._status_due = True
             return
         if event.type == "started":
             prompt = self.prompts.get(data.run_id)
@@ -194,8 +172,7 @@ class Relay:
             return
         run = self.running.get(data.run_id)
         if run is None:
-            if event.type == "finished":
-                self._broadcast_status()
+            self._status_due = self._status_due or event.type == "finished"
             return
         prompt_id = run.prompt.prompt_id
         match event.type:
@@ -249,7 +226,7 @@ class Relay:
             self._tell(run, "execution_error", error_data(run.prompt, error, run.executed, millis(None)))
         self._tell(run, "executing", ExecutingData(node=None, display_node=None, prompt_id=prompt_id))
         del self.running[prompt_id]
-        self._broadcast_status()
+        self._status_due = True
 
     def _tell(self, run: Running, kind: str, data: Strict) -> None:
         self._send(run.prompt.client_id, self._text(kind, data))
