@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gouache.engine import Engine, Problem
-from gouache.engine.importers import import_workflow
-from gouache.engine.workflow import load_source
+from gouache.engine import Engine, Problem, Registry
+from gouache.engine.workflow import apply_overrides
 
 EXIT_OK, EXIT_INVALID = 0, 2
 
@@ -23,19 +22,21 @@ def _refuse(problems: list[Problem], what: str) -> int:
     return EXIT_INVALID
 
 
-def convert(engine: Engine, source: str | Path, to: str) -> tuple[dict[str, Any] | None, list[Problem], list[Problem]]:
-    """The converted document, the problems that stop the conversion, and validation's warnings."""
-    try:
-        raw = load_source(source)
-    except (OSError, ValueError) as error:
-        return None, [Problem(None, None, "unreadable_workflow", f"cannot read the workflow: {error}")], []
-    workflow, problems = import_workflow(raw, engine.importers)
-    if problems:
+def convert(engine: Engine, source: str | Path, to: str, model_map: dict[str, str] | None = None,
+            overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, list[Problem], list[Problem]]:
+    """The converted document, the problems that stop the conversion, and validation's warnings.
+
+    ``model_map`` renames models (``{"v1-5-pruned-emaonly.safetensors": "gouache-tiny"}``) in every input
+    that chooses a model; ``overrides`` then sets inputs (``{"5.width": 128}``). Both are recorded in
+    ``meta.import_changes``, so the file says how it differs from what was imported.
+    """
+    workflow, problems, _ = engine.convert(source)
+    if workflow is None or problems:
         return None, problems, []
-    if not isinstance(workflow, dict) or workflow.get("format") != "gouache/1":
-        return None, [Problem(None, None, "unknown_format",
-                              f"{source} is neither a gouache workflow nor one an installed importer recognises "
-                              f"(importers: {', '.join(i.name for i in engine.importers) or 'none'})")], []
+    if model_map or overrides:
+        workflow, problems = rewrite(workflow, engine.registry, model_map or {}, overrides or {})
+        if problems:
+            return None, problems, []
     _, warnings = engine.check(workflow)
     if to == "comfy-api":
         from gouache.nodes.interop.comfy_export import export_api
@@ -45,10 +46,55 @@ def convert(engine: Engine, source: str | Path, to: str) -> tuple[dict[str, Any]
     return workflow, [], warnings
 
 
+def rewrite(workflow: dict[str, Any], registry: Registry, model_map: dict[str, str],
+            overrides: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """``workflow`` with models renamed and inputs set; a name that matches no model input is a problem."""
+    nodes = {node_id: {**entry, "inputs": dict(entry.get("inputs") or {})}
+             for node_id, entry in workflow["nodes"].items()}
+    used: set[str] = set()
+    for entry in nodes.values():
+        node_class = registry.get(entry["type"])
+        for spec in node_class.inputs if node_class else ():
+            value = entry["inputs"].get(spec.name)
+            if spec.choices_from is not None and isinstance(value, str) and value in model_map:
+                entry["inputs"][spec.name] = model_map[value]
+                used.add(value)
+    problems = [Problem(None, None, "unknown_model_name",
+                        f"--model-map {old}=...: no model input of the workflow names {old!r}; "
+                        f"it names: {', '.join(sorted(_model_names(nodes, registry))) or 'no model'}")
+                for old in model_map if old not in used]
+    rewritten, override_problems = apply_overrides({**workflow, "nodes": nodes}, overrides)
+    changes = {key: value for key, value in (("model_map", model_map), ("set", overrides)) if value}
+    rewritten["meta"] = {**(workflow.get("meta") or {}), "import_changes": changes}
+    return rewritten, problems + override_problems
+
+
+def _model_names(nodes: dict[str, Any], registry: Registry) -> set[str]:
+    names = set()
+    for entry in nodes.values():
+        node_class = registry.get(entry["type"])
+        for spec in node_class.inputs if node_class else ():
+            if spec.choices_from is not None and isinstance(entry["inputs"].get(spec.name), str):
+                names.add(entry["inputs"][spec.name])
+    return names
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """Convert, write the file (or stdout), and list what validation would still refuse."""
+    from gouache.cli.main import UsageError, overrides_for, split_assignment
+
     engine = Engine(home=args.home, safe_mode=getattr(args, "safe_mode", False))
-    document, problems, warnings = convert(engine, args.workflow, args.to)
+    model_map = {}
+    for pair in args.model_map or []:
+        old, equals, new = pair.partition("=")
+        if not equals or not old or not new:
+            raise UsageError(f"--model-map {pair!r}: expected OLD=NEW, e.g. --model-map "
+                             "v1-5-pruned-emaonly.safetensors=gouache-tiny")
+        model_map[old] = new
+    for assignment in args.set or []:
+        split_assignment(assignment)  # a malformed one is a usage error before anything is read
+    overrides = overrides_for(args.set or [], args.workflow, engine.registry, engine.importers)
+    document, problems, warnings = convert(engine, args.workflow, args.to, model_map, overrides)
     if document is None:
         return _refuse(problems, f"{args.workflow} cannot be converted")
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -73,5 +119,11 @@ def add_parser(command: Any) -> None:
     parser.add_argument("--to", choices=("gouache", "comfy-api"), default="gouache",
                         help="gouache: a gouache/1 file keeping layout, groups and titles (default); comfy-api: "
                              "ComfyUI's API format, for workflows whose nodes all have ComfyUI equivalents")
+    parser.add_argument("--model-map", action="append", metavar="OLD=NEW",
+                        help="rename a model in every input that chooses one, e.g. "
+                             "v1-5-pruned-emaonly.safetensors=gouache-tiny (repeat for more)")
+    parser.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE",
+                        help="set an input of the converted workflow, as gouache run --set does, e.g. 5.width=128 "
+                             "(repeat for more); with --model-map, recorded in meta.import_changes")
     parser.add_argument("--safe-mode", action="store_true", help="load no third-party pack")
     parser.set_defaults(handler=cmd_import)

@@ -90,6 +90,28 @@ class Engine:
                                         "(node modes: docs/workflow-format.md)"))
         return (valid if not problems else None), problems
 
+    def convert(self, source: WorkflowSource | bytes) -> tuple[dict[str, Any] | None, list[Problem], list[Problem]]:
+        """A workflow in any format the importers read (ComfyUI, A1111 ...) as a ``gouache/1`` dict.
+
+        Returns the dict (``None`` when nothing could be converted), the problems of the conversion
+        (every node without an equivalent, which the dict leaves out) and validation's problems of the
+        result (a model not installed here). A ``gouache/1`` source comes back as it is, validated.
+        """
+        try:
+            raw = load_source(source)
+        except (OSError, ValueError) as error:
+            return None, [Problem(None, None, "unreadable_workflow", f"cannot read the workflow: {error}")], []
+        workflow, problems = import_workflow(raw, self.importers)
+        if not isinstance(workflow, dict) or workflow.get("format") is None:
+            if workflow is not None:
+                names = ", ".join(importer.name for importer in self.importers) or "none"
+                problems = [*problems, Problem(None, None, "unknown_format",
+                                               "neither a gouache workflow nor one an installed importer recognises "
+                                               f"(importers: {names})")]
+            return None, problems, []
+        _, warnings = self.check(workflow)
+        return workflow, problems, warnings
+
     def validate(self, workflow: WorkflowSource, overrides: dict[str, Any] | None = None,
                  outputs: list[str] | None = None) -> ValidWorkflow:
         """The valid workflow, or :class:`WorkflowInvalid` listing every problem."""

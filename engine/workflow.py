@@ -72,18 +72,23 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def load_source(source: str | Path | dict[str, Any] | Workflow) -> Any:
-    """Read a workflow from a path (JSON file or a PNG), a dict or a model.
+def load_source(source: str | Path | bytes | dict[str, Any] | Workflow) -> Any:
+    """Read a workflow from a path (JSON file or a PNG), a file's bytes, a dict or a model.
 
     A PNG without a gouache workflow comes back as :class:`PngChunks` for the importers.
     """
     if isinstance(source, Workflow):
         return source.to_json()
+    if isinstance(source, (bytes, bytearray)):
+        return read_bytes(bytes(source), "the file")
     if not isinstance(source, (str, Path)):
         return source  # never mutated: apply_overrides copies what it changes
+    return read_bytes(Path(source).read_bytes(), Path(source))
 
-    path = Path(source)
-    data = path.read_bytes()
+
+def read_bytes(data: bytes, path: Path | str) -> Any:
+    """A JSON workflow file's or a PNG's bytes, read as :func:`load_source` reads a file (``path`` names it
+    in errors); a ``ValueError`` when it is neither."""
     try:
         if data[:8] == b"\x89PNG\r\n\x1a\n":
             chunks = png_text(data, path, require_workflow=False)

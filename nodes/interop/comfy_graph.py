@@ -185,8 +185,10 @@ def _read_level(graph: ComfyGraph, level: dict[str, Any], subgraphs: dict[Any, d
         else:
             named, controls = _widget_values(cls, node.get("widgets_values"))
             for slot in inputs:
-                if slot.get("link") is not None:
-                    named[slot.get("name")] = ref(slot["link"])
+                fed = ref(slot.get("link"))
+                # A widget promoted to a subgraph input that nothing outside feeds keeps its own value.
+                if fed is not None or slot.get("name") not in named:
+                    named[slot.get("name")] = fed
             properties = node.get("properties") or {}
             pack = properties.get("cnr_id") or properties.get("aux_id")
             graph.nodes[node_id] = ComfyNodeEntry(node_id, cls, named, controls, node.get("title"),
