@@ -148,6 +148,35 @@ def upload(client: Client, image: tuple[str, bytes] | None, path: str = "/upload
     return client.post(path, raw=body, headers=headers)
 
 
+def chunked_upload_status(url: str, part_bytes: int, parts: int) -> int:
+    """POST /upload/image with ``parts`` file parts of ``part_bytes`` each, chunked: no Content-Length."""
+    import asyncio
+
+    import aiohttp
+
+    boundary = uuid.uuid4().hex
+
+    async def body():
+        for index in range(parts):
+            yield (f'--{boundary}\r\nContent-Disposition: form-data; name="image{index}"; filename="p{index}.png"'
+                   "\r\n\r\n").encode()
+            for _ in range(part_bytes // (1024 * 1024)):
+                yield b"x" * (1024 * 1024)
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    async def send() -> int:
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.post(url + "/upload/image", data=body(),
+                                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}) as reply:
+                    return reply.status
+            except aiohttp.ClientError:
+                return -1  # the server answered and closed before taking everything
+
+    return asyncio.run(send())
+
+
 def png(colour: tuple[int, ...], size: tuple[int, int] = (64, 64), mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, colour).save(buffer, "PNG")
@@ -419,6 +448,9 @@ def test_uploads_follow_comfyui_naming_and_overwrite(toy):
     assert upload(http, ("x.txt", b"not an image")).status == 415
     assert upload(http, None).status == 400
     assert upload(http, ("photo.png", png((1, 1, 1))), colour="red").status == 400
+    broken = http.post("/upload/image", raw=b"--x\r\nnot a part", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert broken.status == 400 and "multipart" in broken.json["error"]
+    assert chunked_upload_status(toy.url, part_bytes=20 * 1024 * 1024, parts=2) == 413  # 40 MiB, never announced
 
     # The mask editor's upload: the painted alpha put on the original image.
     painted = png((0, 0, 0, 0), mode="RGBA")

@@ -17,10 +17,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from gouache.engine import jsonio
 
-from gouache.web.bodies import Refused, check_announced, too_large
+from gouache.web.bodies import Refused, check_announced, too_large, unreadable
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
 
 FILE_TYPES = ("output", "input", "temp")
@@ -105,12 +107,14 @@ async def read_form(request: web.Request, limit: int) -> tuple[dict[str, str], t
     fields: dict[str, str] = {}
     image: tuple[str, bytes] | None = None
     reader = await request.multipart()
+    total = 0
     while (part := await reader.next()) is not None:
         data = bytearray()
         while chunk := await part.read_chunk(256 * 1024):
             data += chunk
-            if len(data) > limit:
-                raise too_large("the image", None, limit)
+            total += len(chunk)
+            if len(data) > limit or total > limit + 64 * 1024:  # many parts must not add up past it either
+                raise too_large("the upload", None, limit)
         if part.name == "image" and part.filename:
             image = (part.filename, bytes(data))
         elif part.name:
@@ -162,7 +166,10 @@ def mask_upload(original: Path, mask: bytes) -> bytes:
 async def upload(request: web.Request, folders: Any, limit: int, *, mask: bool) -> dict[str, str]:
     """POST /upload/image (``mask``: /upload/mask): fields ``image``, ``overwrite``, ``subfolder``, ``type``
     (and ``original_ref`` for a mask); the stored file's ``{name, subfolder, type}``."""
-    fields, image = await read_form(request, limit)
+    try:
+        fields, image = await read_form(request, limit)
+    except (ValueError, LookupError, HttpProcessingError, RequestPayloadError) as error:  # a malformed multipart body
+        raise Refused(400, f"cannot read the multipart body: {unreadable(error)}") from None
     if image is None:
         raise Refused(400, "no file in a multipart field named 'image'")
     kind = folder_type(fields.get("type"), "input")
