@@ -90,12 +90,14 @@ class Engine:
                                         "(node modes: docs/workflow-format.md)"))
         return (valid if not problems else None), problems
 
-    def convert(self, source: WorkflowSource | bytes) -> tuple[dict[str, Any] | None, list[Problem], list[Problem]]:
+    def convert(self, source: WorkflowSource | bytes, validate: bool = True,
+                ) -> tuple[dict[str, Any] | None, list[Problem], list[Problem]]:
         """A workflow in any format the importers read (ComfyUI, A1111 ...) as a ``gouache/1`` dict.
 
         Returns the dict (``None`` when nothing could be converted), the problems of the conversion
         (every node without an equivalent, which the dict leaves out) and validation's problems of the
-        result (a model not installed here). A ``gouache/1`` source comes back as it is, validated.
+        result (a model not installed here; none with ``validate=False``, for a caller that validates
+        against other models, as a cluster's server does). A ``gouache/1`` source comes back as it is.
         """
         try:
             raw = load_source(source)
@@ -109,7 +111,7 @@ class Engine:
                                                "neither a gouache workflow nor one an installed importer recognises "
                                                f"(importers: {names})")]
             return None, problems, []
-        _, warnings = self.check(workflow)
+        _, warnings = self.check(workflow) if validate else (None, [])
         return workflow, problems, warnings
 
     def validate(self, workflow: WorkflowSource, overrides: dict[str, Any] | None = None,

@@ -213,6 +213,14 @@ class WorkflowList(Message):
     workflows: list[WorkflowEntry]
 
 
+class Imported(Message):
+    """POST /api/import: another tool's workflow converted; what it lacks here is in ``problems``."""
+
+    workflow: Workflow
+    problems: list[Problem] = Field(description="the conversion's problems (nodes without an equivalent, which "
+                                                "the workflow leaves out), then validation's (models not found)")
+
+
 class WorkflowSaved(Message):
     """201 (new) or 200 (replaced) from PUT /api/workflows/{name}."""
 
@@ -257,6 +265,7 @@ ROUTES: dict[str, dict[int, Body]] = {
     "GET /api/runs/{run_id}": {200: RunRecord},
     "DELETE /api/runs/{run_id}": {200: Cancelled, 202: Cancelled},
     "POST /api/uploads": {201: Uploaded},
+    "POST /api/import": {200: Imported, 400: (Problems, ErrorBody)},
     "GET /api/workflows": {200: WorkflowList},
     "GET /api/workflows/{name}": {200: Workflow},
     "PUT /api/workflows/{name}": {200: WorkflowSaved, 201: WorkflowSaved, 400: (Problems, ErrorBody)},

@@ -28,7 +28,7 @@ from yarl import URL
 from gouache.engine import Engine, Event, Problem, jsonio, sweep
 from gouache.engine.workflow import apply_overrides, parse
 
-from gouache.web.bodies import Refused, check_announced, json_body, too_large, unreadable
+from gouache.web.bodies import Refused, check_announced, json_body, read_body, too_large, unreadable
 from gouache.web.comfy import COMFY, ComfyApi
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
 from gouache.web.hub import Hub
@@ -409,6 +409,25 @@ async def _receive_upload(state: State, reader: Any, limit: int) -> web.Response
     return _error(400, "no file in a multipart field named 'image'")
 
 
+async def post_import(request: web.Request) -> web.Response:
+    """A ComfyUI or A1111 file's bytes (JSON, or a PNG carrying one) converted to ``gouache/1`` for the editor."""
+    state = request.app[STATE]
+    data = await read_body(request, state.limits.upload_bytes)
+    workflow, problems = await asyncio.to_thread(_import, state, data)
+    if workflow is None:
+        return _problems(problems)
+    return _json({"workflow": workflow, "problems": [problem.to_json() for problem in problems]})
+
+
+def _import(state: State, data: bytes) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The converted workflow (``None`` if nothing converted), the conversion's problems, then validation's."""
+    workflow, problems, _ = state.engine.convert(data, validate=False)
+    if workflow is None:
+        return None, problems
+    _, warnings = state.worker.check(workflow)  # against the models the runs will have
+    return workflow, problems + warnings
+
+
 async def list_workflows(request: web.Request) -> web.Response:
     return _json({"workflows": request.app[STATE].library.list()})
 
@@ -538,6 +557,7 @@ def create_app(engine: Engine, *, security: Security | None = None, limits: Limi
     app.router.add_delete("/api/runs/{run_id}", delete_run)
     app.router.add_get("/api/files/{kind}/{path:.*}", get_file)
     app.router.add_post("/api/uploads", upload)
+    app.router.add_post("/api/import", post_import)
     app.router.add_get("/api/workflows", list_workflows)
     app.router.add_get("/api/workflows/{name}", get_workflow)
     app.router.add_put("/api/workflows/{name}", put_workflow)

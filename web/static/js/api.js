@@ -12,7 +12,7 @@ export class ApiError extends Error {
 
 async function request(method, path, body) {
   const options = { method, headers: {} };
-  if (body instanceof FormData) {
+  if (body instanceof FormData || body instanceof Blob) {  // a Blob (a File): its bytes as they are
     options.body = body;
   } else if (body !== undefined) {
     options.body = JSON.stringify(body);

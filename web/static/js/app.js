@@ -4,7 +4,7 @@
 import { LiteGraph } from "../vendor/litegraph/litegraph.es.js";
 import { api, ApiError, Live } from "./api.js";
 import { Editor, FORMAT, isLink } from "./editor.js";
-import { workflowFromPng } from "./png.js";
+import { pngText } from "./png.js";
 import { dropImage } from "./drop.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -358,15 +358,29 @@ function loadWorkflow(workflow, name = null) {
   resetHistory();
 }
 
+// A gouache workflow (JSON, or a PNG carrying one) opens here; anything else (ComfyUI's JSON or PNGs,
+// A1111's PNGs) goes to the server's importers, and what they could not convert is listed as problems.
 async function openFile(file) {
   try {
     const isPng = file.type === "image/png" || /\.png$/i.test(file.name);
-    const workflow = isPng ? workflowFromPng(await file.arrayBuffer()) : JSON.parse(await file.text());
+    let workflow = isPng ? gouacheWorkflowInPng(await file.arrayBuffer()) : JSON.parse(await file.text());
+    let problems = [];
+    if (!workflow || typeof workflow !== "object" || !("format" in workflow)) {
+      ({ workflow, problems } = await api.post("/api/import", file));
+    }
     loadWorkflow(workflow, file.name.replace(/\.(json|png)$/i, ""));
-    say(`opened ${file.name}`);
+    showProblems(problems);
+    say(problems.length ? `imported ${file.name}: ${problems.length} problem(s) to fix` : `opened ${file.name}`);
   } catch (error) {
+    if (error instanceof ApiError && error.body?.problems) showProblems(error.body.problems);
     say(`cannot open ${file.name}: ${error.message}`);
   }
+}
+
+function gouacheWorkflowInPng(buffer) {
+  const text = pngText(buffer).workflow;
+  if (!text) return null;
+  try { return JSON.parse(text); } catch { return null; }  // not JSON: the server's importers judge it
 }
 
 async function showOpenDialog() {

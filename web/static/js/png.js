@@ -1,4 +1,5 @@
-// Reading the workflow a gouache PNG carries in its tEXt (or iTXt) chunk named "workflow".
+// Reading a PNG's tEXt (and uncompressed iTXt) chunks: the workflow gouache or ComfyUI writes into one
+// named "workflow", ComfyUI's "prompt", A1111's "parameters".
 
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 
@@ -32,10 +33,4 @@ export function pngText(buffer) {
     offset += 12 + length;
   }
   return chunks;
-}
-
-export function workflowFromPng(buffer) {
-  const text = pngText(buffer).workflow;
-  if (!text) throw new Error("this PNG carries no gouache workflow");
-  return JSON.parse(text);
 }
