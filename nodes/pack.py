@@ -15,7 +15,7 @@ from gouache.nodes import cache_types  # noqa: F401  (the output cache learns to
 from gouache.nodes.folders import model_folders
 from gouache.nodes.images import RESIZE_METHODS
 from gouache.nodes.latent import LATENT_RESIZE_METHODS
-from gouache.nodes.schedulers import combination_check, sampler_inputs
+from gouache.nodes.schedulers import CONVENTION_INPUT, combination_check, sampler_inputs
 from gouache.nodes.flow_nodes import FlowShift, FluxGuidance
 from gouache.nodes.conditioning_nodes import CONDITIONING_NODES
 from gouache.nodes.controlnet import CONTROLNET_NODES
@@ -231,7 +231,8 @@ class SetLatentNoiseMask(Node):
 class Sampler(Node):
     """Denoise a latent with a diffusers scheduler, guided by a positive and a negative prompt.
 
-    ``denoise`` below 1 starts part-way from the input latent (image-to-image, hires fix).
+    ``denoise`` below 1 starts part-way from the input latent (image-to-image, hires fix). ``convention``
+    ``comfyui`` draws ComfyUI's noise, sigmas and sampler steps instead (its workflows give its images).
     """
 
     type_name = "Sampler"
@@ -244,16 +245,18 @@ class Sampler(Node):
         Input("seed", "INT", default=0, min=0, max=MAX_SEED, seed=True),
         *sampler_inputs(),
         Input("denoise", "FLOAT", default=1.0, min=0.0, max=1.0, step=0.01),
+        CONVENTION_INPUT,
     ]
     outputs = [Output("latent", "LATENT")]
 
     def check(self, values):
         return combination_check(values)
 
-    def run(self, ctx, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, denoise):
+    def run(self, ctx, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler, denoise,
+            convention):
         from gouache.nodes.sampling import SampleSettings, sample
 
-        settings = SampleSettings(seed, steps, cfg, sampler_name, scheduler, denoise)
+        settings = SampleSettings(seed, steps, cfg, sampler_name, scheduler, denoise, convention=convention)
         return {"latent": sample(manager_of(ctx), ctx, model, positive, negative, latent, settings).latent}
 
 

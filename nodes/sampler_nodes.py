@@ -5,15 +5,21 @@ steps of one schedule, with or without added noise, returned with or without its
 a base model running steps ``0..k`` with leftover noise and a refiner going on from ``k`` without
 adding noise share one schedule, and ``SamplerCustom`` with the settings of a ``Sampler`` gives its
 result exactly. ComfyUI's equivalents: ``KSamplerAdvanced``, ``SamplerCustomAdvanced`` and its parts.
+
+In the split form the convention (``nodes/schedulers.py``) is chosen where the numbers are made:
+``ScheduleSigmas`` (ComfyUI's SIGMAS are the levels themselves) and ``RandomNoise``; ``SamplerCustom``
+follows its sigmas and refuses noise of the other convention.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gouache.engine import Input, InputError, Node, Output
 from gouache.nodes.schedulers import (
     CFG_INPUT,
+    CONVENTION_INPUT,
     SAMPLER_INPUT,
     SCHEDULE_INPUT,
     STEPS_INPUT,
@@ -65,6 +71,7 @@ class SamplerAdvanced(Node):
         Input("start_at_step", "INT", default=0, min=0, max=1000),
         Input("end_at_step", "INT", default=20, min=0, max=1000),
         Input("return_with_leftover_noise", "COMBO", default="disable", choices=ENABLE),
+        CONVENTION_INPUT,
     ]
     outputs = [Output("latent", "LATENT")]
 
@@ -73,13 +80,13 @@ class SamplerAdvanced(Node):
                                                            values.get("end_at_step", 20))
 
     def run(self, ctx, model, positive, negative, latent, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
-            start_at_step, end_at_step, return_with_leftover_noise):
+            start_at_step, end_at_step, return_with_leftover_noise, convention):
         from gouache.nodes.sampling import SampleSettings, sample
 
         _raise_first(window_problems(steps, start_at_step, end_at_step))  # linked values skip check()
         settings = SampleSettings(noise_seed, steps, cfg, sampler_name, scheduler, start_step=start_at_step,
                                   end_step=end_at_step, add_noise=add_noise == "enable",
-                                  leftover_noise=return_with_leftover_noise == "enable")
+                                  leftover_noise=return_with_leftover_noise == "enable", convention=convention)
         return {"latent": sample(manager_of(ctx), ctx, model, positive, negative, latent, settings).latent}
 
 
@@ -88,11 +95,11 @@ class RandomNoise(Node):
 
     type_name = "RandomNoise"
     category = "sampling/custom"
-    inputs = [Input("noise_seed", "INT", default=0, min=0, max=MAX_SEED, seed=True)]
+    inputs = [Input("noise_seed", "INT", default=0, min=0, max=MAX_SEED, seed=True), CONVENTION_INPUT]
     outputs = [Output("noise", "NOISE")]
 
-    def run(self, ctx, noise_seed):
-        return {"noise": NoiseSource(int(noise_seed))}
+    def run(self, ctx, noise_seed, convention):
+        return {"noise": NoiseSource(int(noise_seed), convention=convention)}
 
 
 class DisableNoise(Node):
@@ -109,7 +116,9 @@ class DisableNoise(Node):
 
 class ScheduleSigmas(Node):
     """The noise schedule of ``model`` in ``steps`` steps; ``denoise`` below 1 keeps its last
-    ``int(steps * denoise)`` steps, as ``Sampler`` runs them (ComfyUI ``BasicScheduler``)."""
+    ``int(steps * denoise)`` steps, as ``Sampler`` runs them (ComfyUI ``BasicScheduler``). In the ``comfyui``
+    convention the levels are ComfyUI's: ``steps`` steps from the end of an ``int(steps / denoise)``-step
+    schedule."""
 
     type_name = "ScheduleSigmas"
     category = "sampling/custom"
@@ -118,15 +127,36 @@ class ScheduleSigmas(Node):
         SCHEDULE_INPUT,
         STEPS_INPUT,
         Input("denoise", "FLOAT", default=1.0, min=0.0, max=1.0, step=0.01),
+        CONVENTION_INPUT,
     ]
     outputs = [Output("sigmas", "SIGMAS")]
 
-    def run(self, ctx, model, scheduler, steps, denoise):
+    def check(self, values):
+        return combination_check({"scheduler": values.get("scheduler", "normal"),
+                                  "convention": values.get("convention", "gouache")})
+
+    def run(self, ctx, model, scheduler, steps, denoise, convention):
         from gouache.nodes.sampling import SampleSettings
+
+        if convention == "comfyui":
+            return {"sigmas": comfy_sigma_window(model, scheduler, steps, denoise)}
 
         start, end = SampleSettings(0, steps, 0.0, "euler", scheduler, denoise).window()
         levels = euler_sigmas(model, scheduler, steps)
         return {"sigmas": SigmaWindow(scheduler, steps, start, end, tuple(levels[start:end + 1]))}
+
+
+def comfy_sigma_window(model: Any, scheduler: str, steps: int, denoise: float) -> SigmaWindow:
+    """ComfyUI's ``BasicScheduler`` levels for ``model`` as a SIGMAS window over all of them."""
+    from gouache.nodes.comfy_sigmas import DiscreteSigmas, basic_scheduler_sigmas
+
+    loaded = model.checkpoint.loaded
+    if loaded.family.sampling == "flow":
+        raise InputError("convention", f"ComfyUI's convention covers SD 1.x/2.x/SDXL so far, not {loaded.family.label}: "
+                                       "use the gouache convention", "unsupported")
+    levels = basic_scheduler_sigmas(DiscreteSigmas.from_config(loaded.scheduler_config), scheduler, steps, denoise)
+    count = max(len(levels) - 1, 0)
+    return SigmaWindow(scheduler, count, 0, count, tuple(levels), "comfyui")
 
 
 def euler_sigmas(model: Any, scheduler: str, steps: int) -> list[float]:
@@ -154,8 +184,8 @@ class SplitSigmas(Node):
     def run(self, ctx, sigmas, step):
         cut = min(sigmas.start + step, sigmas.end)
         head = cut - sigmas.start
-        high = SigmaWindow(sigmas.scheduler, sigmas.steps, sigmas.start, cut, sigmas.sigmas[:head + 1])
-        low = SigmaWindow(sigmas.scheduler, sigmas.steps, cut, sigmas.end, sigmas.sigmas[head:])
+        high = replace(sigmas, end=cut, sigmas=sigmas.sigmas[:head + 1])
+        low = replace(sigmas, start=cut, sigmas=sigmas.sigmas[head:])
         return {"high_sigmas": high, "low_sigmas": low}
 
 
@@ -192,7 +222,7 @@ class SamplerCustom(Node):
     """Denoise ``latent`` along ``sigmas`` with ``sampler``, guided by ``guider``, from ``noise``
     (ComfyUI ``SamplerCustomAdvanced``). A window that stops before the schedule's end keeps its
     leftover noise, for another SamplerCustom to go on from; ``denoised_output`` is the last step's
-    estimate of the clean latent."""
+    estimate of the clean latent. It follows the convention of its sigmas; noise of the other one is refused."""
 
     type_name = "SamplerCustom"
     category = "sampling/custom"
@@ -208,12 +238,21 @@ class SamplerCustom(Node):
     def run(self, ctx, noise, guider, sampler, sigmas, latent):
         from gouache.nodes.sampling import SampleSettings, sample
 
-        problem = combination_problem(sampler.name, sigmas.scheduler)
+        convention = sigmas.convention
+        if noise.add and noise.convention != convention:
+            raise InputError("noise", f"the noise follows the {noise.convention!r} convention and the sigmas the "
+                                      f"{convention!r} one: set RandomNoise and ScheduleSigmas to the same convention",
+                             "mixed_conventions")
+        problem = combination_problem(sampler.name, sigmas.scheduler, convention)
         if problem is not None:
             raise InputError("sampler", problem.message, problem.code)
-        settings = SampleSettings(noise.seed, sigmas.steps, guider.cfg, sampler.name, sigmas.scheduler,
-                                  start_step=sigmas.start, end_step=sigmas.end, add_noise=noise.add,
-                                  leftover_noise=True)
+        if convention == "comfyui":
+            settings = SampleSettings(noise.seed, sigmas.steps, guider.cfg, sampler.name, sigmas.scheduler,
+                                      add_noise=noise.add, convention=convention, sigmas=sigmas.sigmas)
+        else:
+            settings = SampleSettings(noise.seed, sigmas.steps, guider.cfg, sampler.name, sigmas.scheduler,
+                                      start_step=sigmas.start, end_step=sigmas.end, add_noise=noise.add,
+                                      leftover_noise=True)
         sampled = sample(manager_of(ctx), ctx, guider.model, guider.positive, guider.negative, latent, settings)
         return {"latent": sampled.latent, "denoised_output": sampled.denoised}
 

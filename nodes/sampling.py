@@ -15,11 +15,17 @@ over in the k-diffusion scaling (``x0 + sigma * noise``, what the Euler family k
 keep latents variance-preserving (DDIM, DPM++, UniPC, ...) are converted at the boundary, so a base
 and a refiner may use different samplers. Multistep samplers restart their history at the split
 (their first step after it is first order), as ComfyUI's do.
+
+The ``comfyui`` convention (``SampleSettings.convention``) keeps everything up to the model call (guidance
+batch, regions, ControlNets, LoRA patches, masks) and replaces the stepping: ComfyUI's initial noise,
+sigma schedules and k-diffusion samplers, ``nodes/comfy_sampling.py``. Both call ``guided_prediction``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +52,10 @@ class SampleSettings:
     """Noise the input latent to the first step's level; off: it already carries that noise."""
     leftover_noise: bool = False
     """Stopping early, return the latent still noisy (for another sampler to go on); off: fully denoised."""
+    convention: str = "gouache"
+    """``comfyui``: ComfyUI's noise, sigmas and samplers (``nodes/comfy_sampling.py``) around the same model call."""
+    sigmas: tuple[float, ...] | None = None
+    """In the ``comfyui`` convention, levels to run as they are (``SamplerCustom``); ``None``: from the schedule."""
 
     def window(self) -> tuple[int, int]:
         """The steps run, ``[start, end)`` of the ``steps``-step schedule (``denoise`` < 1 starts later)."""
@@ -85,10 +95,7 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     """Denoise ``latent`` into new LATENT dicts; the inputs are left as they were."""
     import torch
 
-    from gouache.nodes.interrupt import interruptible
     from gouache.nodes.latent import vae_scale_factor
-    from gouache.nodes.lora import patched
-    from gouache.nodes.preview import latent_preview_jpeg
     from gouache.nodes.schedulers import make_scheduler, step_kwargs
 
     loaded = model.checkpoint.loaded
@@ -113,11 +120,89 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     dtype = unet.dtype
     init = latent["samples"].to(device=device, dtype=torch.float32)
     batch = init.shape[0]
+    comfy = settings.convention == "comfyui"
+    mask = latent.get("noise_mask")
+    if mask is not None:
+        mask = torch.nn.functional.interpolate(mask.to(device=device, dtype=torch.float32).reshape(
+            -1, 1, *mask.shape[-2:]), size=init.shape[-2:], mode="bilinear").expand_as(init[:, :1])
+
+    # ComfyUI guides at any cfg but 1 (below 1 too); the pipelines only above 1.
+    guided = (not math.isclose(settings.cfg, 1.0) if comfy else settings.cfg > 1.0) \
+        and unet.config.time_cond_proj_dim is None
+    scale = vae_scale_factor(loaded.vae) if loaded.vae is not None else family.latent.downscale
+    height, width = init.shape[-2] * scale, init.shape[-1] * scale
+    named = [("negative", negative), ("positive", positive)] if guided else [("positive", positive)]
+    # Entries with areas, masks or timestep ranges predict one by one (regions); one plain prompt each
+    # side runs in the pipelines' own batch, negative first.
+    regional = not all(cond.plain for _, cond in named)
+    controlled = any(entry.controls for _, cond in named for entry in cond.entries())
+    if controlled:
+        _check_controls(named, regional, unet)
+    train_steps = int(loaded.scheduler_config.get("num_train_timesteps", 1000))
+    if regional:
+        from gouache.nodes.regions import combine, matching_areas, resolve
+
+        cell = family.latent.downscale  # pixels per latent cell as EmptyLatent counts them
+        regions = {name: resolve(cond, name, tuple(init.shape), cell, device) for name, cond in named}
+        if guided:
+            extra_negative = matching_areas(regions["positive"], regions["negative"])
+            regions["positive"] += matching_areas(regions["negative"], regions["positive"])
+            regions["negative"] += extra_negative
+        entry_inputs: dict[tuple[int, int, int], Any] = {}
+
+        def predict(name: str, entry: Conditioning, crop: Any, cells: tuple[int, int], t: Any) -> Any:
+            """The UNet's prediction for one entry on its crop of the (scaled) latents."""
+            key = (id(entry), *cells)
+            if key not in entry_inputs:
+                entry_inputs[key] = _unet_inputs(family, [(name, entry)], batch, cells[0] * scale, cells[1] * scale,
+                                                 device, dtype)
+            hidden, entry_added = entry_inputs[key]
+            return unet(crop.to(dtype), t, encoder_hidden_states=hidden, timestep_cond=None,
+                        added_cond_kwargs=entry_added, return_dict=False)[0].float()
+    else:
+        embeds, added = _unet_inputs(family, named, batch, height, width, device, dtype)
+    control_images: dict = {}
+
+    def guided_prediction(model_input: Any, t: Any, step: int, count: int) -> Any:
+        """The UNet's guided prediction (epsilon or v) at timestep ``t`` for latents already scaled to its
+        input; ``step`` of ``count`` decides which ControlNets act. Both conventions call the model here."""
+        if regional:
+            prediction = torch.cat([combine(regions[name], model_input, float(t), train_steps,
+                                            lambda entry, crop, cells, name=name: predict(name, entry, crop, cells, t))
+                                    for name, _ in named])
+        else:
+            batched = torch.cat([model_input] * 2) if guided else model_input
+            control = {}
+            if controlled:
+                control = _control_kwargs(named, batched.to(dtype), t, embeds, added, step, count, height, width,
+                                          control_images)
+            prediction = unet(batched.to(dtype), t, encoder_hidden_states=embeds, timestep_cond=None,
+                              added_cond_kwargs=added, return_dict=False, **control)[0].float()
+        if guided:
+            uncond, cond = prediction.chunk(2)
+            prediction = uncond + settings.cfg * (cond - uncond)
+        return prediction
+
+    def running() -> Any:
+        return _running(manager, family, unet, model, ctx)
+
+    if comfy:
+        from gouache.nodes.comfy_sampling import sample_comfy
+
+        with running():
+            result = sample_comfy(loaded.scheduler_config, guided_prediction, init, mask, latent.get("batch_index"),
+                                  settings, _reporter(ctx, family))
+        if result is None:
+            unchanged = {**latent, "samples": latent["samples"].clone()}
+            return Sampled(unchanged, unchanged)
+        latents, denoised = result
+        return Sampled({**latent, "samples": latents.to("cpu", torch.float32)},
+                       {**latent, "samples": denoised.to("cpu", torch.float32)})
+
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     noise = torch.randn(tuple(init.shape), generator=generator).to(device)
     if not settings.add_noise:
         noise = torch.zeros_like(noise)
-
     scheduler = make_scheduler(loaded.scheduler_config, settings.sampler_name, settings.scheduler, settings.seed)
     scheduler.set_timesteps(settings.steps, device=device)
     first, last = settings.window()
@@ -137,69 +222,13 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     leftover = settings.leftover_noise and last < settings.steps
     finish_early = not settings.leftover_noise and last < settings.steps
 
-    guided = settings.cfg > 1.0 and unet.config.time_cond_proj_dim is None
-    scale = vae_scale_factor(loaded.vae) if loaded.vae is not None else family.latent.downscale
-    height, width = init.shape[-2] * scale, init.shape[-1] * scale
-    named = [("negative", negative), ("positive", positive)] if guided else [("positive", positive)]
-    # Entries with areas, masks or timestep ranges predict one by one (regions); one plain prompt each
-    # side runs in the pipelines' own batch, negative first.
-    regional = not all(cond.plain for _, cond in named)
-    controlled = any(entry.controls for _, cond in named for entry in cond.entries())
-    if controlled:
-        _check_controls(named, regional, unet)
-    if regional:
-        from gouache.nodes.regions import combine, matching_areas, resolve
-
-        cell = family.latent.downscale  # pixels per latent cell as EmptyLatent counts them
-        regions = {name: resolve(cond, name, tuple(init.shape), cell, device) for name, cond in named}
-        if guided:
-            extra_negative = matching_areas(regions["positive"], regions["negative"])
-            regions["positive"] += matching_areas(regions["negative"], regions["positive"])
-            regions["negative"] += extra_negative
-        entry_inputs: dict[tuple[int, int, int], Any] = {}
-        train_steps = scheduler.config.num_train_timesteps
-
-        def predict(name: str, entry: Conditioning, crop: Any, cells: tuple[int, int], t: Any) -> Any:
-            """The UNet's prediction for one entry on its crop of the (scaled) latents."""
-            key = (id(entry), *cells)
-            if key not in entry_inputs:
-                entry_inputs[key] = _unet_inputs(family, [(name, entry)], batch, cells[0] * scale, cells[1] * scale,
-                                                 device, dtype)
-            hidden, entry_added = entry_inputs[key]
-            return unet(crop.to(dtype), t, encoder_hidden_states=hidden, timestep_cond=None,
-                        added_cond_kwargs=entry_added, return_dict=False)[0].float()
-    else:
-        embeds, added = _unet_inputs(family, named, batch, height, width, device, dtype)
-
-    mask = latent.get("noise_mask")
-    if mask is not None:
-        mask = torch.nn.functional.interpolate(mask.to(device=device, dtype=torch.float32).reshape(
-            -1, 1, *mask.shape[-2:]), size=init.shape[-2:], mode="bilinear").expand_as(init[:, :1])
     extra = step_kwargs(scheduler, generator)
-    control_images: dict = {}
     total = len(timesteps)
-    every = max(1, min(PREVIEW_EVERY, total // 5 or 1))
-    with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches), \
-            interruptible([unet], ctx.check_interrupt):
+    report = _reporter(ctx, family)
+    with running():
         for index, t in enumerate(timesteps):
-            if regional:
-                model_input = scheduler.scale_model_input(latents, t)
-                prediction = torch.cat([combine(regions[name], model_input, float(t), train_steps,
-                                                lambda entry, crop, cells, name=name, t=t: predict(name, entry, crop,
-                                                                                                   cells, t))
-                                        for name, _ in named])
-            else:
-                model_input = torch.cat([latents] * 2) if guided else latents
-                model_input = scheduler.scale_model_input(model_input, t)
-                control = {}
-                if controlled:
-                    control = _control_kwargs(named, model_input.to(dtype), t, embeds, added, start + index,
-                                              len(scheduler.timesteps), height, width, control_images)
-                prediction = unet(model_input.to(dtype), t, encoder_hidden_states=embeds, timestep_cond=None,
-                                  added_cond_kwargs=added, return_dict=False, **control)[0].float()
-            if guided:
-                uncond, cond = prediction.chunk(2)
-                prediction = uncond + settings.cfg * (cond - uncond)
+            prediction = guided_prediction(scheduler.scale_model_input(latents, t), t, start + index,
+                                           len(scheduler.timesteps))
             if index == total - 1:  # the last step's estimate of x0, which force_full_denoise returns
                 output = scheduler.step(prediction, t, latents, **extra)
                 denoised = _denoised(scheduler, output, prediction, latents, start + index)
@@ -213,13 +242,37 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
                 latents = (1 - mask) * keep + mask * latents
                 if index == total - 1:
                     denoised = (1 - mask) * init + mask * denoised
-            ctx.progress(index + 1, total)
-            if ctx.wants_previews and ((index + 1) % every == 0 or index + 1 == total):
-                ctx.preview(latent_preview_jpeg(latents, family.latent))
+            report(index, total, latents)
     if leftover:
         latents = latents / _vp_scale(scheduler, stop)
     return Sampled({**latent, "samples": latents.to("cpu", torch.float32)},
                    {**latent, "samples": denoised.to("cpu", torch.float32)})
+
+
+@contextlib.contextmanager
+def _running(manager: Any, family: Any, unet: Any, model: ModelHandle, ctx: Any) -> Iterator[None]:
+    """While the loop runs: no autograd, the model's LoRA patches applied, interruption checked at every layer."""
+    import torch
+
+    from gouache.nodes.interrupt import interruptible
+    from gouache.nodes.lora import patched
+
+    with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches), \
+            interruptible([unet], ctx.check_interrupt):
+        yield
+
+
+def _reporter(ctx: Any, family: Any) -> Callable[[int, int, Any], None]:
+    """``report(index, total, latents)`` after each step: progress, and a preview about every fourth step."""
+    from gouache.nodes.preview import latent_preview_jpeg
+
+    def report(index: int, total: int, latents: Any) -> None:
+        ctx.progress(index + 1, total)
+        every = max(1, min(PREVIEW_EVERY, total // 5 or 1))
+        if ctx.wants_previews and ((index + 1) % every == 0 or index + 1 == total):
+            ctx.preview(latent_preview_jpeg(latents, family.latent))
+
+    return report
 
 
 def _check_controls(named: list[tuple[str, Conditioning]], regional: bool, unet: Any) -> None:

@@ -37,6 +37,12 @@ sgm_uniform               timestep_spacing="trailing" (evenly spaced, ending at 
 
 A sampler whose class lacks a schedule's flag (e.g. ``ddim`` with ``karras``) is refused with a
 message that lists the schedules it takes, rather than silently ignoring the choice.
+
+The ``convention`` input chooses whose numbers a sampler draws: ``gouache`` (the default: diffusers'
+classes as above) or ``comfyui`` (ComfyUI's noise, sigma schedules and k-diffusion samplers,
+``nodes/comfy_sampling.py``), which takes every sampler and schedule of ComfyUI's that it has,
+including ``dpmpp_3m_sde`` and the ``simple`` and ``ddim_uniform`` schedules that have no diffusers
+counterpart here; a name one convention lacks is refused naming the other.
 """
 
 from __future__ import annotations
@@ -92,10 +98,23 @@ def schedules_from_diffusers(sampler: str) -> list[str]:
     return [name for name, flags in SCHEDULES.items() if all(flag in params for flag in flags)]
 
 
+CONVENTIONS = ("gouache", "comfyui")
+COMFY_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2m_sde",
+                  "dpmpp_sde", "dpmpp_3m_sde", "ddim", "unipc", "unipc_bh2")
+"""The samplers of the ``comfyui`` convention (``gouache.nodes.kdiffusion_samplers.SAMPLERS``; a test keeps
+the two lists equal, so validation needs no torch import)."""
+COMFY_SCHEDULES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+"""The schedules of the ``comfyui`` convention (``gouache.nodes.comfy_sigmas.SCHEDULES``)."""
+SAMPLER_CHOICES = (*SAMPLERS, *(name for name in COMFY_SAMPLERS if name not in SAMPLERS))
+SCHEDULE_CHOICES = (*SCHEDULES, *(name for name in COMFY_SCHEDULES if name not in SCHEDULES))
+
 STEPS_INPUT = Input("steps", "INT", default=20, min=1, max=1000)
 CFG_INPUT = Input("cfg", "FLOAT", default=7.0, min=0.0, max=100.0, step=0.1)
-SAMPLER_INPUT = Input("sampler_name", "COMBO", default="euler", choices=tuple(SAMPLERS))
-SCHEDULE_INPUT = Input("scheduler", "COMBO", default="normal", choices=tuple(SCHEDULES))
+SAMPLER_INPUT = Input("sampler_name", "COMBO", default="euler", choices=SAMPLER_CHOICES)
+SCHEDULE_INPUT = Input("scheduler", "COMBO", default="normal", choices=SCHEDULE_CHOICES)
+CONVENTION_INPUT = Input("convention", "COMBO", default="gouache", choices=CONVENTIONS, link="widget",
+                         description="Whose numbers to draw: gouache (diffusers' schedulers) or comfyui "
+                                     "(ComfyUI's noise, sigmas and samplers, so its workflows give its images).")
 
 
 def sampler_inputs() -> list[Input]:
@@ -104,13 +123,29 @@ def sampler_inputs() -> list[Input]:
 
 
 def combination_check(values: dict[str, Any]) -> list[InputError]:
-    """A node's ``check`` of its typed-in ``sampler_name`` and ``scheduler`` taken together."""
-    problem = combination_problem(values.get("sampler_name", "euler"), values.get("scheduler", "normal"))
+    """A node's ``check`` of its typed-in ``sampler_name``, ``scheduler`` and ``convention`` taken together."""
+    problem = combination_problem(values.get("sampler_name", "euler"), values.get("scheduler", "normal"),
+                                  values.get("convention", "gouache"))
     return [problem] if problem else []
 
 
-def combination_problem(sampler: str, schedule: str) -> InputError | None:
-    """Why ``sampler`` cannot follow ``schedule``, naming the ``scheduler`` input; ``None`` if it can."""
+def combination_problem(sampler: str, schedule: str, convention: str = "gouache") -> InputError | None:
+    """Why ``sampler`` cannot follow ``schedule`` in ``convention``, naming the input to change; ``None`` if it can."""
+    if not isinstance(sampler, str) or not isinstance(schedule, str):
+        return None  # linked values are checked when they arrive
+    if convention == "comfyui":
+        if sampler in SAMPLER_CHOICES and sampler not in COMFY_SAMPLERS:
+            return InputError("sampler_name", f"sampler {sampler!r} has no ComfyUI-convention version here; with "
+                                              f"convention 'comfyui' choose one of {', '.join(COMFY_SAMPLERS)}",
+                              "unsupported_combination")
+        return None
+    if sampler in SAMPLER_CHOICES and sampler not in SAMPLERS:
+        return InputError("sampler_name", f"sampler {sampler!r} runs only in ComfyUI's convention: set convention "
+                                          "to 'comfyui', or choose another sampler", "unsupported_combination")
+    if schedule in SCHEDULE_CHOICES and schedule not in SCHEDULES:
+        return InputError("scheduler", f"the {schedule!r} schedule exists only in ComfyUI's convention: set "
+                                       f"convention to 'comfyui', or choose one of {', '.join(SCHEDULES)}",
+                          "unsupported_combination")
     if sampler in SAMPLERS and schedule in SCHEDULES and schedule not in supported_schedules(sampler):
         return InputError("scheduler", f"sampler {sampler!r} cannot follow the {schedule!r} schedule; "
                                        f"it takes: {', '.join(supported_schedules(sampler))}", "unsupported_combination")
@@ -127,15 +162,15 @@ def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, see
     """A fresh diffusers scheduler for ``sampler`` / ``schedule`` on the model's config."""
     import diffusers
 
+    problem = combination_problem(sampler, schedule)
+    if problem is not None:
+        raise problem
     if sampler not in SAMPLERS:
         raise InputError("sampler_name", f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}",
                          "not_a_choice")
     if schedule not in SCHEDULES:
         raise InputError("scheduler", f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}",
                          "not_a_choice")
-    problem = combination_problem(sampler, schedule)
-    if problem is not None:
-        raise problem
     class_name, options = SAMPLERS[sampler]
     params = _params(class_name)
     flags = SCHEDULES[schedule]

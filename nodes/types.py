@@ -209,10 +209,12 @@ class UpscaleModelHandle:
 
 @dataclass(frozen=True)
 class NoiseSource:
-    """NOISE: the seed of the initial noise, or ``add=False`` for a latent that already carries its noise."""
+    """NOISE: the seed of the initial noise, or ``add=False`` for a latent that already carries its noise;
+    ``convention`` says whose noise the seed draws (``gouache`` or ``comfyui``, ``nodes/schedulers.py``)."""
 
     seed: int = 0
     add: bool = True
+    convention: str = "gouache"
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,8 @@ class SigmaWindow:
 
     The schedule travels by name, not as numbers, so every sampler (every diffusers class) can follow it;
     ``sigmas`` are the noise levels of the window's boundaries as the Euler sampler sees them, for display
-    and for splitting.
+    and for splitting. In the ``comfyui`` convention ``sigmas`` are the levels themselves, as ComfyUI's
+    SIGMAS are, and the sampler runs exactly those.
     """
 
     scheduler: str
@@ -229,6 +232,7 @@ class SigmaWindow:
     start: int
     end: int
     sigmas: tuple[float, ...] = ()
+    convention: str = "gouache"
 
 
 @dataclass(frozen=True)

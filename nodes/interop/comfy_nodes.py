@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gouache.nodes.schedulers import SAMPLERS as OUR_SAMPLERS, SCHEDULES as OUR_SCHEDULES
+from gouache.nodes.schedulers import SAMPLER_CHOICES as OUR_SAMPLERS, SCHEDULE_CHOICES as OUR_SCHEDULES
 
 SEED_CONTROLS = ("fixed", "increment", "decrement", "randomize")
 """The values of the hidden widget that follows a seed in ``widgets_values``."""
@@ -40,6 +40,9 @@ class ComfyNode:
                 for name in sorted(ours) if (self.type, name) in VALUE_MAPS_BY_TYPE or name in VALUE_MAPS}
 
 
+COMFY = {"convention": "comfyui"}
+"""What imported sampler and noise nodes add: ComfyUI's noise, sigmas and samplers, so the image is ComfyUI's."""
+
 _IMAGE = ("image",)
 _LATENT = ("latent",)
 _MASK = ("mask",)
@@ -51,7 +54,7 @@ COMFY_NODES: dict[str, ComfyNode] = {
     "CLIPSetLastLayer": ComfyNode("ClipSetLastLayer", ("stop_at_clip_layer",), {"stop_at_clip_layer": "stop_at_layer"},
                                   ("clip",)),
     "KSampler": ComfyNode("Sampler", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
-                          {"latent_image": "latent"}, _LATENT, seeds=("seed",)),
+                          {"latent_image": "latent"}, _LATENT, fixed=COMFY, seeds=("seed",)),
     "EmptyLatentImage": ComfyNode("EmptyLatent", ("width", "height", "batch_size"), outputs=_LATENT),
     "EmptySD3LatentImage": ComfyNode("EmptyLatent", ("width", "height", "batch_size"), outputs=_LATENT),
     "VAEDecode": ComfyNode("VAEDecode", (), {"samples": "latent"}, _IMAGE),
@@ -127,10 +130,10 @@ COMFY_NODES: dict[str, ComfyNode] = {
     "KSamplerAdvanced": ComfyNode("SamplerAdvanced", ("add_noise", "noise_seed", "steps", "cfg", "sampler_name",
                                                       "scheduler", "start_at_step", "end_at_step",
                                                       "return_with_leftover_noise"),
-                                  {"latent_image": "latent"}, _LATENT, seeds=("noise_seed",)),
-    "RandomNoise": ComfyNode("RandomNoise", ("noise_seed",), outputs=("noise",), seeds=("noise_seed",)),
+                                  {"latent_image": "latent"}, _LATENT, fixed=COMFY, seeds=("noise_seed",)),
+    "RandomNoise": ComfyNode("RandomNoise", ("noise_seed",), outputs=("noise",), fixed=COMFY, seeds=("noise_seed",)),
     "DisableNoise": ComfyNode("DisableNoise", outputs=("noise",)),
-    "BasicScheduler": ComfyNode("ScheduleSigmas", ("scheduler", "steps", "denoise"), outputs=("sigmas",)),
+    "BasicScheduler": ComfyNode("ScheduleSigmas", ("scheduler", "steps", "denoise"), outputs=("sigmas",), fixed=COMFY),
     "SplitSigmas": ComfyNode("SplitSigmas", ("step",), outputs=("high_sigmas", "low_sigmas")),
     "KSamplerSelect": ComfyNode("SamplerSelect", ("sampler_name",), outputs=("sampler",)),
     "CFGGuider": ComfyNode("CFGGuider", ("cfg",), outputs=("guider",)),
@@ -154,10 +157,10 @@ COMFY_NODES: dict[str, ComfyNode] = {
 }
 """ComfyUI core class name -> its gouache equivalent."""
 
-SAMPLER_ALIASES = {"uni_pc": "unipc", "uni_pc_bh2": "unipc", "dpmpp_2m_sde_gpu": "dpmpp_2m_sde",
-                   "dpmpp_sde_gpu": "dpmpp_sde"}
+SAMPLER_ALIASES = {"uni_pc": "unipc", "uni_pc_bh2": "unipc_bh2", "dpmpp_2m_sde_gpu": "dpmpp_2m_sde",
+                   "dpmpp_sde_gpu": "dpmpp_sde", "dpmpp_3m_sde_gpu": "dpmpp_3m_sde"}
 """ComfyUI sampler names that are ours under another name (the ``_gpu`` SDE variants differ only in where
-noise is drawn)."""
+the Brownian tree lives: close, not equal; ``docs/import.md``)."""
 
 SAMPLERS = {**{name: name for name in OUR_SAMPLERS}, **{comfy: ours for comfy, ours in SAMPLER_ALIASES.items()
                                                           if ours in OUR_SAMPLERS}}
