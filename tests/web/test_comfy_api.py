@@ -314,8 +314,15 @@ def test_the_queue_lists_clears_deletes_and_interrupt_stops_the_running_prompt(t
     try:
         running = comfy.queue(toy_prompt(steps=2000, delay=0.02, prefix="long")).json["prompt_id"]
         pending = [comfy.queue(toy_prompt(steps=1, value=i)).json["prompt_id"] for i in range(3)]
-        while comfy.http.get(f"/api/runs/{running}").json["status"] != "running":
-            time.sleep(0.02)
+        while not (isinstance(frame := comfy.receive(), dict) and frame["type"] == "progress"):
+            pass
+        # A client reconnecting under its id is told which node of its prompt runs, and gets what follows.
+        again = Comfy(toy.url, client_id=comfy.client_id)
+        caught_up = again.receive()
+        assert caught_up["type"] == "executing" and caught_up["data"] == {
+            "node": "2", "display_node": "2", "prompt_id": running}
+        comfy.close()
+        comfy = again
         listing = comfy.http.get("/queue").json
         conforms((shapes.QueueListing,), listing, "GET /queue")
         assert [item[1] for item in listing["queue_running"]] == [running]
