@@ -281,11 +281,11 @@ def test_groups_reroutes_and_titles_round_trip_through_save_reopen_and_export(ui
     assert all(abs(saved_v - v) <= 0.5 for saved_v, v in zip(bend, where))
     assert [group["title"] for group in saved["groups"]] == ["Post-processing"]
     assert saved["layout"]["a"]["title"] == "Base value"
-    assert client.post("/api/runs", {"workflow": saved}).status == 202  # valid for the engine as saved
-
     with ui.page.expect_download() as download:
         ui.page.click("#export")
     assert json.loads(open(download.value.path()).read()) == saved
+    assert client.post("/api/runs", {"workflow": saved}).status == 202  # valid for the engine as saved
+    ui.page.wait_for_selector("#history li[data-status=succeeded]")
 
     ui.open("?workflow=organised")
     assert ui.js("window.gouache.graph.reroutes.size") == 1
@@ -360,3 +360,77 @@ def test_a_shipped_workflow_opens_with_readable_widget_text(browser, tmp_path):
             assert not ui.errors, ui.errors
         finally:
             context.close()
+
+
+# ---- 5. tabs, the unsaved-changes guard and reloads ---------------------------------------------
+
+def tab_titles(ui) -> list[str]:
+    return ui.js("() => [...document.querySelectorAll('#tabs .tab-title')].map((b) => b.textContent)")
+
+
+def click_tab(ui, title: str) -> None:
+    ui.page.locator("#tabs .tab-title", has_text=title).first.click()
+
+
+def test_tabs_keep_their_own_graphs_and_undo_and_survive_a_reload(ui, server):
+    client = Client(server.url)
+    client.put("/api/workflows/first", chain(("n", {"type": "Number", "inputs": {"value": 1.0}})))
+    ui.open("?workflow=first")
+    assert tab_titles(ui) == ["first"]
+    ui.type_value("n", "value", "4")
+    ui.page.wait_for_timeout(300)
+    assert tab_titles(ui) == ["first •"]  # unsaved changes are marked
+
+    ui.page.click("#tab-new")
+    assert ui.node_ids() == [] and tab_titles(ui) == ["first •", "untitled"]
+    blob = ui.add_from_palette("Blob")
+    ui.page.wait_for_timeout(300)
+    click_tab(ui, "first")
+    assert ui.node_ids() == ["n"] and exported(ui)["nodes"]["n"]["inputs"]["value"] == 4
+    ui.page.mouse.click(*canvas_point(ui, 900, 800))
+    ui.page.keyboard.press("Control+z")  # this tab's own history: the typed value goes
+    assert exported(ui)["nodes"]["n"]["inputs"]["value"] == 1
+    click_tab(ui, "untitled")
+    assert ui.node_ids() == [blob]
+    ui.page.mouse.click(*canvas_point(ui, 900, 800))
+    ui.page.keyboard.press("Control+z")
+    assert ui.node_ids() == []
+    ui.page.keyboard.press("Control+y")
+    assert ui.node_ids() == [blob]
+
+    ui.page.reload()
+    ui.page.wait_for_selector("body[data-ready=true]")
+    assert ui.node_ids() == [blob] and len(tab_titles(ui)) == 2
+    click_tab(ui, "first")
+    assert ui.node_ids() == ["n"]
+
+    ui.open("?new=1")  # a new empty tab beside what was open: nothing is lost, nothing to ask
+    assert ui.node_ids() == [] and len(tab_titles(ui)) == 3
+    click_tab(ui, "first")
+    assert ui.node_ids() == ["n"]
+
+
+def test_closing_a_tab_or_the_page_with_unsaved_changes_asks_first(ui):
+    ui.open()
+    ui.add_from_palette("Number")
+    ui.page.wait_for_timeout(300)
+    ui.page.click("#tab-new")
+    asked = []
+
+    def answer(dialog, accept):
+        asked.append((dialog.type, dialog.message))
+        dialog.accept() if accept else dialog.dismiss()
+
+    ui.page.once("dialog", lambda dialog: answer(dialog, False))
+    ui.page.locator("#tabs .tab-close").first.click()
+    assert asked == [("confirm", '"untitled" has unsaved changes. Close it anyway?')]
+    assert len(tab_titles(ui)) == 2
+    ui.page.locator("#tabs .tab-close").nth(1).click()  # the empty tab closes without a question
+    assert len(tab_titles(ui)) == 1 and ui.node_ids() == ["number1"]
+
+    with ui.page.expect_event("dialog") as leaving:
+        ui.page.close(run_before_unload=True)
+    assert leaving.value.type == "beforeunload"
+    leaving.value.dismiss()  # stay
+    assert not ui.page.is_closed()
+    assert ui.node_ids() == ["number1"]

@@ -6,12 +6,14 @@ import { api, ApiError, Live } from "./api.js";
 import { Editor, FORMAT, isLink } from "./editor.js";
 import { pngText } from "./png.js";
 import { dropImage } from "./drop.js";
+import { Tabs } from "./tabs.js";
 
 const $ = (selector) => document.querySelector(selector);
 const customWidgets = new Map();
 const listeners = new Map();
 let editor;
 let currentName = null;
+let tabs;
 const queue = new Map(); // run_id -> {status, position, node, progress}
 
 // ---- undo / redo -----------------------------------------------------------------------------
@@ -350,12 +352,14 @@ function chooseSearch(index) {
 // ---- files: open, save, export, drop, upload -------------------------------------------------
 
 function loadWorkflow(workflow, name = null) {
+  tabs?.beforeOpen(name);
   editor.load(workflow);
   editor.fitView();
   currentName = name;
   $("#workflow-name").textContent = name || workflow.meta?.title || "untitled";
   showProblems([]);
   resetHistory();
+  tabs?.afterOpen();
 }
 
 // A gouache workflow (JSON, or a PNG carrying one) opens here; anything else (ComfyUI's JSON or PNGs,
@@ -417,6 +421,7 @@ async function save() {
       currentName = name;
       $("#workflow-name").textContent = name;
       say(`saved as ${name}`);
+      tabs.saved();
       return;
     } catch (error) {
       if (error.status === 409) { say(error.message); name = `${name}-copy`; continue; }
@@ -664,6 +669,7 @@ async function boot() {
   fitCanvas();
   editor = new Editor($("#graph"), { onChange: checkpoint, onUpload: requestUpload, onMessage: say, customWidgets });
   window.gouache = gouache;
+  tabs = new Tabs({ editor, history, name: { get: () => currentName, set: (name) => { currentName = name; } } });
   bindUi();
   bindKeys();
   await loadExtensions();
@@ -674,12 +680,18 @@ async function boot() {
   const params = new URLSearchParams(location.search);
   const { workflows } = await api.get("/api/workflows");
   const fallback = workflows.some((w) => w.name === "text-to-image") ? "text-to-image" : null;
-  const name = params.has("new") ? null : params.get("workflow") || fallback;
+  const restored = tabs.restore();  // the tabs open before a reload come back
+  const name = params.has("new") ? null : params.get("workflow") || (restored ? null : fallback);
   if (name) {
     try { loadWorkflow(await api.get(`/api/workflows/${encodeURIComponent(name)}`), name); } catch (error) { say(`cannot open ${name}: ${error.message}`); resetHistory(); }
-  } else {
+  } else if (params.has("new") && restored) {
+    if (!tabs.blank(tabs.active)) tabs.add();  // ?new=1 adds an empty tab beside them, losing nothing
+  } else if (!restored) {
     resetHistory();
+    tabs.afterOpen();
   }
+  // ?workflow= and ?new= are done: a reload now brings back the tabs as they are, not the query.
+  if (location.search) window.history.replaceState(null, "", location.pathname);
   try {
     const { history: finished } = await api.get("/api/runs?limit=10");
     for (const record of finished.reverse()) addHistory(record);
