@@ -561,6 +561,7 @@ def test_what_is_installed(real):
     http = Client(real.url)
     stats = http.get("/system_stats").json
     assert stats["system"]["python_version"] == sys.version and stats["devices"][0]["name"] == real.engine.settings.device
+    assert stats["system"]["ram_total"] > 0 and stats["system"]["comfyui_version"].startswith("gouache")
     assert "gouache-tiny" in http.get("/models/checkpoints").json
     assert {"checkpoints", "loras", "vae", "embeddings"} <= set(http.get("/models").json)
     assert http.get("/models/unet").json == real.engine.models.names("diffusion_models")

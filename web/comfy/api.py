@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import sys
+import uuid
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,7 @@ class ComfyApi:
             problem = Problem(None, None, "prompt_no_outputs", "Prompt has no outputs: add a SaveImage or "
                               "PreviewImage (or another output node)")
             return _refusal([problem], prompt, importer, registry, [])
-        prompt_id = asked.prompt_id or _new_id()
+        prompt_id = asked.prompt_id or str(uuid.uuid4())  # ComfyUI's form of id
         if asked.prompt_id is not None and state.store.get(prompt_id) is not None:
             number = None
         else:
@@ -289,10 +290,8 @@ class ComfyApi:
             torch_version = importlib.metadata.version("torch")
         except importlib.metadata.PackageNotFoundError:
             torch_version = None
-        page, pages, free = (os.sysconf(name) if hasattr(os, "sysconf") else 0
-                             for name in ("SC_PAGE_SIZE", "SC_PHYS_PAGES", "SC_AVPHYS_PAGES"))
         return _json({
-            "system": {"os": os.name, "ram_total": page * pages, "ram_free": page * free,
+            "system": {"os": os.name, "ram_total": _memory("SC_PHYS_PAGES"), "ram_free": _memory("SC_AVPHYS_PAGES"),
                        "comfyui_version": f"gouache {__version__}", "gouache_version": __version__,
                        "python_version": sys.version, "pytorch_version": torch_version, "embedded_python": False,
                        "argv": sys.argv, "platform": platform.platform()},
@@ -326,10 +325,12 @@ class ComfyApi:
 COMFY = web.AppKey("gouache-comfy", ComfyApi)
 
 
-def _new_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
+def _memory(pages: str) -> int | None:
+    """Bytes of RAM by ``os.sysconf`` (``None`` where the system does not say, e.g. free RAM on macOS)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf(pages)
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _body(model: Any, raw: Any) -> Any:
