@@ -17,6 +17,7 @@ same method at eta 0). ``unipc`` and ``unipc_bh2`` are UniPC (B(h) = h and e^h -
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 Denoiser = Callable[[Any, Any], Any]
@@ -49,7 +50,11 @@ def brownian_noise(x: Any, sigmas: Any, seed: int) -> NoiseSampler:
     def increment(sigma: Any, sigma_next: Any) -> Any:
         a, b = torch.as_tensor(sigma).cpu().float(), torch.as_tensor(sigma_next).cpu().float()
         lower, upper, sign = (a, b, 1) if a < b else (b, a, -1)
-        walk = tree(lower, upper) * sign  # W(b) - W(a), also when sigma falls from a to b
+        with warnings.catch_warnings():
+            # torchsde keeps the interval's ends rounded, so a query at the window's own largest sigma reads
+            # as just past it; it is clamped to the end, which is where it is
+            warnings.filterwarnings("ignore", message="Should have t", category=UserWarning)
+            walk = tree(lower, upper) * sign  # W(b) - W(a), also when sigma falls from a to b
         return walk.to(device=x.device, dtype=x.dtype) / (b - a).abs().sqrt().to(x.device)
 
     return increment
