@@ -328,14 +328,14 @@ def test_an_image_dropped_on_an_image_node_is_uploaded_and_chosen(ui, engine):
     assert ui.state(picture)["images"] == ["red.png"]
 
     ui.page.mouse.click(*point(ui, picture))  # selected; then an image dropped on empty canvas is for it
-    drop(ui, png((40, 50, 60)), "blue.png", canvas_point(ui, 900, 700))
+    drop(ui, png((40, 50, 60)), "blue.png", canvas_point(ui, 560, 640))
     ui.wait_for(lambda: exported(ui)["nodes"][picture]["inputs"]["image"] == "blue.png", what="the second upload")
 
     # A PNG carrying a workflow onto the node is an image for it; onto empty canvas it opens the workflow.
     carrying = png_with_workflow(steps_workflow(steps=2))
     drop(ui, carrying, "made.png", point(ui, picture, 100, 30))
     ui.wait_for(lambda: exported(ui)["nodes"][picture]["inputs"]["image"] == "made.png", what="the third upload")
-    drop(ui, carrying, "made.png", canvas_point(ui, 900, 700))
+    drop(ui, carrying, "made.png", canvas_point(ui, 560, 640))
     ui.wait_for(lambda: ui.node_ids() == ["number", "steps", "swatch"], what="the dropped workflow")
 
 
@@ -356,6 +356,11 @@ def test_a_shipped_workflow_opens_with_readable_widget_text(browser, tmp_path):
             box = ui.page.locator("#graph").bounding_box()
             left, top = point(ui, "checkpoint", 0, 0)
             assert box["x"] <= left < box["x"] + box["width"] / 2 and box["y"] <= top < box["y"] + box["height"]
+            # A widget off screen is brought into view to be clicked (the sampler sits right of the fold).
+            x, y = ui.js("([n, w]) => window.gouache.widgetPosition(n, w)", ["sampler", "steps"])
+            assert box["x"] <= x <= box["x"] + box["width"] and box["y"] <= y <= box["y"] + box["height"]
+            ui.type_value("sampler", "steps", "12")
+            assert ui.js("window.gouache.exportWorkflow()")["nodes"]["sampler"]["inputs"]["steps"] == 12
             ui.shot("readable")
             assert not ui.errors, ui.errors
         finally:
@@ -387,12 +392,12 @@ def test_tabs_keep_their_own_graphs_and_undo_and_survive_a_reload(ui, server):
     ui.page.wait_for_timeout(300)
     click_tab(ui, "first")
     assert ui.node_ids() == ["n"] and exported(ui)["nodes"]["n"]["inputs"]["value"] == 4
-    ui.page.mouse.click(*canvas_point(ui, 900, 800))
+    ui.page.mouse.click(*canvas_point(ui, 560, 640))
     ui.page.keyboard.press("Control+z")  # this tab's own history: the typed value goes
     assert exported(ui)["nodes"]["n"]["inputs"]["value"] == 1
     click_tab(ui, "untitled")
     assert ui.node_ids() == [blob]
-    ui.page.mouse.click(*canvas_point(ui, 900, 800))
+    ui.page.mouse.click(*canvas_point(ui, 560, 640))
     ui.page.keyboard.press("Control+z")
     assert ui.node_ids() == []
     ui.page.keyboard.press("Control+y")
@@ -434,3 +439,56 @@ def test_closing_a_tab_or_the_page_with_unsaved_changes_asks_first(ui):
     leaving.value.dismiss()  # stay
     assert not ui.page.is_closed()
     assert ui.node_ids() == ["number1"]
+
+
+# ---- 6. minimap and shortcut help ----------------------------------------------------------------
+
+def test_the_minimap_shows_the_graph_and_a_click_moves_the_view_there(ui, server):
+    Client(server.url).put("/api/workflows/far", {
+        "format": "gouache/1",
+        "nodes": {"near": {"type": "Number", "inputs": {}}, "far": {"type": "Number", "inputs": {}}},
+        "layout": {"near": {"pos": [0, 0]}, "far": {"pos": [6000, 3000]}}})
+    ui.open("?workflow=far")
+    ui.page.wait_for_timeout(300)
+    transform = ui.js("JSON.parse(document.querySelector('#minimap').dataset.transform)")
+    box = ui.page.locator("#minimap").bounding_box()
+    target = [box["x"] + transform["x0"] + 6100 * transform["scale"], box["y"] + transform["y0"] + 3020 * transform["scale"]]
+    ui.page.mouse.click(*target)
+    graph = ui.page.locator("#graph").bounding_box()
+    x, y = point(ui, "far", 100, 20)
+    centre = [graph["x"] + graph["width"] / 2, graph["y"] + graph["height"] / 2]
+    assert abs(x - centre[0]) < 20 and abs(y - centre[1]) < 20, (x, y, centre)
+    # The minimap drew the far node: its pixel there is not the background.
+    from PIL import Image
+
+    ui.page.wait_for_timeout(300)
+    transform = ui.js("JSON.parse(document.querySelector('#minimap').dataset.transform)")  # the view moved
+    shot = Image.open(ui.shot("minimap")).convert("RGB")
+    far_block = (round(box["x"] + transform["x0"] + 6010 * transform["scale"]), round(box["y"] + transform["y0"] + 3000 * transform["scale"]))
+    assert shot.getpixel(far_block) != shot.getpixel((round(box["x"] + 3), round(box["y"] + box["height"] - 3)))
+
+
+def test_the_help_lists_shortcuts_that_work(ui):
+    ui.open()
+    ui.page.mouse.click(*canvas_point(ui, 500, 500))
+    ui.page.keyboard.press("?")
+    ui.page.wait_for_selector("#shortcuts[open]")
+    text = ui.page.inner_text("#shortcuts")
+    for shortcut in ("Ctrl+Enter", "Ctrl+Z", "Ctrl+B", "Ctrl+M", "Ctrl+A", "Delete", "Escape", "Alt+click a link"):
+        assert shortcut in text
+    ui.page.keyboard.press("Escape")
+    assert ui.page.locator("#shortcuts[open]").count() == 0
+    ui.page.click("#help")
+    ui.page.wait_for_selector("#shortcuts[open]")
+    ui.page.click("#shortcuts button[value=close]")
+    assert ui.page.locator("#shortcuts[open]").count() == 0
+
+    # Some of what it lists, done with the keyboard: select all, bypass, remove.
+    ui.add_from_palette("Number")
+    ui.add_from_palette("Int")
+    ui.page.mouse.click(*canvas_point(ui, 560, 640))
+    ui.page.keyboard.press("Control+a")
+    ui.page.keyboard.press("Control+b")
+    assert {entry.get("mode") for entry in exported(ui)["nodes"].values()} == {"bypass"}
+    ui.page.keyboard.press("Delete")
+    assert ui.node_ids() == []

@@ -194,7 +194,7 @@ def test_undo_redo_copy_paste(editor_page):
     number = ui.add_from_palette("Number")
     ui.type_value(number, "value", "4")
     time.sleep(0.2)
-    ui.page.click("#graph", position={"x": 900, "y": 800})
+    ui.page.click("#graph", position={"x": 500, "y": 800})  # clear of the minimap (bottom right)
     ui.page.keyboard.press("Control+z")
     assert ui.js("window.gouache.exportWorkflow()")["nodes"][number]["inputs"]["value"] == 0
     ui.page.keyboard.press("Control+z")

@@ -7,6 +7,8 @@ import { Editor, FORMAT, isLink } from "./editor.js";
 import { pngText } from "./png.js";
 import { dropImage } from "./drop.js";
 import { Tabs } from "./tabs.js";
+import { Minimap } from "./minimap.js";
+import { installHelp } from "./help.js";
 
 const $ = (selector) => document.querySelector(selector);
 const customWidgets = new Map();
@@ -556,7 +558,13 @@ const gouache = {
     editor.canvas.draw(true, true); // widget positions are laid out while drawing: make them current
     const node = editor.nodeById(id);
     const widget = editor.widgetFor(node, name) || node.widgets.find((w) => w.name === name);
-    return toClient([node.pos[0] + node.size[0] / 2, node.pos[1] + widget.y + LiteGraph.NODE_WIDGET_HEIGHT / 2]);
+    const at = () => toClient([node.pos[0] + node.size[0] / 2, node.pos[1] + widget.y + LiteGraph.NODE_WIDGET_HEIGHT / 2]);
+    const [x, y] = at();
+    if (document.elementFromPoint(x, y) !== $("#graph")) {  // off the visible canvas, or under a panel: bring it in
+      editor.canvas.centerOnNode(node);
+      editor.canvas.draw(true, true);
+    }
+    return at();
   },
   nodeState(id) {
     const status = editor.status.get(id);
@@ -670,6 +678,8 @@ async function boot() {
   editor = new Editor($("#graph"), { onChange: checkpoint, onUpload: requestUpload, onMessage: say, customWidgets });
   window.gouache = gouache;
   tabs = new Tabs({ editor, history, name: { get: () => currentName, set: (name) => { currentName = name; } } });
+  new Minimap(editor, $("#canvas-box"));
+  installHelp();
   bindUi();
   bindKeys();
   await loadExtensions();

@@ -99,6 +99,9 @@ export function installMenus(editor) {
   canvas.getMenuOptions = () => canvasMenu(editor);
   // A group's menu, with a Remove that removes that group (litegraph's removes the selection).
   LGraphGroup.prototype.getMenuOptions = function getMenuOptions() { return groupMenu(this, editor); };
+  // litegraph keeps the focus where it was (often the palette's search box) when the canvas is
+  // clicked, so Delete, Ctrl+A and Ctrl+B would go to that box: the canvas takes the focus.
+  canvas.canvas.addEventListener("pointerdown", () => canvas.canvas.focus({ preventScroll: true }));
   window.addEventListener("keydown", (event) => {
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(event.target.tagName);
     if (event.key === "Escape") {
