@@ -245,10 +245,26 @@ class _CompVisModel(torch.nn.Module):
         return uncond + self.cfg * (cond_ - uncond)
 
 
+def _comfy_scaled(wrapper):
+    """An epsilon ``wrapper`` that scales the model input as ComfyUI's ``calculate_input`` does, dividing by
+    ``sqrt(sigma^2 + 1)`` where k-diffusion multiplies by the reciprocal: the same number up to float32
+    rounding, which the UNet carries into the result (about 3e-5 after 4 steps on gouache-tiny)."""
+
+    class ComfyScaled(wrapper):
+        def forward(self, input, sigma, **kwargs):
+            s = sigma.reshape(-1, *([1] * (input.ndim - 1)))
+            return input - self.get_eps(input / (s ** 2 + 1) ** 0.5, self.sigma_to_t(sigma), **kwargs) * s
+
+    return ComfyScaled
+
+
 def _k_diffusion_run(unet, positive, negative, cfg, config, sampler, scheduler, steps, seed, shape):
     external = _k_diffusion_module("external")
     model = _CompVisModel(unet, positive, negative, cfg, config)
-    wrapper = external.CompVisVDenoiser if config.get("prediction_type") == "v_prediction" else external.CompVisDenoiser
+    if config.get("prediction_type") == "v_prediction":
+        wrapper = external.CompVisVDenoiser
+    else:
+        wrapper = _comfy_scaled(external.CompVisDenoiser)
     denoiser = wrapper(model, quantize=True).float()  # ComfyUI: the nearest table entry, table in float32
     if scheduler == "karras":
         sigmas = K.get_sigmas_karras(steps, float(denoiser.sigma_min), float(denoiser.sigma_max))
@@ -284,7 +300,7 @@ def test_a_comfyui_workflow_on_gouache_tiny_draws_what_k_diffusion_draws_over_th
                                 result.outputs["7"]["conditioning"], prompt["3"]["inputs"]["cfg"],
                                 loaded.scheduler_config, sampler, scheduler, 4, SEED, tuple(latent.shape))
     # the image is the VAE's decoding of this latent, so equal latents are the same picture
-    _close(latent, expected, 1e-4)
+    _close(latent, expected, 1e-6)
 
 
 def test_a_v_prediction_model_follows_comfyuis_v_denoiser(shared_engine):
@@ -298,7 +314,7 @@ def test_a_v_prediction_model_follows_comfyuis_v_denoiser(shared_engine):
     expected = _k_diffusion_run(loaded.denoiser, result.outputs["positive"]["conditioning"],
                                 result.outputs["negative"]["conditioning"], 3.0, loaded.scheduler_config, "heun",
                                 "karras", 4, SEED, tuple(latent.shape))
-    _close(latent, expected, 1e-4)
+    _close(latent, expected, 1e-4)  # k-diffusion's own v wrapper: its input scaling rounds differently
 
 
 # --- through workflows: choosing the convention, the split form, windows, masks -------------------------
