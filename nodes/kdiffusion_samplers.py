@@ -72,70 +72,55 @@ def _slope(x: Any, sigma: Any, x0: Any) -> Any:
     return (x - x0) / sigma
 
 
-def euler(model: Denoiser, x: Any, sigmas: Any, seed: int, callback: Callback) -> Any:
-    for i in range(len(sigmas) - 1):
-        x0 = model(x, sigmas[i])
-        callback(i, x, x0)
-        x = x + _slope(x, sigmas[i], x0) * (sigmas[i + 1] - sigmas[i])
-    return x
+def _euler_step(model: Denoiser, x: Any, x0: Any, sigma: Any, target: Any) -> Any:
+    """Euler: follow the slope at ``sigma`` down to ``target``."""
+    return x + _slope(x, sigma, x0) * (target - sigma)
 
 
-def euler_ancestral(model: Denoiser, x: Any, sigmas: Any, seed: int, callback: Callback) -> Any:
-    noise = seeded_noise(x, seed)
-    for i in range(len(sigmas) - 1):
-        x0 = model(x, sigmas[i])
-        callback(i, x, x0)
-        down, up = _ancestral(sigmas[i], sigmas[i + 1])
-        x = x + _slope(x, sigmas[i], x0) * (down - sigmas[i])
-        if sigmas[i + 1] > 0:
-            x = x + noise(sigmas[i], sigmas[i + 1]) * up
-    return x
+def _heun_step(model: Denoiser, x: Any, x0: Any, sigma: Any, target: Any) -> Any:
+    """Heun: Euler's guess, then the mean of both ends' slopes (Euler alone into 0)."""
+    if target == 0:
+        return _euler_step(model, x, x0, sigma, target)
+    guess = _euler_step(model, x, x0, sigma, target)
+    slope_next = _slope(guess, target, model(guess, target))
+    return x + (_slope(x, sigma, x0) + slope_next) / 2 * (target - sigma)
 
 
-def heun(model: Denoiser, x: Any, sigmas: Any, seed: int, callback: Callback) -> Any:
-    for i in range(len(sigmas) - 1):
-        x0 = model(x, sigmas[i])
-        callback(i, x, x0)
-        slope, step = _slope(x, sigmas[i], x0), sigmas[i + 1] - sigmas[i]
-        if sigmas[i + 1] == 0:
-            x = x + slope * step
-            continue
-        guess = x + slope * step  # Euler's guess, then the trapezoid of both ends' slopes
-        slope_next = _slope(guess, sigmas[i + 1], model(guess, sigmas[i + 1]))
-        x = x + (slope + slope_next) / 2 * step
-    return x
-
-
-def _midpoint_step(model: Denoiser, x: Any, x0: Any, sigma: Any, target: Any) -> Any:
-    """DPM-Solver-2: the slope at the log-space midpoint of ``sigma`` and ``target`` carries x to ``target``."""
+def _dpm_2_step(model: Denoiser, x: Any, x0: Any, sigma: Any, target: Any) -> Any:
+    """DPM-Solver-2: the slope at the log-space midpoint of ``sigma`` and ``target`` (Euler alone into 0)."""
+    if target == 0:
+        return _euler_step(model, x, x0, sigma, target)
     middle = sigma.log().lerp(target.log(), 0.5).exp()
     half = x + _slope(x, sigma, x0) * (middle - sigma)
     return x + _slope(half, middle, model(half, middle)) * (target - sigma)
 
 
-def dpm_2(model: Denoiser, x: Any, sigmas: Any, seed: int, callback: Callback) -> Any:
-    for i in range(len(sigmas) - 1):
-        x0 = model(x, sigmas[i])
-        callback(i, x, x0)
-        if sigmas[i + 1] == 0:
-            x = x + _slope(x, sigmas[i], x0) * (sigmas[i + 1] - sigmas[i])
-        else:
-            x = _midpoint_step(model, x, x0, sigmas[i], sigmas[i + 1])
-    return x
+def _one_step_sampler(step: Callable[..., Any], ancestral: bool) -> Callable[..., Any]:
+    """A sampler taking ``step`` from each level to the next; ``ancestral``: to the lower level ``down`` of
+    :func:`_ancestral`, then fresh noise of size ``up`` from :func:`seeded_noise`."""
+
+    def sampler(model: Denoiser, x: Any, sigmas: Any, seed: int, callback: Callback) -> Any:
+        noise = seeded_noise(x, seed) if ancestral else None
+        for i in range(len(sigmas) - 1):
+            x0 = model(x, sigmas[i])
+            callback(i, x, x0)
+            if noise is None:
+                x = step(model, x, x0, sigmas[i], sigmas[i + 1])
+                continue
+            down, up = _ancestral(sigmas[i], sigmas[i + 1])
+            x = step(model, x, x0, sigmas[i], down)
+            if sigmas[i + 1] > 0:
+                x = x + noise(sigmas[i], sigmas[i + 1]) * up
+        return x
+
+    return sampler
 
 
-def dpm_2_ancestral(model: Denoiser, x: Any, sigmas: Any, seed: int, callback: Callback) -> Any:
-    noise = seeded_noise(x, seed)
-    for i in range(len(sigmas) - 1):
-        x0 = model(x, sigmas[i])
-        callback(i, x, x0)
-        down, up = _ancestral(sigmas[i], sigmas[i + 1])
-        if down == 0:
-            x = x + _slope(x, sigmas[i], x0) * (down - sigmas[i])
-        else:
-            x = _midpoint_step(model, x, x0, sigmas[i], down)
-            x = x + noise(sigmas[i], sigmas[i + 1]) * up
-    return x
+euler = _one_step_sampler(_euler_step, ancestral=False)
+euler_ancestral = _one_step_sampler(_euler_step, ancestral=True)
+heun = _one_step_sampler(_heun_step, ancestral=False)
+dpm_2 = _one_step_sampler(_dpm_2_step, ancestral=False)
+dpm_2_ancestral = _one_step_sampler(_dpm_2_step, ancestral=True)
 
 
 def _lms_weight(levels: Any, i: int, order: int, j: int) -> float:
