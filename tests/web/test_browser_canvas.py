@@ -22,8 +22,7 @@ def engine(tmp_path):
 
 @pytest.fixture
 def ui(editor_page):
-    """The editor page; console errors fail the test as page errors do (the CSP's refusals among them)."""
-    editor_page.page.on("console", lambda message: message.type == "error" and editor_page.errors.append(message.text))
+    """The editor page (console and page errors fail the test: web_browser.EditorPage)."""
     return editor_page
 
 

@@ -25,7 +25,20 @@ class EditorPage:
         self.shots = shots
         self.errors: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", self._check_console)
         page.on("response", self._check_response)
+
+    def _check_console(self, message: Any) -> None:
+        """A console error fails the test (a CSP refusal, a failed script, an uncaught rejection).
+
+        Chromium also logs every 4xx reply as "Failed to load resource"; a refusal the API answers on
+        purpose (a workflow with problems) is checked against its model instead, so it is let through.
+        """
+        if message.type != "error":
+            return
+        if message.text.startswith("Failed to load resource: the server responded with a status of 4"):
+            return
+        self.errors.append(f"console: {message.text}")
 
     def _check_response(self, response: Any) -> None:
         """Check each API body the editor receives against its route's model, as the test client does."""
