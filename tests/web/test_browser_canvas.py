@@ -169,6 +169,11 @@ def test_a_mode_set_in_the_menu_is_saved_and_reopened(ui, server):
     ui.open("?workflow=modes-saved")
     assert ui.js("window.gouache.editor.nodeById('b').mode") == 4  # litegraph's BYPASS
     assert exported(ui)["nodes"]["b"]["mode"] == "bypass"
+    ui.page.mouse.click(*point(ui, "b"))
+    ui.page.keyboard.press("Control+c")
+    ui.page.mouse.move(*canvas_point(ui, 500, 600))
+    ui.page.keyboard.press("Control+v")
+    assert exported(ui)["nodes"]["b_2"]["mode"] == "bypass"  # a copy keeps its mode
 
 
 # ---- 3. number widgets and seeds ---------------------------------------------------------------

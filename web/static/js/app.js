@@ -514,8 +514,9 @@ function paste() {
       }
     }
     const fresh = rename.get(id);
-    whole.nodes[fresh] = { type: entry.type, inputs };
-    const place = clip.layout[id];
+    whole.nodes[fresh] = { ...entry, inputs };  // its mode (bypass, mute) comes along
+    // Reroute points stay where they were drawn: a pasted node's links go straight.
+    const { reroutes: _bends, ...place } = clip.layout[id];
     whole.layout[fresh] = { ...place, pos: [place.pos[0] - minX + mx, place.pos[1] - minY + my] };
   }
   const statuses = new Map(editor.status);
