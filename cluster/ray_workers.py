@@ -38,6 +38,9 @@ class EngineWorker:
         if threads:
             # Read by torch's OpenMP when the built-in pack first imports torch, in this process.
             os.environ["OMP_NUM_THREADS"] = os.environ["GOUACHE_THREADS"] = str(threads)
+        # Idle OpenMP threads sleep instead of spinning, as gouache run and serve set it (a busy machine
+        # otherwise loses most of its time to spinning threads).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.name = name
         # Files go to a folder of this worker's own: on the head's machine (ray local) the head's
         # output folder is where they arrive, and two workers' counters would collide in one folder.
