@@ -9,6 +9,7 @@ import { dropImage } from "./drop.js";
 import { Tabs } from "./tabs.js";
 import { Minimap } from "./minimap.js";
 import { installHelp } from "./help.js";
+import { Outputs } from "./outputs.js";
 
 const $ = (selector) => document.querySelector(selector);
 const customWidgets = new Map();
@@ -17,6 +18,10 @@ let editor;
 let currentName = null;
 let tabs;
 const queue = new Map(); // run_id -> {status, position, node, progress}
+let outputs;
+// What the websocket last said of each run: the status line never goes back to "queued" once the
+// run started or ended, whichever of the POST reply and the events comes first.
+const runStates = new Map(); // run_id -> queued | running | succeeded | failed | interrupted | cancelled
 
 // ---- undo / redo -----------------------------------------------------------------------------
 
@@ -110,7 +115,7 @@ async function run() {
   showProblems([]);  // before posting: a fast run may report its own errors before the reply comes
   try {
     const queued = await api.post("/api/runs", { workflow });
-    say(`queued (position ${queued.position})`);
+    if ((runStates.get(queued.run_id) ?? "queued") === "queued") say(`queued (position ${queued.position})`);
     editor.randomizeSeeds();
   } catch (error) {
     if (error instanceof ApiError && error.body?.problems) {
@@ -134,7 +139,8 @@ function renderQueue() {
     id.className = "id";
     id.textContent = runId.slice(0, 8);
     const state = document.createElement("span");
-    state.textContent = entry.status === "running" ? `running ${entry.node ?? ""}` : "queued";
+    const note = entry.node ? editor.status.get(entry.node)?.note : null;
+    state.textContent = entry.status === "running" ? `running ${entry.node ?? ""}${note ? ` (${note})` : ""}` : "queued";
     const cancel = document.createElement("button");
     cancel.textContent = entry.status === "running" ? "stop" : "cancel";
     cancel.className = "cancel";
@@ -150,21 +156,18 @@ function renderQueue() {
   }
 }
 
-function addHistory(record) {
-  const list = $("#history");
-  const item = document.createElement("li");
-  item.dataset.run = record.run_id;
-  item.dataset.status = record.status;
-  const id = document.createElement("span");
-  id.className = "id";
-  id.textContent = record.run_id.slice(0, 8);
-  const status = document.createElement("span");
-  status.className = "st";
-  status.textContent = record.status;
-  item.append(id, status);
-  if (record.seconds != null) item.append(document.createTextNode(`${Number(record.seconds).toFixed(1)} s`));
-  list.prepend(item);
-  while (list.children.length > 20) list.lastChild.remove();
+function nodeTitle(id) {
+  const node = editor.nodeById(id);
+  return node && node.title && node.title !== node.gtype ? `${node.title} (${id})` : id;
+}
+
+// What a node is doing as it starts: a loader says which model it loads (seconds on a first run).
+function startNote(id) {
+  const node = editor.nodeById(id);
+  const info = node && editor.infos.get(node.gtype);
+  if (!info || info.category !== "loaders") return null;
+  const named = info.inputs.find((spec) => spec.choices_from && editor.widgetFor(node, spec.name));
+  return named ? `loading ${editor.widgetFor(node, named.name).value}…` : "loading…";
 }
 
 function setNode(id, change) {
@@ -182,10 +185,11 @@ function handle(message) {
       const running = data.running;
       if (running) {
         editor.resetRunState();
+        runStates.set(running.run_id, "running");
         for (const id of running.cached) setNode(id, { state: "cached" });
         for (const id of running.executed) setNode(id, { state: "done" });
         for (const [id, images] of Object.entries(running.images)) if (editor.nodeById(id)) editor.setImages(id, images);
-        if (running.node) setNode(running.node, { state: "running", progress: running.progress });
+        if (running.node) setNode(running.node, { state: "running", progress: running.progress, note: running.progress ? null : startNote(running.node) });
         queue.set(running.run_id, { ...(queue.get(running.run_id) || {}), status: "running", node: running.node, progress: running.progress });
       }
       renderQueue();
@@ -193,25 +197,31 @@ function handle(message) {
     }
     case "queued":
       queue.set(data.run_id, { status: "queued", position: data.position });
+      if (!runStates.has(data.run_id)) runStates.set(data.run_id, "queued");
       renderQueue();
       break;
     case "cancelled":
       queue.delete(data.run_id);
-      addHistory({ run_id: data.run_id, status: "cancelled" });
+      runStates.set(data.run_id, "cancelled");
+      outputs.ended(data);
       renderQueue();
       break;
     case "started":
       editor.resetRunState();
       queue.set(data.run_id, { status: "running" });
+      runStates.set(data.run_id, "running");
+      say(`running ${data.run_id.slice(0, 8)}`);
       renderQueue();
       break;
     case "node_started":
-      setNode(data.node, { state: "running", progress: null });
+      setNode(data.node, { state: "running", progress: null, note: startNote(data.node) });
       queue.set(data.run_id, { status: "running", node: data.node });
+      say(`running ${nodeTitle(data.node)}${editor.stateOf(data.node).note ? `: ${editor.stateOf(data.node).note}` : ""}`);
       renderQueue();
       break;
     case "progress":
-      setNode(data.node, { state: "running", progress: { value: data.value, max: data.max } });
+      setNode(data.node, { state: "running", progress: { value: data.value, max: data.max }, note: null });
+      say(`running ${nodeTitle(data.node)}: ${data.value}/${data.max}`);
       queue.set(data.run_id, { status: "running", node: data.node, progress: { value: data.value, max: data.max } });
       renderQueue();
       break;
@@ -220,9 +230,10 @@ function handle(message) {
       break;
     case "node_cached":
       setNode(data.node, { state: "cached" });
+      if (data.images?.length && editor.nodeById(data.node)) editor.setImages(data.node, data.images);
       break;
     case "node_finished":
-      setNode(data.node, { state: "done", progress: null });
+      setNode(data.node, { state: "done", progress: null, note: null });
       if (data.images?.length && editor.nodeById(data.node)) editor.setImages(data.node, data.images);
       break;
     case "node_error":
@@ -235,9 +246,10 @@ function handle(message) {
       break;
     case "finished":
       queue.delete(data.run_id);
+      runStates.set(data.run_id, data.status);
       renderQueue();
-      addHistory(data);
-      for (const status of editor.status.values()) if (status.state === "running") status.state = null;
+      outputs.ended(data);
+      for (const status of editor.status.values()) if (status.state === "running") { status.state = null; status.note = null; }
       say(`run ${data.status} in ${Number(data.seconds).toFixed(1)} s`);
       editor.canvas.setDirty(true, true);
       break;
@@ -362,6 +374,15 @@ function loadWorkflow(workflow, name = null) {
   showProblems([]);
   resetHistory();
   tabs?.afterOpen();
+}
+
+// A finished run's workflow, its nodes showing the images that run made.
+function openRunWorkflow(workflow, title, record) {
+  loadWorkflow(workflow, null);
+  $("#workflow-name").textContent = title;
+  for (const [id, output] of Object.entries(record.outputs || {})) {
+    if (output.images?.length && editor.nodeById(id)) editor.setImages(id, output.images);
+  }
 }
 
 // A gouache workflow (JSON, or a PNG carrying one) opens here; anything else (ComfyUI's JSON or PNGs,
@@ -570,7 +591,7 @@ const gouache = {
   nodeState(id) {
     const status = editor.status.get(id);
     if (!status) return null;
-    return { state: status.state, progress: status.progress, errors: status.errors,
+    return { state: status.state, progress: status.progress, errors: status.errors, note: status.note ?? null,
       images: status.images.map((image) => image.dataset.path), preview: Boolean(status.preview) };
   },
   nodeIds: () => editor.graph._nodes.map((node) => node.properties.id),
@@ -681,6 +702,7 @@ async function boot() {
   tabs = new Tabs({ editor, history, name: { get: () => currentName, set: (name) => { currentName = name; } } });
   new Minimap(editor, $("#canvas-box"));
   installHelp();
+  outputs = new Outputs({ openWorkflow: openRunWorkflow, say });
   bindUi();
   bindKeys();
   await loadExtensions();
@@ -704,8 +726,8 @@ async function boot() {
   // ?workflow= and ?new= are done: a reload now brings back the tabs as they are, not the query.
   if (location.search) window.history.replaceState(null, "", location.pathname);
   try {
-    const { history: finished } = await api.get("/api/runs?limit=10");
-    for (const record of finished.reverse()) addHistory(record);
+    const { history: finished } = await api.get("/api/runs?limit=20");
+    outputs.load(finished);
   } catch (error) { say(error.message); }
   new Live(handle, (state) => { const element = $("#connection"); element.dataset.state = state; element.textContent = state === "open" ? "connected" : state; });
   document.body.dataset.ready = "true";
