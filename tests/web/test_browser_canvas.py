@@ -48,7 +48,7 @@ def menu_entries(ui) -> list[str]:
     """The entries of the innermost open context menu."""
     ui.page.wait_for_selector(".litecontextmenu")
     return ui.js("() => { const menus = document.querySelectorAll('.litecontextmenu');"
-                 " return [...menus[menus.length - 1].querySelectorAll('.litemenu-entry')].map((e) => e.textContent.trim()); }")
+                 " return [...menus[menus.length - 1].querySelectorAll('.litemenu-entry')].map((e) => e.textContent.trim()).filter(Boolean); }")  # no separators
 
 
 def choose(ui, text: str) -> None:
@@ -496,3 +496,80 @@ def test_the_help_lists_shortcuts_that_work(ui):
     assert {entry.get("mode") for entry in exported(ui)["nodes"].values()} == {"bypass"}
     ui.page.keyboard.press("Delete")
     assert ui.node_ids() == []
+
+
+def group_title_point(ui, index: int = 0) -> list[float]:
+    return ui.js("""(i) => { const e = window.gouache.editor, g = e.graph._groups[i]; e.canvas.draw(true, true);
+        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas([g.pos[0] + 20, g.pos[1] + 8]);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""", index)
+
+
+def test_the_other_menu_entries_do_what_they_say(ui, server):
+    Client(server.url).put("/api/workflows/pair", chain(("a", {"type": "Number", "inputs": {"value": 1.0}}),
+                                                        ("b", {"type": "Steps", "inputs": {"x": {"node": "a", "output": "value"}}})))
+    ui.open("?workflow=pair")
+    # Node: pin, fit size.
+    right_click(ui, point(ui, "b"))
+    choose(ui, "Pin")
+    assert exported(ui)["layout"]["b"]["pinned"] is True
+    ui.js("window.gouache.editor.nodeById('b').setSize([500, 600])")
+    right_click(ui, point(ui, "b"))
+    assert "Unpin" in menu_entries(ui)
+    choose(ui, "Fit size to widgets")
+    assert exported(ui)["layout"]["b"]["size"][1] < 600
+
+    # Canvas, with two nodes selected: group them, align them, fit the view.
+    ui.page.mouse.click(*point(ui, "a"))
+    ui.page.keyboard.down("Shift")
+    ui.page.mouse.click(*point(ui, "b"))
+    ui.page.keyboard.up("Shift")
+    entries = right_click(ui, canvas_point(ui, 500, 700))
+    assert {"Group selected nodes", "Align", "Fit view"} <= set(entries) and not [e for e in entries if "Subgraph" in e]
+    choose(ui, "Align")
+    choose(ui, "Top")
+    layout = exported(ui)["layout"]
+    assert layout["a"]["pos"][1] == layout["b"]["pos"][1]
+    right_click(ui, canvas_point(ui, 500, 700))
+    choose(ui, "Group selected nodes")
+    [group] = exported(ui)["groups"]
+    x, y, w, h = group["bounding"]
+    for node in ("a", "b"):
+        nx, ny = layout[node]["pos"]
+        assert x <= nx and y <= ny and nx + layout[node]["size"][0] <= x + w
+    ui.js("() => { const ds = window.gouache.canvas.ds; ds.offset = [5000, 5000]; ds.scale = 0.3; }")
+    right_click(ui, canvas_point(ui, 500, 700))
+    choose(ui, "Fit view")
+    assert ui.js("window.gouache.canvas.ds.offset[0]") < 1000
+
+    # Group: colour, font size, pin, remove.
+    right_click(ui, group_title_point(ui))
+    choose(ui, "Edit Group")
+    assert menu_entries(ui) == ["Pin", "Title", "Color", "Font size", "Fit to its nodes", "Remove"]
+    choose(ui, "Color")
+    choose(ui, "green")
+    assert exported(ui)["groups"][0]["color"]
+    right_click(ui, group_title_point(ui))
+    choose(ui, "Edit Group")
+    choose(ui, "Font size")
+    field = ui.page.locator(".graphdialog input")
+    field.fill("30")
+    field.press("Enter")
+    assert exported(ui)["groups"][0]["font_size"] == 30
+    right_click(ui, group_title_point(ui))
+    choose(ui, "Edit Group")
+    choose(ui, "Pin")
+    assert exported(ui)["groups"][0]["flags"] == {"pinned": True}
+    right_click(ui, group_title_point(ui))
+    choose(ui, "Edit Group")
+    choose(ui, "Remove")
+    assert exported(ui)["groups"] == [] and sorted(ui.node_ids()) == ["a", "b"]  # its nodes stay
+
+    # Link centre: add a node on the link, then delete a link.
+    centre = ui.js("""() => { const e = window.gouache.editor; e.canvas.draw(true, true);
+        const link = [...e.graph._links.values()][0];
+        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas(link._pos);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""")
+    ui.page.mouse.click(*centre)
+    assert menu_entries(ui) == ["Add Node", "Add Reroute", "Delete"]
+    choose(ui, "Delete")
+    assert ui.links() == []

@@ -317,8 +317,12 @@ export class Editor {
       maxX = Math.max(maxX, node.pos[0] + node.size[0]);
       maxY = Math.max(maxY, node.pos[1] + node.size[1]);
     }
+    for (const group of this.graph._groups || []) {
+      const [x, y, w, h] = group._bounding;
+      [minX, minY, maxX, maxY] = [Math.min(minX, x), Math.min(minY, y), Math.max(maxX, x + w), Math.max(maxY, y + h)];
+    }
     const { width, height } = this.canvas.canvas;
-    const margin = 30;
+    const margin = 40; // clear of the tab bar along the top
     // Never so small that widget text (NODE_SUBTEXT_SIZE px at scale 1) reads under 11 px: a graph
     // wider than that shows its start (the loaders, on the left) and the minimap shows the rest.
     const readable = 11 / LiteGraph.NODE_SUBTEXT_SIZE;
