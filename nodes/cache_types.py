@@ -47,7 +47,8 @@ def _tensor_device(value: Any) -> CacheDevice | None:
 
 @cache_size.register(Conditioning)
 def _conditioning_size(value: Conditioning) -> int:
-    return sum(cache_size(entry.embeds) + sum(cache_size(part) for part in (entry.pooled, entry.mask) if part is not None)
+    return sum(cache_size(entry.embeds) + sum(cache_size(part) for part in (entry.pooled, entry.mask, entry.inpaint)
+                                                     if part is not None)
                for entry in value.entries())
 
 

@@ -37,6 +37,50 @@ class InpaintEncode(Node):
         return {"latent": with_noise_mask(latent, noise_mask)}
 
 
+class InpaintModelConditioning(Node):
+    """Conditioning for inpainting models (9-channel UNets): the picture with the masked area filled grey is
+    encoded, and that latent with the mask at the latent's size goes with both conditionings, which the UNet
+    reads beside the noisy latent at every step.
+
+    ``latent`` is the whole picture encoded, with the mask as its noise mask when ``noise_mask`` is on (only
+    the masked area changes). A 4-channel model reads only that latent. The mask must have the picture's
+    size; sides that are not multiples of the VAE's factor are cropped.
+    """
+
+    type_name = "InpaintModelConditioning"
+    category = "conditioning/inpaint"
+    inputs = [Input("positive", "CONDITIONING"), Input("negative", "CONDITIONING"), Input("vae", "VAE"),
+              Input("pixels", "IMAGE"), Input("mask", "MASK"),
+              Input("noise_mask", "BOOLEAN", default=True,
+                    description="Also limit sampling to the masked area, as SetLatentNoiseMask does.")]
+    outputs = [Output("positive", "CONDITIONING"), Output("negative", "CONDITIONING"), Output("latent", "LATENT")]
+
+    def run(self, ctx, positive, negative, vae, pixels, mask, noise_mask):
+        from dataclasses import replace
+
+        import torch
+
+        from gouache.nodes.compositing import inpaint_pixels
+        from gouache.nodes.latent import encode, vae_scale_factor, with_noise_mask
+        from gouache.nodes.masks import as_mask, fit_batch
+        from gouache.nodes.support import manager_of
+
+        loaded = vae.checkpoint.loaded
+        manager = manager_of(ctx)
+        filled, _ = inpaint_pixels(pixels, mask, 0, vae_scale_factor(loaded.vae))
+        height, width = filled.shape[1:3]
+        weights = fit_batch(as_mask(mask, "mask"), pixels.shape[0], "mask")[:, :height, :width].float()
+        masked = encode(manager, loaded, filled, ctx.check_interrupt)["samples"]
+        latent = encode(manager, loaded, pixels[:, :height, :width], ctx.check_interrupt)
+        # As ComfyUI: the mask scaled to the latent bilinearly, then rounded to 0 or 1.
+        cells = torch.nn.functional.interpolate(weights[:, None], size=masked.shape[-2:], mode="bilinear").round()
+        concat = torch.cat([cells, masked], dim=1)
+        out = with_noise_mask(latent, weights) if noise_mask else latent
+        return {"positive": positive.map_entries(lambda entry: replace(entry, inpaint=concat)),
+                "negative": negative.map_entries(lambda entry: replace(entry, inpaint=concat)),
+                "latent": out}
+
+
 class CompositeLatents(Node):
     """Paste ``samples_from`` into ``samples_to`` at x/y pixels, fading in over ``feather`` pixels on the
     sides inside ``samples_to``. Offsets count 8 pixels per latent cell, as EmptyLatent's sizes do."""
@@ -126,4 +170,5 @@ class VAEEncodeTiled(Node):
         return {"latent": encode_tiled(manager_of(ctx), vae.checkpoint.loaded, image, tile_size, ctx.check_interrupt)}
 
 
-LATENT_NODES = [InpaintEncode, CompositeLatents, RepeatLatentBatch, LatentFromBatch, VAEDecodeTiled, VAEEncodeTiled]
+LATENT_NODES = [InpaintEncode, InpaintModelConditioning, CompositeLatents, RepeatLatentBatch, LatentFromBatch,
+                VAEDecodeTiled, VAEEncodeTiled]

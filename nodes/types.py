@@ -177,6 +177,9 @@ class Conditioning:
     """The further entries (each with an empty ``more``)."""
     controls: tuple[Control, ...] = field(default=(), repr=False)
     """ControlNets steering the UNet while this entry is sampled (``ControlNetApply``; they stack)."""
+    inpaint: Any = field(default=None, repr=False)
+    """[B, 5, h, w]: the mask at the latent's size and the masked picture's latent, which a 9-channel
+    inpainting UNet reads beside the noisy latent (``InpaintModelConditioning``); ``None``: none."""
 
     def entries(self) -> tuple[Conditioning, ...]:
         """Every entry, this one first, each on its own."""

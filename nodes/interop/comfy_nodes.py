@@ -66,6 +66,8 @@ COMFY_NODES: dict[str, ComfyNode] = {
                                 {"pixels": "image", "overlap": None, "temporal_size": None, "temporal_overlap": None},
                                 _LATENT),
     "VAEEncodeForInpaint": ComfyNode("InpaintEncode", ("grow_mask_by",), outputs=_LATENT),
+    "InpaintModelConditioning": ComfyNode("InpaintModelConditioning", ("noise_mask",),
+                                          outputs=("positive", "negative", "latent")),
     "VAELoader": ComfyNode("VAELoader", ("vae_name",), {"vae_name": "name"}, ("vae",)),
     "ControlNetLoader": ComfyNode("ControlNetLoader", ("control_net_name",), {"control_net_name": "name"},
                                   ("control_net",)),
