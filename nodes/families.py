@@ -61,6 +61,11 @@ class LatentFormat:
     shift_factor: float = 0.0
     packing: int = 1
     """The denoiser reads ``packing`` x ``packing`` latent cells as one token (Flux packs 2 x 2)."""
+    hidden: tuple[tuple[float, ...], ...] | None = None
+    """An optional hidden layer of the preview map, one row per latent channel: previews then compute
+    ``silu(latent . hidden + hidden_bias) . rgb_factors + rgb_bias`` (a model's own fitted factors,
+    ``gouache.nodes.model_settings``)."""
+    hidden_bias: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
 from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
 from torch import nn
 
-from gouache.nodes.families import Family, TextEncoder
+from gouache.nodes.families import Family, LatentFormat, TextEncoder
+from gouache.nodes.model_settings import ModelSettingsError, preview_format, read_settings
 
 from .detect import PREDICTION_TYPES, Detection, detect_checkpoint, detect_folder
 from .errors import ModelLoadError
@@ -60,6 +61,13 @@ class LoadedCheckpoint:
     scheduler_config: dict[str, Any] = field(repr=False)
     prediction_type: str
     path: Path
+    preview: LatentFormat | None = field(default=None, repr=False)
+    """The latent-to-RGB factors the checkpoint's settings file gives (``gouache.nodes.model_settings``)."""
+
+    @property
+    def latent_preview(self) -> LatentFormat:
+        """The factors live previews use: the checkpoint's own, else its family's."""
+        return self.preview or self.family.latent
 
     def modules(self) -> list[tuple[str, nn.Module]]:
         """Every loaded module with its diffusers slot (``unet``, ``vae``, ``text_encoder``, ...)."""
@@ -101,6 +109,10 @@ def load_checkpoint(
     if prediction_type is not None:
         loaded.prediction_type = prediction_type
         loaded.scheduler_config["prediction_type"] = prediction_type
+    try:
+        loaded.preview = preview_format(loaded.family, read_settings(path, config_dir))
+    except ModelSettingsError as error:
+        raise ModelLoadError(f"{path}: {error}") from None
     for _, module in loaded.modules():
         module.to(device).eval()
     return loaded
