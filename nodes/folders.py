@@ -85,8 +85,8 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
             unet = json.loads((path / detection.family.denoiser_slot / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             unet = {}
-        return {"format": "diffusers", "family": detection.family.name, "kind": _kind(unet.get("in_channels")),
-                "prediction_type": detection.prediction_type}
+        return with_settings({"format": "diffusers", "family": detection.family.name,
+                              "kind": _kind(unet.get("in_channels")), "prediction_type": detection.prediction_type}, path)
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         from gouache.nodes.families import UNET_PREFIX
         from gouache.nodes.loading.detect import prediction_from_metadata
@@ -95,8 +95,22 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         first = header.get(f"{UNET_PREFIX}input_blocks.0.0.weight", {}).get("shape") or [None, None]
         info = {"format": "safetensors", "family": _family_of_keys(header), "kind": _kind(first[1])}
         stated = "v_prediction" if "v_pred" in header else prediction_from_metadata(header.get("__metadata__") or {})
-        return {**info, "prediction_type": stated} if stated else info
+        return with_settings({**info, "prediction_type": stated} if stated else info, path)
     return {"format": path.suffix.lower().lstrip("."), "family": None}
+
+
+def with_settings(info: dict[str, Any], path: Path, config_dir: Path | None = None) -> dict[str, Any]:
+    """``info`` with ``defaults``: the settings that suit the checkpoint, by the input names the editor
+    sets (its settings file's, else its family's; ``gouache.nodes.model_settings``)."""
+    from gouache.nodes.model_settings import ModelSettingsError, defaults, input_defaults, read_settings
+
+    family = FAMILIES.get(info.get("family") or "")
+    if family is None:
+        return info
+    try:
+        return {**info, "defaults": input_defaults(defaults(family, read_settings(path, config_dir)))}
+    except ModelSettingsError as error:
+        return {**info, "defaults": input_defaults(family.defaults), "settings_error": str(error)}
 
 
 def lora_family(header: dict[str, Any]) -> str | None:
@@ -220,9 +234,9 @@ def builtin_checkpoints() -> list[ModelEntry]:
     single = weights_dir() / f"{TINY}.safetensors"
     info = {"format": "safetensors", "family": "sd1", "builtin": True}
     if single.is_file() and (folder / "model_index.json").is_file():
-        return [ModelEntry(TINY, single, {**info, "config_dir": str(folder)})]
+        return [ModelEntry(TINY, single, with_settings({**info, "config_dir": str(folder)}, single, folder))]
     if (folder / "model_index.json").is_file():
-        return [ModelEntry(TINY, folder, {**info, "format": "diffusers"})]
+        return [ModelEntry(TINY, folder, with_settings({**info, "format": "diffusers"}, folder))]
     return []
 
 
