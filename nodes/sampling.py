@@ -33,6 +33,8 @@ from gouache.engine import InputError
 from gouache.nodes.types import Conditioning, ModelHandle
 
 PREVIEW_EVERY = 4
+INPAINT_CHANNELS = 5
+"""What an inpainting UNet reads beyond the latent: the mask (1) and the masked picture's latent (4)."""
 
 
 @dataclass(frozen=True)
@@ -104,18 +106,16 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         from gouache.nodes.flow_sampling import sample_flow
 
         for name, cond in (("positive", positive), ("negative", negative)):
-            if not cond.plain or cond.controls:
+            if not cond.plain or cond.controls or cond.inpaint is not None:
                 raise InputError(name, f"{family.label} takes one plain prompt so far: combined conditionings, areas, "
-                                       "masks, timestep ranges and ControlNets apply to SD 1.x/2.x/SDXL",
-                                 "unsupported")
+                                       "masks, timestep ranges, ControlNets and inpainting conditioning apply to "
+                                       "SD 1.x/2.x/SDXL", "unsupported")
         return sample_flow(manager, ctx, model, positive, negative, latent, settings)
     unet = loaded.denoiser
-    if unet.config.in_channels != latent["samples"].shape[1]:
-        # A 9-channel inpainting UNet also reads the masked image's latent and the mask.
+    reads_inpaint = unet.config.in_channels == latent["samples"].shape[1] + INPAINT_CHANNELS
+    if unet.config.in_channels != latent["samples"].shape[1] and not reads_inpaint:
         raise InputError("model", f"this UNet reads {unet.config.in_channels} latent channels and the latent has "
-                                  f"{latent['samples'].shape[1]}: an inpainting model needs the masked image and the "
-                                  "mask as conditioning, which this sampler is not given; use a model made for "
-                                  "text-to-image, or inpaint with SetLatentNoiseMask on one", "needs_inpainting_conditioning")
+                                  f"{latent['samples'].shape[1]}: use a latent of the model's family", "wrong_family")
     device = manager.on_device([unet])
     dtype = unet.dtype
     init = latent["samples"].to(device=device, dtype=torch.float32)
@@ -138,6 +138,8 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
     controlled = any(entry.controls for _, cond in named for entry in cond.entries())
     if controlled:
         _check_controls(named, regional, unet)
+    # A 9-channel inpainting UNet reads [latents, mask, masked picture's latent] (diffusers' order).
+    inpaint = _inpaint_inputs(named, regional, init, device) if reads_inpaint else None
     train_steps = int(loaded.scheduler_config.get("num_train_timesteps", 1000))
     if regional:
         from gouache.nodes.regions import combine, matching_areas, resolve
@@ -176,6 +178,8 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
             if controlled:
                 control = _control_kwargs(named, batched.to(dtype), t, embeds, added, step, count, height, width,
                                           control_images)
+            if inpaint is not None:
+                batched = torch.cat([batched, inpaint], dim=1)
             prediction = unet(batched.to(dtype), t, encoder_hidden_states=embeds, timestep_cond=None,
                               added_cond_kwargs=added, return_dict=False, **control)[0].float()
         if guided:
@@ -274,6 +278,34 @@ def _reporter(ctx: Any, latent_format: Any) -> Callable[[int, int, Any], None]:
             ctx.preview(latent_preview_jpeg(latents, latent_format))
 
     return report
+
+
+def _inpaint_inputs(named: list[tuple[str, Conditioning]], regional: bool, init: Any, device: Any) -> Any:
+    """What a 9-channel inpainting UNet reads beside the latents, for the CFG batch (each side's own, negative
+    first): [B * sides, 5, h, w], the mask then the masked picture's latent. Every side must carry it."""
+    import torch
+
+    parts = []
+    for name, cond in named:
+        if cond.inpaint is None:
+            raise InputError("model", f"this is an inpainting model: its UNet reads {INPAINT_CHANNELS + init.shape[1]} "
+                                      "latent channels (the latent, the mask and the masked picture's latent), and "
+                                      f"the {name} conditioning does not carry the mask and picture; pass both "
+                                      "conditionings through InpaintModelConditioning, or use a model made for "
+                                      "text-to-image", "needs_inpainting_conditioning")
+        if regional:
+            raise InputError(name, "inpainting models take one plain prompt per side so far: not with combined "
+                                   "conditionings, areas, masks or timestep ranges", "unsupported")
+        extra = cond.inpaint
+        if tuple(extra.shape[-2:]) != tuple(init.shape[-2:]):
+            raise InputError("latent", f"is {init.shape[-1]}x{init.shape[-2]} latent cells and the {name} conditioning's "
+                                       f"inpainting picture {extra.shape[-1]}x{extra.shape[-2]}: sample a latent of "
+                                       "the picture's size", "size_mismatch")
+        if extra.shape[0] not in (1, init.shape[0]):
+            raise InputError(name, f"carries {extra.shape[0]} inpainting pictures for a batch of {init.shape[0]}; "
+                                   "give one or as many", "batch_mismatch")
+        parts.append(extra.expand(init.shape[0], -1, -1, -1))
+    return torch.cat(parts).to(device=device, dtype=torch.float32)
 
 
 def _check_controls(named: list[tuple[str, Conditioning]], regional: bool, unet: Any) -> None:
