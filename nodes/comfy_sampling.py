@@ -41,13 +41,12 @@ def comfy_noise(shape: tuple[int, ...], seed: int, batch_index: list[int] | None
     return torch.cat([drawn[index] for index in batch_index])
 
 
-def comfy_levels(config: dict[str, Any], settings: Any) -> list[float] | None:
+def comfy_levels(table: DiscreteSigmas, settings: Any) -> list[float] | None:
     """The sigmas a run takes: ``SamplerCustom``'s own, or ``KSampler(Advanced)``'s schedule and window;
     ``None`` when the window leaves no step."""
     if settings.sigmas is not None:
         levels = list(settings.sigmas)
     else:
-        table = DiscreteSigmas.from_config(config)
         levels = ksampler_sigmas(table, settings.sampler_name, settings.scheduler, settings.steps, settings.denoise)
         levels = window(levels, settings.start_step, settings.end_step, not settings.leftover_noise)
     return levels if levels is not None and len(levels) > 1 else None
@@ -62,7 +61,7 @@ def sample_comfy(config: dict[str, Any], predict: Predict, init: Any, mask: Any,
     from gouache.nodes.kdiffusion_samplers import RANDOM_INPAINT_NOISE, SAMPLERS
 
     table = DiscreteSigmas.from_config(config)
-    levels = comfy_levels(config, settings)
+    levels = comfy_levels(table, settings)
     if levels is None:
         return None
     device = init.device
