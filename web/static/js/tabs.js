@@ -42,8 +42,15 @@ export class Tabs {
     return { key: ++keys, name, title, snapshot: null, saved: null, history: { stack: [], index: -1 }, view: null, status: new Map() };
   }
 
+  // The active graph as JSON. Rendering the tabs, their unsaved marks and the stored copy all want it
+  // at once: it is made once per task (a 2,000-node export is worth not repeating), and forgotten
+  // whenever another graph is loaded.
   current() {
-    return JSON.stringify(this.editor.export());
+    if (this.memo === null || this.memo === undefined) {
+      this.memo = JSON.stringify(this.editor.export());
+      queueMicrotask(() => { this.memo = null; });
+    }
+    return this.memo;
   }
 
   snapshotOf(tab) {
@@ -58,11 +65,13 @@ export class Tabs {
   }
 
   blank(tab) {
+    if (tab === this.active && this.editor.graph._nodes.length) return false;
     return Object.keys(parseJson(this.snapshotOf(tab)).nodes).length === 0 && !this.dirty(tab);
   }
 
   // Keep the active tab's live state in its record, before another tab takes the editor.
   stash() {
+    this.memo = null;
     const tab = this.active;
     tab.snapshot = this.current();
     tab.history = { stack: this.history.stack, index: this.history.index };
@@ -73,6 +82,7 @@ export class Tabs {
   }
 
   show(tab) {
+    this.memo = null;
     this.active = tab;
     this.editor.load(parseJson(tab.snapshot || JSON.stringify(EMPTY)));
     if (tab.view) {
@@ -128,6 +138,7 @@ export class Tabs {
 
   /** Called once a workflow is loaded: it is what the tab holds unchanged. */
   afterOpen() {
+    this.memo = null;
     this.active.saved = this.current();
     this.active.name = this.name.get();
     this.active.title = this.label.textContent;
