@@ -573,3 +573,17 @@ def test_the_other_menu_entries_do_what_they_say(ui, server):
     assert menu_entries(ui) == ["Add Node", "Add Reroute", "Delete"]
     choose(ui, "Delete")
     assert ui.links() == []
+
+
+def test_a_node_bypassed_in_the_editor_does_not_run(ui, server):
+    Client(server.url).put("/api/workflows/through", chain(
+        ("n", {"type": "Number", "inputs": {"value": 2.0}}),
+        ("steps", {"type": "Steps", "inputs": {"x": {"node": "n", "output": "value"}, "steps": 3, "delay": 0.0}}),
+        ("swatch", {"type": "Swatch", "inputs": {"value": {"node": "steps", "output": "x"}}})))
+    ui.open("?workflow=through")
+    right_click(ui, point(ui, "steps"))
+    choose(ui, "Bypass")
+    ui.page.click("#run")
+    ui.wait_for(lambda: (s := ui.state("swatch")) and s["images"], what="the swatch")
+    assert ui.state("n")["state"] == "done"
+    assert (ui.state("steps") or {}).get("state") is None  # handed its input on, never ran
