@@ -101,6 +101,16 @@ def hollowness(plain: np.ndarray, styled: np.ndarray, margin: int = 4) -> float:
     return float((styled_labels[inside] == _border_colour(styled_labels)).mean())
 
 
+def centroid(image: np.ndarray) -> tuple[float, float] | None:
+    """(x, y) centre in pixels of the largest non-background region (holes filled), or None when there is none."""
+    labels = palette_labels(image)
+    region = _largest_region(labels, _border_colour(labels))
+    if region is None or region.sum() < MIN_AREA:
+        return None
+    ys, xs = np.nonzero(ndimage.binary_fill_holes(region))
+    return float(xs.mean()), float(ys.mean())
+
+
 def read(image: np.ndarray) -> Reading:
     """Read an RGB uint8 (H, W, 3) image."""
     labels = palette_labels(image)

@@ -242,3 +242,27 @@ def sample_batch(
     """`n` training renders as a (n, 128, 128, 3) uint8 array and their scenes."""
     scenes = [sample_scene(rng, outline=outline, place_share=place_share) for _ in range(n)]
     return np.stack([render(s) for s in scenes]), scenes
+
+
+# How far each shape reaches from its centre, in nominal radii (the star's and triangle's top point).
+EXTENT: dict[str, float] = {"circle": 1.0, "square": SQUARE_HALF * math.sqrt(2), "triangle": TRIANGLE_R, "star": STAR_R}
+EDGE_MARGIN = 2.0  # pixels kept between a freely placed shape and the image's edge
+
+
+def place_anywhere(rng: np.random.Generator, scene: Scene) -> Scene:
+    """The scene with its shape moved to a uniformly random centre that keeps it inside the image.
+
+    What the ControlNet trains and is scored on: centres anywhere, corners included, not just the
+    five that prompts can ask for; the scene's position word is dropped (None).
+    """
+    reach = EXTENT[scene.shape] * scene.radius + EDGE_MARGIN
+    lo, hi = reach, IMAGE_SIZE - reach
+    cx, cy = float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
+    return Scene(scene.colour, scene.shape, scene.background, scene.size, None, scene.radius, cx, cy, scene.outline)
+
+
+def silhouette(scene: Scene) -> np.ndarray:
+    """The shape's silhouette, white on black, antialiased like `render`: a (128, 128) uint8 control image."""
+    k = SUPERSAMPLE
+    coverage = shape_mask(scene).astype(np.float32).reshape(IMAGE_SIZE, k, IMAGE_SIZE, k).mean(axis=(1, 3))
+    return np.clip(np.rint(coverage * 255), 0, 255).astype(np.uint8)

@@ -1,7 +1,7 @@
 """Reproduce every embedded-model artefact from a seed: `python -m gouache_training.train --seed 0`.
 
 Run it from the repository root with `PYTHONPATH=training`. Stages run in order (vae, upscaler,
-unet, place, lora, export); each is a configuration of the one loop in `loop.py`, resumes from its
+unet, place, lora, export, controlnet); each is a configuration of the one loop in `loop.py`, resumes from its
 checkpoint under `--work` and skips itself when its final output exists. `--stage` runs one stage;
 `--steps` and `--minutes` bound the training stages that run.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import WEIGHTS, export, train_lora, train_place, train_unet, train_upscaler, train_vae
+from . import WEIGHTS, export, train_controlnet, train_lora, train_place, train_unet, train_upscaler, train_vae
 from .loop import CHECKPOINT_MINUTES, Run
 
 
@@ -26,9 +26,10 @@ STAGES: dict[str, Callable[[Run], object]] = {
     "place": train_place.train,
     "lora": train_lora.train,
     "export": export.export,
+    "controlnet": train_controlnet.train,
 }
 # Training time per stage when no bound is given on the command line (what made the shipped model).
-DEFAULT_MINUTES = {"vae": 23.0, "upscaler": 3.0, "unet": 60.0, "place": 15.0, "lora": 26.0}
+DEFAULT_MINUTES = {"vae": 23.0, "upscaler": 3.0, "unet": 60.0, "place": 15.0, "lora": 26.0, "controlnet": 72.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
