@@ -37,6 +37,13 @@ def example_image() -> Path:
     return Path(str(resources.files("gouache.workflows").joinpath(EXAMPLE_IMAGE)))
 
 
+def shipped_images() -> list[ModelEntry]:
+    """The pictures the shipped workflows start from (``gouache/workflows/*.png``: the example, the
+    inpainting picture and its mask, ...), offered beside the user's own input images."""
+    folder = example_image().parent
+    return [ModelEntry(path.name, path, {"builtin": True}) for path in sorted(folder.glob("*.png"))]
+
+
 def safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of a ``.safetensors`` file: tensor names with dtype and shape, and metadata."""
     with open(path, "rb") as handle:
@@ -276,9 +283,8 @@ def model_folders() -> list[ModelFolder]:
                     description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
         ModelFolder("embeddings", CHECKPOINT_SUFFIXES, describe=describe_embedding,
                     description="Textual-inversion embeddings"),
-        # The shipped example image is offered beside the user's own, so the shipped
-        # image-to-image workflow runs in a fresh home; a file of that name in input/ wins.
-        ModelFolder("input_images", IMAGE_EXTENSIONS, home_folder="input",
-                    builtin=lambda: [ModelEntry(EXAMPLE_IMAGE, example_image(), {"builtin": True})],
+        # The shipped pictures are offered beside the user's own, so the shipped workflows that
+        # start from an image run in a fresh home; a file of that name in input/ wins.
+        ModelFolder("input_images", IMAGE_EXTENSIONS, home_folder="input", builtin=shipped_images,
                     description="Images in the input folder, offered by LoadImage"),
     ]
