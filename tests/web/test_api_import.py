@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
-from web_support import Client, MessageCheck, send_raw
+from web_support import Client, MessageCheck, png_with_text, send_raw
 
 COMFY_FILES = Path(__file__).resolve().parents[1] / "nodes" / "comfy_files"
 A1111 = ("a red circle, blue background\nNegative prompt: blurry\n"
          "Steps: 2, Sampler: Euler a, CFG scale: 3, Seed: 7, Size: 64x64, Model: gouache-tiny, Version: v1.10.1")
-
-
-def png(**chunks: str) -> bytes:
-    info = PngInfo()
-    for key, text in chunks.items():
-        info.add_text(key, text)
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buffer, "PNG", pnginfo=info)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +47,15 @@ def test_what_has_no_equivalent_and_models_not_here_are_problems_beside_the_work
 
 def test_comfyui_and_a1111_pngs_open_from_their_chunks(http):
     ui = (COMFY_FILES / "default_ui.json").read_text()
-    reply = http.post("/api/import", raw=png(workflow=ui, prompt=(COMFY_FILES / "default_api_tiny.json").read_text()))
+    reply = http.post("/api/import", raw=png_with_text(workflow=ui, prompt=(COMFY_FILES / "default_api_tiny.json").read_text()))
     assert reply.status == 200 and reply.json["workflow"]["layout"]["6"]["title"] == "Positive prompt"
-    reply = http.post("/api/import", raw=png(parameters=A1111))
+    reply = http.post("/api/import", raw=png_with_text(parameters=A1111))
     assert reply.status == 200 and reply.json["problems"] == []
     types = sorted(entry["type"] for entry in reply.json["workflow"]["nodes"].values())
     assert types == sorted(["CheckpointLoader", "EmptyLatent", "Sampler", "SaveImage", "TextEncode", "TextEncode", "VAEDecode"])
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"{\"a\": 1}", b"\x89PNG\r\n\x1a\n", png(other="x")])
+@pytest.mark.parametrize("body", [b"", b"not json", b"{\"a\": 1}", b"\x89PNG\r\n\x1a\n", png_with_text(other="x")])
 def test_what_is_no_workflow_is_a_problem(http, body):
     reply = http.post("/api/import", raw=body)
     assert reply.status == 400

@@ -4,13 +4,11 @@ go through the server's importers; what could not be converted is listed in the 
 from __future__ import annotations
 
 import base64
-import io
 import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
+from web_support import png_with_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -18,16 +16,6 @@ COMFY_FILES = Path(__file__).resolve().parents[1] / "nodes" / "comfy_files"
 A1111 = ("a red circle <lora:gouache-tiny-outline:0.5>, blue background\nNegative prompt: blurry\n"
          "Steps: 2, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 3, Seed: 7, Size: 128x128, "
          "Model: gouache-tiny, Version: v1.10.1")
-
-
-def png(**chunks: str) -> bytes:
-    """A PNG with text chunks, as ComfyUI and A1111 write them."""
-    info = PngInfo()
-    for key, text in chunks.items():
-        info.add_text(key, text)
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (200, 40, 40)).save(buffer, "PNG", pnginfo=info)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +67,7 @@ def test_dropping_a_comfyui_png_opens_its_graph_with_layout_and_titles(ui):
     workflow = json.loads((COMFY_FILES / "default_ui.json").read_text())
     workflow["nodes"].append({"id": 40, "type": "UltimateSDUpscale", "mode": 0, "inputs": [], "outputs": [],
                               "properties": {"cnr_id": "comfyui_ultimatesdupscale"}, "widgets_values": []})
-    data = png(workflow=json.dumps(workflow), prompt=(COMFY_FILES / "default_api_tiny.json").read_text())
+    data = png_with_text(workflow=json.dumps(workflow), prompt=(COMFY_FILES / "default_api_tiny.json").read_text())
     drop(ui, data, "ComfyUI_00001_.png", "image/png")
     ui.wait_for(lambda: set(ui.node_ids()) == {"3", "4", "5", "6", "7", "8", "9"}, what="the ComfyUI graph")
     assert types(ui) == {"3": "Sampler", "4": "CheckpointLoader", "5": "EmptyLatent", "6": "TextEncode",
@@ -93,7 +81,7 @@ def test_dropping_a_comfyui_png_opens_its_graph_with_layout_and_titles(ui):
 
 
 def test_dropping_an_a1111_png_opens_its_settings_as_a_graph(ui):
-    drop(ui, png(parameters=A1111), "00001-7.png", "image/png")
+    drop(ui, png_with_text(parameters=A1111), "00001-7.png", "image/png")
     ui.wait_for(lambda: "LoraLoader" in types(ui).values(), what="the A1111 graph")
     nodes = ui.js("window.gouache.exportWorkflow()")["nodes"]
     sampler = next(entry for entry in nodes.values() if entry["type"] == "Sampler")["inputs"]
@@ -112,9 +100,9 @@ def test_the_open_dialog_imports_a_comfyui_json_file(ui, tmp_path):
 
 
 def test_a_file_no_importer_reads_says_so_and_keeps_the_graph(ui):
-    drop(ui, png(parameters=A1111), "00001-7.png", "image/png")
+    drop(ui, png_with_text(parameters=A1111), "00001-7.png", "image/png")
     before = ui.wait_for(lambda: "LoraLoader" in types(ui).values() and ui.node_ids(), what="the A1111 graph")
-    drop(ui, png(Software="something else"), "photo.png", "image/png")
+    drop(ui, png_with_text(Software="something else"), "photo.png", "image/png")
     ui.wait_for(lambda: "cannot open photo.png" in ui.page.inner_text("#message"), what="the refusal")
     assert ui.node_ids() == before
     [listed] = problems(ui)

@@ -251,3 +251,18 @@ def steps_workflow(steps: int = 5, delay: float = 0.05, x: float = 1.0) -> dict[
                                                "steps": steps, "delay": delay}}),
         ("swatch", {"type": "Swatch", "inputs": {"value": {"node": "steps", "output": "x"}}}),
     )
+
+
+def png_with_text(**chunks: str) -> bytes:
+    """A small PNG carrying ``chunks`` as tEXt chunks, as ComfyUI, A1111 and gouache write them."""
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, text in chunks.items():
+        info.add_text(key, text)
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
