@@ -30,13 +30,27 @@ def exported(ui):
     return ui.js("window.gouache.exportWorkflow()")
 
 
+def screen(ui, graph_point: str, arg=None) -> list[float]:
+    """Client coordinates of the graph point the JS function ``graph_point(editor, arg)`` returns."""
+    return ui.js(f"""([arg]) => {{ const e = window.gouache.editor; e.canvas.draw(true, true);
+        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas(({graph_point})(e, arg));
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }}""", [arg])
+
+
 def point(ui, node: str, dx: float = 60, dy: float = -15) -> list[float]:
     """Client coordinates of a point of ``node`` (default: on its title bar)."""
-    return ui.js("""([n, dx, dy]) => { const e = window.gouache.editor, node = e.nodeById(n);
-        e.canvas.draw(true, true);
-        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas([node.pos[0] + dx, node.pos[1] + dy]);
-        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""",
-                 [node, dx, dy])
+    return screen(ui, "(e, [n, dx, dy]) => { const node = e.nodeById(n); return [node.pos[0] + dx, node.pos[1] + dy]; }",
+                  [node, dx, dy])
+
+
+def link_centre(ui, target: str) -> list[float]:
+    """Client coordinates of the centre of the link into node ``target``."""
+    return screen(ui, "(e, t) => [...e.graph._links.values()].find((l) => e.graph.getNodeById(l.target_id).properties.id === t)._pos",
+                  target)
+
+
+def group_title_point(ui, index: int = 0) -> list[float]:
+    return screen(ui, "(e, i) => { const g = e.graph._groups[i]; return [g.pos[0] + 20, g.pos[1] + 8]; }", index)
 
 
 def canvas_point(ui, x: float, y: float) -> list[float]:
@@ -249,21 +263,14 @@ def test_groups_reroutes_and_titles_round_trip_through_save_reopen_and_export(ui
                                              ("c", {"type": "Swatch", "inputs": {"value": {"node": "b", "output": "x"}}})))
     ui.open("?workflow=plain")
     ui.move_node("c", 0, 220)  # a bend in the b -> c link, so its centre is clear of both nodes
-    centre = ui.js("""() => { const e = window.gouache.editor; e.canvas.draw(true, true);
-        const link = [...e.graph._links.values()].find((l) => e.graph.getNodeById(l.target_id).properties.id === 'c');
-        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas(link._pos);
-        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""")
-    ui.page.mouse.click(*centre)
+    ui.page.mouse.click(*link_centre(ui, "c"))
     assert "Add Reroute" in menu_entries(ui)
     choose(ui, "Add Reroute")
     assert ui.js("window.gouache.graph.reroutes.size") == 1
 
     right_click(ui, canvas_point(ui, 700, 60))
     choose(ui, "Add Group")
-    title = ui.js("""() => { const e = window.gouache.editor, g = e.graph._groups[0]; e.canvas.draw(true, true);
-        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas([g.pos[0] + 20, g.pos[1] + 8]);
-        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""")
-    right_click(ui, title)
+    right_click(ui, group_title_point(ui))
     choose(ui, "Edit Group")
     choose(ui, "Title")
     field = ui.page.locator(".graphdialog input")
@@ -498,12 +505,6 @@ def test_the_help_lists_shortcuts_that_work(ui):
     assert ui.node_ids() == []
 
 
-def group_title_point(ui, index: int = 0) -> list[float]:
-    return ui.js("""(i) => { const e = window.gouache.editor, g = e.graph._groups[i]; e.canvas.draw(true, true);
-        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas([g.pos[0] + 20, g.pos[1] + 8]);
-        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""", index)
-
-
 def test_the_other_menu_entries_do_what_they_say(ui, server):
     Client(server.url).put("/api/workflows/pair", chain(("a", {"type": "Number", "inputs": {"value": 1.0}}),
                                                         ("b", {"type": "Steps", "inputs": {"x": {"node": "a", "output": "value"}}})))
@@ -565,11 +566,7 @@ def test_the_other_menu_entries_do_what_they_say(ui, server):
     assert exported(ui)["groups"] == [] and sorted(ui.node_ids()) == ["a", "b"]  # its nodes stay
 
     # Link centre: add a node on the link, then delete a link.
-    centre = ui.js("""() => { const e = window.gouache.editor; e.canvas.draw(true, true);
-        const link = [...e.graph._links.values()][0];
-        const [cx, cy] = e.canvas.ds.convertOffsetToCanvas(link._pos);
-        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + cx, r.top + cy]; }""")
-    ui.page.mouse.click(*centre)
+    ui.page.mouse.click(*link_centre(ui, "b"))
     assert menu_entries(ui) == ["Add Node", "Add Reroute", "Delete"]
     choose(ui, "Delete")
     assert ui.links() == []
