@@ -10,6 +10,7 @@ import { Tabs } from "./tabs.js";
 import { Minimap } from "./minimap.js";
 import { installHelp } from "./help.js";
 import { Outputs } from "./outputs.js";
+import { ModelDefaults } from "./modeldefaults.js";
 
 const $ = (selector) => document.querySelector(selector);
 const customWidgets = new Map();
@@ -19,6 +20,7 @@ let currentName = null;
 let tabs;
 const queue = new Map(); // run_id -> {status, position, node, progress}
 let outputs;
+let modelDefaults;
 // What the websocket last said of each run: the status line never goes back to "queued" once the
 // run started or ended, whichever of the POST reply and the events comes first.
 const runStates = new Map(); // run_id -> queued | running | succeeded | failed | interrupted | cancelled
@@ -697,7 +699,9 @@ function bindUi() {
 
 async function boot() {
   fitCanvas();
-  editor = new Editor($("#graph"), { onChange: checkpoint, onUpload: requestUpload, onMessage: say, customWidgets });
+  editor = new Editor($("#graph"), { onChange: checkpoint, onUpload: requestUpload, onMessage: say, customWidgets,
+    onCreated: (node) => modelDefaults?.apply(node) });
+  modelDefaults = new ModelDefaults(editor);
   window.gouache = gouache;
   tabs = new Tabs({ editor, history, name: { get: () => currentName, set: (name) => { currentName = name; } } });
   new Minimap(editor, $("#canvas-box"));
@@ -709,6 +713,7 @@ async function boot() {
   const registry = await api.get("/api/nodes");
   editor.setRegistry(registry);
   showPackErrors(registry.packs);
+  try { await modelDefaults.load(); } catch (error) { say(`model list unavailable: ${error.message}`); }
   renderPalette();
   const params = new URLSearchParams(location.search);
   const { workflows } = await api.get("/api/workflows");

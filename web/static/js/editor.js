@@ -28,10 +28,11 @@ function decimals(step) {
 }
 
 export class Editor {
-  constructor(canvasElement, { onChange, onUpload, onMessage, customWidgets }) {
+  constructor(canvasElement, { onChange, onUpload, onMessage, onCreated, customWidgets }) {
     this.infos = new Map();
     this.types = new Map();
     this.onChange = onChange;
+    this.onCreated = onCreated; // a node made anew (not loaded, not a clone): the app may set its values
     this.onUpload = onUpload;
     this.onMessage = onMessage || (() => {});
     this.customWidgets = customWidgets;
@@ -191,6 +192,7 @@ export class Editor {
     if (node.type === UNKNOWN) return;
     const taken = new Set(this.graph._nodes.filter((n) => n !== node).map((n) => n.properties?.id));
     let id = node.properties?.id;
+    const fresh = !id;
     if (!id || taken.has(id)) {
       const base = (node.gtype || "node").replace(/[^A-Za-z0-9]+/g, "").toLowerCase() || "node";
       let index = 1;
@@ -199,6 +201,7 @@ export class Editor {
       node.properties.id = id;
     }
     node.title = node.title === node.gtype || !node.title ? node.gtype : node.title;
+    if (fresh) this.onCreated?.(node);
     this.changed();
   }
 
