@@ -223,6 +223,10 @@ def test_a_seed_holds_the_servers_exact_limit_and_follows_its_control(ui, server
     ui.type_value(noise, "seed", "18446744073709551616")
     assert "above the maximum 18446744073709551615" in ui.page.inner_text("#message")
     assert exported(ui)["nodes"][noise]["inputs"]["seed"] == 2**64 - 1
+    ui.type_value(noise, "strength", "2")
+    ui.page.mouse.click(*canvas_point(ui, 560, 640))
+    ui.page.keyboard.press("Control+z")  # undo the strength: the seed comes back from the snapshot exact
+    assert exported(ui)["nodes"][noise]["inputs"] == {"seed": 2**64 - 1, "strength": 1}
     x, y = ui.js("([n, w]) => window.gouache.widgetPosition(n, w)", [noise, "seed after run"])
     ui.page.mouse.click(x, y)
     choose(ui, "fixed")

@@ -7,6 +7,7 @@ import { Editor, FORMAT, isLink } from "./editor.js";
 import { pngText } from "./png.js";
 import { dropImage } from "./drop.js";
 import { Tabs } from "./tabs.js";
+import { parseJson } from "./json.js";
 import { Minimap } from "./minimap.js";
 import { installHelp } from "./help.js";
 import { Outputs } from "./outputs.js";
@@ -62,7 +63,7 @@ function restore(step) {
   history.restoring = true;
   try {
     const statuses = new Map(editor.status);
-    editor.load(JSON.parse(history.stack[target]));
+    editor.load(parseJson(history.stack[target]));  // exact big integers (seeds) survive undo
     for (const [id, status] of statuses) editor.status.set(id, status);
   } finally {
     history.restoring = false;
@@ -512,7 +513,7 @@ function copySelection() {
 function paste() {
   const text = localStorage.getItem(CLIPBOARD_KEY);
   if (!text) return;
-  const clip = JSON.parse(text);
+  const clip = parseJson(text);
   const whole = editor.export();
   const taken = new Set(Object.keys(whole.nodes));
   const rename = new Map();

@@ -5,7 +5,8 @@
 // Every JSON.stringify in the page (the API, exports, undo snapshots) writes a BigInt as its digits.
 if (!BigInt.prototype.toJSON) {
   Object.defineProperty(BigInt.prototype, "toJSON", {
-    value() { return JSON.rawJSON(this.toString()); },
+    // Browsers without JSON.rawJSON (before Chromium 114, Firefox 135) get the nearest number.
+    value() { return JSON.rawJSON ? JSON.rawJSON(this.toString()) : Number(this); },
     configurable: true, writable: true,
   });
 }
