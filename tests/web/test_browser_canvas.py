@@ -569,7 +569,15 @@ def test_the_other_menu_entries_do_what_they_say(ui, server):
     choose(ui, "Remove")
     assert exported(ui)["groups"] == [] and sorted(ui.node_ids()) == ["a", "b"]  # its nodes stay
 
-    # Link centre: add a node on the link, then delete a link.
+    # Alt+click on a link adds a reroute there (the help lists it); the link's centre menu deletes it.
+    ui.page.keyboard.down("Alt")
+    ui.page.mouse.click(*link_centre(ui, "b"))
+    ui.page.keyboard.up("Alt")
+    assert ui.js("window.gouache.graph.reroutes.size") == 1 and "reroutes" in exported(ui)["layout"]["b"]
+    bend = screen(ui, "(e) => [...e.graph.reroutes.values()][0].pos")
+    assert "Delete Reroute" in right_click(ui, bend)
+    choose(ui, "Delete Reroute")
+    assert ui.js("window.gouache.graph.reroutes.size") == 0 and "reroutes" not in exported(ui)["layout"]["b"]
     ui.page.mouse.click(*link_centre(ui, "b"))
     assert menu_entries(ui) == ["Add Node", "Add Reroute", "Delete"]
     choose(ui, "Delete")
