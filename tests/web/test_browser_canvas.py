@@ -311,6 +311,21 @@ def test_groups_reroutes_and_titles_round_trip_through_save_reopen_and_export(ui
     assert ui.js("window.gouache.editor.nodeById('a').title") == "Base value"
     assert exported(ui) == saved
 
+    # A PNG carries the workflow as the run got it (SaveImage writes Workflow.to_json()): dropped on
+    # empty canvas it brings back the reroute, the group and the title too.
+    from test_browser_editor import png_with_workflow
+
+    from gouache.engine.workflow import parse
+
+    carried, problems = parse(saved)  # what the engine holds, and so writes into the PNG
+    assert not problems
+    ui.page.click("#tab-new")
+    drop(ui, png_with_workflow(carried.to_json()), "organised.png", canvas_point(ui, 560, 640))
+    ui.wait_for(lambda: sorted(ui.node_ids()) == ["a", "b", "c"], what="the PNG's workflow")
+    assert ui.js("window.gouache.graph.reroutes.size") == 1
+    assert ui.js("window.gouache.graph._groups.map((g) => g.title)") == ["Post-processing"]
+    assert exported(ui)["layout"] == saved["layout"] and exported(ui)["groups"] == saved["groups"]
+
 
 # ---- 4. dropping images --------------------------------------------------------------------------
 
