@@ -250,7 +250,7 @@ export class Editor {
           node = LiteGraph.createNode(entry.type);
           node.properties.id = id;
           if (entry.mode in MODES) node.mode = MODES[entry.mode];
-          else if (entry.mode !== undefined) node.properties.rawMode = entry.mode; // kept; the engine names it
+          else if (entry.mode != null) node.properties.rawMode = entry.mode; // kept; the engine names it (null: none)
           const inputs = entry.inputs || {};
           node.properties.unset = info.inputs.filter((spec) => !(spec.name in inputs)).map((spec) => spec.name);
           for (const [name, value] of Object.entries(inputs)) {
