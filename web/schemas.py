@@ -204,6 +204,9 @@ class WorkflowEntry(Message):
     source: Literal["user", "shipped"]
     read_only: bool
     title: str | None
+    description: str | None = Field(None, description="the workflow's meta.description")
+    thumbnail: str | None = Field(None, description="URL of a picture that stands for it (GET /api/workflows/{name}/thumbnail): "
+                                                    "its newest output, else a picture shipped beside it; null when none")
     modified: float
 
 

@@ -428,8 +428,41 @@ def _import(state: State, data: bytes) -> tuple[dict[str, Any] | None, list[Prob
     return workflow, problems + warnings
 
 
+def save_prefixes(engine: Engine, workflow: dict[str, Any]) -> list[str]:
+    """The file-name prefixes a workflow's output nodes write under: each output node's STRING inputs
+    named ``...prefix`` (SaveImage's ``filename_prefix``), as set or by default."""
+    found = []
+    nodes = workflow.get("nodes")
+    for entry in nodes.values() if isinstance(nodes, dict) else ():
+        node_class = engine.registry.get(entry.get("type")) if isinstance(entry, dict) else None
+        if node_class is None or not node_class.output_node:
+            continue
+        given = entry.get("inputs") if isinstance(entry.get("inputs"), dict) else {}
+        for spec in node_class.inputs:
+            if spec.type == "STRING" and spec.name.endswith("prefix"):
+                value = given.get(spec.name, spec.default)
+                if isinstance(value, str):
+                    found.append(value)
+    return found
+
+
 async def list_workflows(request: web.Request) -> web.Response:
-    return _json({"workflows": request.app[STATE].library.list()})
+    state = request.app[STATE]
+    listed = await asyncio.to_thread(state.library.list, state.engine.settings.folder("output"),
+                                     functools.partial(save_prefixes, state.engine))
+    return _json({"workflows": listed})
+
+
+async def get_workflow_thumbnail(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    name = _workflow_name(request)
+    picture = await asyncio.to_thread(state.library.thumbnail, name, state.engine.settings.folder("output"),
+                                      functools.partial(save_prefixes, state.engine))
+    if picture is None:
+        return _error(404, f"the workflow {name!r} has no picture yet: run it (its output becomes its picture)")
+    response = file_response(picture)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def _workflow_name(request: web.Request) -> str:
@@ -560,6 +593,7 @@ def create_app(engine: Engine, *, security: Security | None = None, limits: Limi
     app.router.add_post("/api/import", post_import)
     app.router.add_get("/api/workflows", list_workflows)
     app.router.add_get("/api/workflows/{name}", get_workflow)
+    app.router.add_get("/api/workflows/{name}/thumbnail", get_workflow_thumbnail)
     app.router.add_put("/api/workflows/{name}", put_workflow)
     app.router.add_delete("/api/workflows/{name}", delete_workflow)
     app.router.add_get("/api/extensions", list_extensions)

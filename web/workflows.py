@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,9 +21,14 @@ from gouache.engine import jsonio
 
 log = logging.getLogger(__name__)
 
+Prefixes = Callable[[dict[str, Any]], list[str]]
+"""The file-name prefixes a workflow's output nodes save under (the server reads them off the registry)."""
+
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}")
 """A whole name (matched with ``fullmatch``: ``$`` would also accept a trailing newline)."""
 TEMPORARY_SUFFIX = ".json.tmp"
+THUMBNAILS = "thumbnails"
+"""The shipped folder's pictures of what its workflows make (``thumbnails/NAME.png``)."""
 
 
 def shipped_folder() -> Path | None:
@@ -60,8 +66,9 @@ class WorkflowLibrary:
     user: Path
     shipped: Path | None
 
-    def list(self) -> list[dict[str, Any]]:
-        """Every workflow: shipped ones (read-only) and the user's, sorted by name."""
+    def list(self, outputs: Path | None = None, prefixes: Prefixes | None = None) -> list[dict[str, Any]]:
+        """Every workflow: shipped ones (read-only) and the user's, sorted by name, each with its title,
+        description and, when it has one, the URL of its thumbnail (:meth:`thumbnail`)."""
         found: dict[str, dict[str, Any]] = {}
         for folder, source in ((self.user, "user"), (self.shipped, "shipped")):
             if folder is None or not folder.is_dir():
@@ -69,9 +76,12 @@ class WorkflowLibrary:
             for path in sorted(folder.glob("*.json")):
                 name = path.stem
                 if NAME.fullmatch(name) and name not in found:
-                    title = _title(path)
+                    meta, workflow = _meta(path)
+                    picture = self._thumbnail(name, workflow, outputs, prefixes)
                     found[name] = {"name": name, "source": source, "read_only": source == "shipped",
-                                   "title": title, "modified": path.stat().st_mtime}
+                                   "title": meta.get("title"), "description": meta.get("description"),
+                                   "thumbnail": f"/api/workflows/{name}/thumbnail" if picture else None,
+                                   "modified": path.stat().st_mtime}
         return sorted(found.values(), key=lambda item: item["name"].lower())
 
     def _path(self, name: str) -> tuple[Path | None, bool]:
@@ -95,6 +105,35 @@ class WorkflowLibrary:
         except jsonio.JsonError as error:
             raise StoredWorkflowError(f"the saved workflow {name!r} ({path}) cannot be served: {error}; "
                                       "fix the file or delete it") from None
+
+    def thumbnail(self, name: str, outputs: Path | None, prefixes: Prefixes | None = None) -> Path | None:
+        """The picture that stands for a workflow: the newest image in ``outputs`` written under one of
+        the file-name prefixes ``prefixes(workflow)`` finds (its last output), else a shipped picture of what it makes
+        (``thumbnails/NAME.png``) or the one it starts from (``NAME.png`` beside it)."""
+        path, _ = self._path(check_name(name))
+        if path is None:
+            return None
+        return self._thumbnail(name, _meta(path)[1], outputs, prefixes)
+
+    def _thumbnail(self, name: str, workflow: dict[str, Any], outputs: Path | None,
+                   prefixes: Prefixes | None) -> Path | None:
+        newest: tuple[float, Path] | None = None
+        for prefix in prefixes(workflow) if outputs is not None and prefixes is not None else ():
+            if not prefix:
+                continue
+            folder = (outputs / prefix).parent.resolve()
+            if not folder.is_relative_to(outputs.resolve()) or not folder.is_dir():
+                continue
+            for candidate in folder.glob(f"{glob_escape(Path(prefix).name)}_*.png"):
+                modified = candidate.stat().st_mtime
+                if newest is None or modified > newest[0]:
+                    newest = (modified, candidate)
+        if newest is not None:
+            return newest[1]
+        if self.shipped is None:
+            return None
+        shipped = (self.shipped / THUMBNAILS / f"{name}.png", self.shipped / f"{name}.png")
+        return next((path for path in shipped if path.is_file()), None)
 
     def is_shipped(self, name: str) -> bool:
         """Whether ``name`` is a shipped workflow (which cannot be replaced or deleted)."""
@@ -146,10 +185,19 @@ class WorkflowLibrary:
         return True
 
 
-def _title(path: Path) -> str | None:
+def _meta(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """A workflow file's title and description (the strings its ``meta`` holds), and the workflow."""
     try:
-        meta = jsonio.loads(path.read_bytes()).get("meta") or {}
-        title = meta.get("title") if isinstance(meta, dict) else None
-    except (OSError, ValueError, AttributeError):
-        return None
-    return title if isinstance(title, str) else None
+        workflow = jsonio.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}, {}
+    if not isinstance(workflow, dict):
+        return {}, {}
+    meta = workflow.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    return {key: meta[key] for key in ("title", "description") if isinstance(meta.get(key), str)}, workflow
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters taken literally."""
+    return re.sub(r"([*?\[])", r"[\1]", text)

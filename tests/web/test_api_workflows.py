@@ -54,3 +54,48 @@ def test_the_repository_workflows_folder_is_found():
     from gouache.web.workflows import shipped_folder
 
     assert shipped_folder() == Path(__file__).resolve().parents[2] / "workflows"
+
+
+def test_the_list_gives_each_workflow_its_description_and_a_thumbnail_from_its_newest_output(client, engine):
+    import os
+
+    workflow = chain(("number", {"type": "Number", "inputs": {"value": 1}}),
+                     ("save", {"type": "Swatch", "inputs": {"value": {"node": "number", "output": "value"},
+                                                            "prefix": "shapes/mine"}}),
+                     meta={"title": "Mine", "description": "Draws mine."})
+    client.put("/api/workflows/mine", workflow)
+    listed = {item["name"]: item for item in client.get("/api/workflows").json["workflows"]}
+    assert listed["mine"]["description"] == "Draws mine." and listed["mine"]["thumbnail"] is None
+    assert client.get("/api/workflows/mine/thumbnail").status == 404
+    folder = engine.settings.folder("output") / "shapes"
+    folder.mkdir(parents=True)
+    for index, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+        from PIL import Image
+
+        path = folder / f"mine_{index:05d}.png"
+        Image.new("RGB", (8, 8), colour).save(path)
+        os.utime(path, (1000 + index, 1000 + index))
+    (folder / "mine-other_00009.png").write_bytes(b"not the workflow's")  # another prefix: never chosen
+    listed = {item["name"]: item for item in client.get("/api/workflows").json["workflows"]}
+    assert listed["mine"]["thumbnail"] == "/api/workflows/mine/thumbnail"
+    reply = client.get("/api/workflows/mine/thumbnail")
+    assert reply.status == 200 and reply.headers["Content-Type"] == "image/png"
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(reply.body)).getpixel((0, 0)) == (0, 0, 255)  # the newest
+
+
+def test_a_shipped_workflow_shows_the_picture_shipped_beside_it(client):
+    listed = {item["name"]: item for item in client.get("/api/workflows").json["workflows"]}
+    shipped = listed["text-to-image"]
+    assert shipped["description"].startswith("Render a 128 px picture")
+    assert shipped["thumbnail"] == "/api/workflows/text-to-image/thumbnail"
+    reply = client.get(shipped["thumbnail"])
+    assert reply.status == 200 and reply.body[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shipped_prompts_have_titles(client):
+    for name in ("text-to-image", "image-to-image", "hires-fix", "style-lora", "upscale-with-model"):
+        layout = client.get(f"/api/workflows/{name}").json["layout"]
+        assert (layout["positive"]["title"], layout["negative"]["title"]) == ("Positive prompt", "Negative prompt"), name

@@ -26,7 +26,7 @@ def test_every_api_route_answering_json_has_a_response_model(engine):
     served = {f"{route.method} {route.resource.canonical}" for route in create_app(engine).router.routes()
               if route.resource is not None and route.resource.canonical.startswith("/api/")
               and route.method != "HEAD"}
-    binary = {"GET /api/files/{kind}/{path}"}
+    binary = {"GET /api/files/{kind}/{path}", "GET /api/workflows/{name}/thumbnail"}
     assert served - binary == set(ROUTES)
 
 

@@ -12,6 +12,7 @@ import { Minimap } from "./minimap.js";
 import { installHelp } from "./help.js";
 import { Outputs } from "./outputs.js";
 import { ModelDefaults } from "./modeldefaults.js";
+import { showDescription, workflowItem } from "./library.js";
 
 const $ = (selector) => document.querySelector(selector);
 const customWidgets = new Map();
@@ -374,6 +375,7 @@ function loadWorkflow(workflow, name = null) {
   editor.fitView();
   currentName = name;
   $("#workflow-name").textContent = name || workflow.meta?.title || "untitled";
+  showDescription(workflow.meta);
   showProblems([]);
   resetHistory();
   tabs?.afterOpen();
@@ -419,20 +421,10 @@ async function showOpenDialog() {
   list.replaceChildren();
   const { workflows } = await api.get("/api/workflows");
   for (const entry of workflows) {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.textContent = entry.name;
-    button.dataset.name = entry.name;
-    const note = document.createElement("small");
-    note.textContent = entry.read_only ? "shipped" : "";
-    button.append(note);
-    button.onclick = async (event) => {
-      event.preventDefault();
+    list.append(workflowItem(entry, async () => {
       loadWorkflow(await api.get(`/api/workflows/${encodeURIComponent(entry.name)}`), entry.name);
       dialog.close();
-    };
-    item.append(button);
-    list.append(item);
+    }));
   }
   dialog.showModal();
 }
