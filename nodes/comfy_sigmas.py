@@ -6,17 +6,20 @@ maps to the nearest table entry's index (in log space) as the UNet's timestep, a
 timestep maps back by interpolating log sigmas. The schedules pick ``steps`` levels from that table
 and end at 0:
 
-==============  =======================================================================================
-schedule        levels (``steps`` of them, then 0)
-==============  =======================================================================================
-normal          the sigmas of ``steps`` timesteps evenly spaced from 999 down to 0 (interpolated)
-sgm_uniform     the same with ``steps + 1`` timesteps, the last (0) dropped
-karras          Karras et al.'s ramp between the table's ends, rho 7
-exponential     evenly spaced in log sigma between the table's ends
-simple          every ``1000 / steps``-th table entry from the top
-ddim_uniform    every ``1000 // steps``-th entry from index 1 up, reversed (may give one level more)
-beta            the entries at the Beta(0.6, 0.6) quantiles of ``1 - i / steps``, repeats dropped
-==============  =======================================================================================
+================  =====================================================================================
+schedule          levels (``steps`` of them, then 0)
+================  =====================================================================================
+normal            the sigmas of ``steps`` timesteps evenly spaced from 999 down to 0 (interpolated)
+sgm_uniform       the same with ``steps + 1`` timesteps, the last (0) dropped
+karras            Karras et al.'s ramp between the table's ends, rho 7
+exponential       evenly spaced in log sigma between the table's ends
+simple            every ``1000 / steps``-th table entry from the top
+ddim_uniform      every ``1000 // steps``-th entry from index 1 up, reversed (may give one level more)
+beta              the entries at the Beta(0.6, 0.6) quantiles of ``1 - i / steps``, repeats dropped
+kl_optimal        ``tan`` of ``steps`` points evenly spaced from ``atan(sigma_max)`` to ``atan(sigma_min)``
+linear_quadratic  ``sigma_max`` times one minus Mochi's ramp (linear to 0.025 for half the steps, then
+                  quadratic to 1)
+================  =====================================================================================
 
 ``KSampler`` semantics on top (:func:`ksampler_sigmas`): ``denoise`` below 1 keeps the last ``steps + 1``
 levels of an ``int(steps / denoise)``-step schedule; ``dpm_2``, ``dpm_2_ancestral``, ``unipc`` and
@@ -31,7 +34,8 @@ from typing import Any
 
 from gouache.engine import InputError
 
-SCHEDULES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+SCHEDULES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta", "linear_quadratic",
+             "kl_optimal")
 """The schedules ComfyUI's convention follows, by ComfyUI's names."""
 
 DISCARD_PENULTIMATE = ("dpm_2", "dpm_2_ancestral", "unipc", "unipc_bh2")
@@ -137,8 +141,29 @@ def schedule_sigmas(table: DiscreteSigmas, schedule: str, steps: int) -> list[fl
             if index == 0 or t != times[index - 1]:
                 levels.append(float(table.sigmas[int(t)]))
         return levels + [0.0]
+    if schedule == "kl_optimal":
+        share = torch.arange(steps, dtype=torch.float32) / max(steps - 1, 1)  # ComfyUI divides 0 by 0 for one step
+        levels = (share * math.atan(table.sigma_min) + (1 - share) * math.atan(table.sigma_max)).tan()
+        return [float(s) for s in levels] + [0.0]
+    if schedule == "linear_quadratic":
+        return [float(s) for s in torch.tensor(_linear_quadratic(steps)) * table.sigmas[-1]]
     raise InputError("scheduler", f"unknown schedule {schedule!r}; ComfyUI's convention takes {', '.join(SCHEDULES)}",
                      "not_a_choice")
+
+
+def _linear_quadratic(steps: int, threshold: float = 0.025) -> list[float]:
+    """Mochi's schedule on [0, 1] (1 = all noise): half the steps fall linearly to ``1 - threshold``, the rest
+    along a quadratic to 0, which meets the line at the half."""
+    if steps == 1:
+        return [1.0, 0.0]
+    linear = steps // 2
+    quadratic = steps - linear
+    gap = linear - threshold * steps
+    a = gap / (linear * quadratic ** 2)
+    b = threshold / linear - 2 * gap / quadratic ** 2
+    c = a * linear ** 2
+    ramp = [i * threshold / linear for i in range(linear)] + [a * i ** 2 + b * i + c for i in range(linear, steps)]
+    return [1.0 - x for x in ramp + [1.0]]
 
 
 def basic_scheduler_sigmas(table: DiscreteSigmas, schedule: str, steps: int, denoise: float) -> list[float]:

@@ -41,8 +41,8 @@ message that lists the schedules it takes, rather than silently ignoring the cho
 The ``convention`` input chooses whose numbers a sampler draws: ``gouache`` (the default: diffusers'
 classes as above) or ``comfyui`` (ComfyUI's noise, sigma schedules and k-diffusion samplers,
 ``nodes/comfy_sampling.py``), which takes every sampler and schedule of ComfyUI's that it has,
-including ``dpmpp_3m_sde`` and the ``simple`` and ``ddim_uniform`` schedules that have no diffusers
-counterpart here; a name one convention lacks is refused naming the other.
+including ``dpmpp_3m_sde``, ``unipc_bh2`` and the ``simple``, ``ddim_uniform``, ``linear_quadratic``
+and ``kl_optimal`` schedules that have no diffusers counterpart here; a name one convention lacks is refused naming the other.
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ COMFY_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral"
                   "dpmpp_sde", "dpmpp_3m_sde", "ddim", "unipc", "unipc_bh2")
 """The samplers of the ``comfyui`` convention (``gouache.nodes.kdiffusion_samplers.SAMPLERS``; a test keeps
 the two lists equal, so validation needs no torch import)."""
-COMFY_SCHEDULES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
+COMFY_SCHEDULES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta",
+                   "linear_quadratic", "kl_optimal")
 """The schedules of the ``comfyui`` convention (``gouache.nodes.comfy_sigmas.SCHEDULES``)."""
 SAMPLER_CHOICES = (*SAMPLERS, *(name for name in COMFY_SAMPLERS if name not in SAMPLERS))
 SCHEDULE_CHOICES = (*SCHEDULES, *(name for name in COMFY_SCHEDULES if name not in SCHEDULES))

@@ -105,7 +105,7 @@ def test_every_node_without_an_equivalent_is_named_at_once_with_its_pack(engine)
     assert "'unCLIPConditioning'" in unmapped["21"] and "ComfyUI's core" in unmapped["21"]
     assert "cubiq/ComfyUI_IPAdapter_plus" in unmapped["22"] and "'Style'" in unmapped["22"]
     values = {(p.node, p.input): p.message for p in problems if p.code == "unmapped_value"}
-    assert "'res_multistep'" in values[("3", "sampler_name")] and "'linear_quadratic'" in values[("3", "scheduler")]
+    assert "'res_multistep'" in values[("3", "sampler_name")] and "'bong_tangent'" in values[("3", "scheduler")]
 
 
 def test_a_subgraph_is_flattened_and_a_bypassed_node_passes_its_input_through(engine):

@@ -196,6 +196,16 @@ def test_sgm_uniform_simple_ddim_uniform_and_beta_follow_comfyuis_formulas(steps
     assert _levels("beta", steps).tolist() == [table[t] for t in picks] + [0.0]
 
 
+def test_kl_optimal_and_linear_quadratic_follow_comfyuis_formulas():
+    low, high = math.atan(TABLE.sigma_min), math.atan(TABLE.sigma_max)
+    kl = [math.tan(high + (low - high) * k / 3) for k in range(4)] + [0.0]
+    np.testing.assert_allclose(_levels("kl_optimal", 4).numpy(), kl, rtol=1e-5)
+    # Mochi's ramp for 4 steps: linear 0, 0.0125; quadratic 0.025, 0.275; then 1, all as 1 - ramp
+    ramp = np.array([1.0, 0.9875, 0.975, 0.725, 0.0], dtype=np.float32)
+    np.testing.assert_allclose(_levels("linear_quadratic", 4).numpy(), ramp * TABLE.sigma_max, rtol=1e-6)
+    assert _levels("linear_quadratic", 1).tolist() == [TABLE.sigma_max, 0.0]
+
+
 def test_ksampler_windows_follow_comfyuis_rules():
     full = schedule_sigmas(TABLE, "karras", 8)
     # denoise: the last steps + 1 levels of an int(steps / denoise)-step schedule
