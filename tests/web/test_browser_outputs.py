@@ -94,3 +94,31 @@ def test_a_run_made_while_the_page_is_open_joins_history_and_gallery(editor_page
     assert order[:2] == runs[::-1]  # newest first
     gallery = ui.js("[...document.querySelectorAll('#gallery .thumb')].map((b) => b.dataset.run)")
     assert gallery[:2] == runs[::-1]
+
+
+def test_every_image_of_a_batch_shows_in_its_node(editor_page, server):
+    from web_pack import Swatches
+
+    client = Client(server.url)
+    client.put("/api/workflows/batch", chain(("swatches", {"type": "Swatches", "inputs": {"count": 4}}),
+                                             layout={"swatches": {"pos": [60, 60], "size": [300, 300]}}))
+    ui = editor_page.open("?workflow=batch")
+    ui.page.click("#run")
+    done = ui.wait_for(lambda: (s := ui.state("swatches")) and len(s["images"]) == 4 and s, what="four images")
+    assert done["images"] == [f"batch_{index:05d}.png" for index in range(4)]
+    ui.wait_for(lambda: ui.js("window.gouache.editor.status.get('swatches').images.every((i) => i.complete)"),
+                what="the images to load")
+    # Read the canvas at the middle of each cell of the 2 x 2 grid the node draws below its widgets.
+    colours = ui.js("""() => {
+        const editor = window.gouache.editor, node = editor.nodeById('swatches');
+        editor.canvas.draw(true, true);
+        const top = node.baseHeight + 4, width = node.size[0] - 10, height = node.size[1] - top - 5;
+        const context = document.querySelector('#graph').getContext('2d');
+        return [0, 1, 2, 3].map((index) => {
+          const x = node.pos[0] + 5 + (index % 2 + 0.5) * width / 2, y = node.pos[1] + top + (Math.floor(index / 2) + 0.5) * height / 2;
+          const [cx, cy] = editor.canvas.ds.convertOffsetToCanvas([x, y]);
+          return Array.from(context.getImageData(Math.round(cx), Math.round(cy), 1, 1).data.slice(0, 3));
+        });
+      }""")
+    for seen, wanted in zip(colours, Swatches.COLOURS):
+        assert max(abs(a - b) for a, b in zip(seen, wanted)) < 12, (colours, Swatches.COLOURS)

@@ -80,6 +80,27 @@ class Swatch(Node):
         return {}
 
 
+class Swatches(Node):
+    """An output node that writes a batch: ``count`` PNGs, each of its own colour."""
+
+    type_name = "Swatches"
+    category = "web/test"
+    output_node = True
+    inputs = [Input("count", "INT", default=4, min=1, max=4)]
+    outputs = []
+    COLOURS = ((230, 20, 20), (20, 200, 20), (20, 20, 230), (240, 220, 20))
+
+    def run(self, ctx, count):
+        from PIL import Image
+
+        folder = ctx.settings.folder("output")
+        for colour in self.COLOURS[:count]:
+            path = folder / f"batch_{len(list(folder.glob('batch_*.png'))):05d}.png"
+            Image.new("RGB", (40, 40), colour).save(path)
+            ctx.add_image("output", path)
+        return {}
+
+
 class Dial(Node):
     """An input drawn by a custom widget from a web extension."""
 
@@ -119,7 +140,7 @@ class Lookup(Node):
         return {"value": self.TABLE[key]}
 
 
-NODES = [Steps, Busy, Swatch, Dial, Picture, Lookup]
+NODES = [Steps, Busy, Swatch, Swatches, Dial, Picture, Lookup]
 
 
 @hookimpl

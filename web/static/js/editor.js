@@ -524,18 +524,27 @@ export class Editor {
     if (node) node.size[1] = Math.max(node.size[1], node.baseHeight + IMAGE_HEIGHT);
   }
 
+  // The live preview, else every image the node made (a batch as a grid), fitted below the widgets.
   drawImage(node, ctx) {
     const status = this.status.get(node.properties.id);
-    const image = status?.preview || status?.images?.[0];
-    if (!image || !image.complete || !image.naturalWidth) return;
+    const images = (status?.preview ? [status.preview] : status?.images || []).filter((image) => image.complete && image.naturalWidth);
+    if (!images.length) return;
     const top = node.baseHeight + 4;
     const width = node.size[0] - 10;
     const height = node.size[1] - top - 5;
     if (height < 20) return;
-    const scale = Math.min(width / image.naturalWidth, height / image.naturalHeight);
-    const w = image.naturalWidth * scale;
-    const h = image.naturalHeight * scale;
-    ctx.drawImage(image, 5 + (width - w) / 2, top + (height - h) / 2, w, h);
+    const columns = Math.ceil(Math.sqrt(images.length));
+    const rows = Math.ceil(images.length / columns);
+    const cellWidth = width / columns;
+    const cellHeight = height / rows;
+    images.forEach((image, index) => {
+      const scale = Math.min((cellWidth - 2) / image.naturalWidth, (cellHeight - 2) / image.naturalHeight);
+      const w = image.naturalWidth * scale;
+      const h = image.naturalHeight * scale;
+      const x = 5 + (index % columns) * cellWidth + (cellWidth - w) / 2;
+      const y = top + Math.floor(index / columns) * cellHeight + (cellHeight - h) / 2;
+      ctx.drawImage(image, x, y, w, h);
+    });
   }
 
   drawState(node, ctx) {
