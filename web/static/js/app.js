@@ -119,8 +119,8 @@ async function run() {
   const workflow = editor.export();
   showProblems([]);  // before posting: a fast run may report its own errors before the reply comes
   const count = Math.max(1, Math.min(100, Math.floor(Number($("#run-count").value)) || 1));
-  if (count > 1) return runMany(workflow, count);
   try {
+    if (count > 1) { await runMany(workflow, count); return; }
     const queued = await api.post("/api/runs", { workflow });
     if ((runStates.get(queued.run_id) ?? "queued") === "queued") say(`queued (position ${queued.position})`);
     editor.randomizeSeeds();
@@ -138,22 +138,13 @@ async function run() {
 async function runMany(workflow, count) {
   const batch = seedSweep(editor, count);
   if (!batch) { say(`cannot queue ${count} runs: the graph has no typed-in seed to vary`); return; }
-  try {
-    const { runs } = await api.post("/api/runs", { workflow, sweep: batch.sweep, zip: batch.zip });
-    const [first] = Object.values(batch.sweep);
-    // As for one run: the line says "queued" only while no event has told that one of them started.
-    if (runs.every((queued) => (runStates.get(queued.run_id) ?? "queued") === "queued")) {
-      say(`queued ${runs.length} runs, seeds ${first[0]} to ${first[first.length - 1]}`);
-    }
-    for (let index = 0; index < runs.length; index++) editor.randomizeSeeds();
-  } catch (error) {
-    if (error instanceof ApiError && error.body?.problems) {
-      showProblems(error.body.problems);
-      say(`cannot run: ${error.body.problems.length} problem(s)`);
-    } else {
-      say(`cannot run: ${error.message}`);
-    }
+  const { runs } = await api.post("/api/runs", { workflow, sweep: batch.sweep, zip: batch.zip });
+  const [first] = Object.values(batch.sweep);
+  // As for one run: the line says "queued" only while no event has told that one of them started.
+  if (runs.every((queued) => (runStates.get(queued.run_id) ?? "queued") === "queued")) {
+    say(`queued ${runs.length} runs, seeds ${first[0]} to ${first[first.length - 1]}`);
   }
+  for (let index = 0; index < runs.length; index++) editor.randomizeSeeds();
 }
 
 function renderQueue() {
