@@ -89,17 +89,22 @@ def sample_comfy(config: dict[str, Any], predict: Predict, init: Any, mask: Any,
     return x, last["x0"]
 
 
+CONTROL_STEPS = 1_000_000
+"""ControlNets are told how far along a sigma is as step ``p * CONTROL_STEPS`` of ``CONTROL_STEPS``: ComfyUI
+switches them by the sigma's place in the timesteps (``start_percent``/``end_percent`` through
+``percent_to_sigma``), not by the step count."""
+
+
 def denoiser(table: DiscreteSigmas, predict: Predict, init: Any, mask: Any, kept_noise: Any) -> Callable[[Any, Any], Any]:
     """``D(x, sigma)``: the model's estimate of the clean latent, ComfyUI's way (see the module's docstring)."""
-    count = len(table.sigmas) - 1
 
     def denoise(x: Any, sigma: Any) -> Any:
         sigma = sigma.reshape(())
         if mask is not None:
             x = x * mask + (init + kept_noise * sigma) * (1 - mask)
         timestep = table.timestep(sigma.cpu()).to(x.device)
-        # ControlNets act by ComfyUI's rule, on the share of the timestep range already passed.
-        output = predict(x / (sigma ** 2 + 1.0) ** 0.5, timestep.float(), count - int(timestep), count)
+        step = min(int(table.percent(float(sigma)) * CONTROL_STEPS), CONTROL_STEPS - 1)
+        output = predict(x / (sigma ** 2 + 1.0) ** 0.5, timestep.float(), step, CONTROL_STEPS)
         if table.prediction == "v_prediction":
             x0 = x / (sigma ** 2 + 1.0) - output * sigma / (sigma ** 2 + 1.0) ** 0.5
         else:

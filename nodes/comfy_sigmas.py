@@ -93,6 +93,15 @@ class DiscreteSigmas:
         distance = (sigma.log().reshape(1, -1) - self.log_sigmas.reshape(-1, 1)).abs()
         return distance.argmin(dim=0).reshape(sigma.shape)
 
+    def percent(self, sigma: float) -> float:
+        """How far along the timesteps ``sigma`` lies, 0 at the largest sigma and 1 at the smallest (the inverse
+        of ComfyUI's ``percent_to_sigma``: timesteps from the log-sigma table, interpolated)."""
+        import numpy
+
+        logs = self.log_sigmas.double().numpy()
+        timestep = float(numpy.interp(math.log(max(sigma, 1e-30)), logs, numpy.arange(len(logs))))
+        return 1.0 - timestep / (len(logs) - 1)
+
     def sigma(self, timestep: Any) -> Any:
         """The sigma at a (fractional) timestep, interpolating log sigmas between the two entries around it."""
         import torch

@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 import torch
 from pack_support import gouache_home, shared_engine, text_to_image  # noqa: F401
+from test_controlnet import _workflow as _controlnet_workflow
+from test_controlnet import engine as controlnet_engine  # noqa: F401
+from test_controlnet import home  # noqa: F401
 
 from gouache.engine import Engine
 from gouache.nodes import kdiffusion_samplers as ours
@@ -204,6 +207,12 @@ def test_kl_optimal_and_linear_quadratic_follow_comfyuis_formulas():
     ramp = np.array([1.0, 0.9875, 0.975, 0.725, 0.0], dtype=np.float32)
     np.testing.assert_allclose(_levels("linear_quadratic", 4).numpy(), ramp * TABLE.sigma_max, rtol=1e-6)
     assert _levels("linear_quadratic", 1).tolist() == [TABLE.sigma_max, 0.0]
+
+
+def test_percent_is_the_inverse_of_comfyuis_percent_to_sigma():
+    for percent in (0.0, 0.25, 1 / 3, 0.8, 1.0):
+        sigma = float(TABLE.sigma(torch.tensor((1 - percent) * 999)))  # ComfyUI's percent_to_sigma
+        assert math.isclose(TABLE.percent(sigma), percent, abs_tol=1e-5)
 
 
 def test_ksampler_windows_follow_comfyuis_rules():
@@ -506,3 +515,19 @@ def test_the_importer_chooses_comfyuis_convention_and_export_leaves_it_out(tiny_
     assert problems == [] and workflow["nodes"]["3"]["inputs"]["convention"] == "comfyui"
     back, problems = export_api(workflow, tiny_engine.registry)
     assert problems == [] and back["3"]["class_type"] == "KSampler" and "convention" not in back["3"]["inputs"]
+
+
+def test_controlnets_act_in_comfyuis_convention_over_their_share_of_the_timesteps(controlnet_engine):
+    def run(nets):
+        workflow = _controlnet_workflow("sd1", nets=nets)
+        workflow["nodes"]["sampler"]["inputs"]["convention"] = "comfyui"
+        return _latent(controlnet_engine, workflow)
+
+    # ComfyUI switches a ControlNet by where the sigma lies among the timesteps (0 the largest, 1 the
+    # smallest): 4 normal steps sit at timesteps 999, 666, 333 and 0, i.e. 0, 1/3, 2/3 and 1
+    full, plain = run((("cn-sd1", 1.0, 0.0, 1.0),)), run((("cn-sd1", 0.0, 0.0, 1.0),))
+    assert (full - plain).abs().max() > 1e-3
+    _close(run((("cn-sd1", 1.0, 0.4, 0.6),)), plain, 1e-6)  # no step between 0.4 and 0.6
+    second = run((("cn-sd1", 1.0, 0.3, 0.4),))
+    assert (second - plain).abs().max() > 1e-4 and (second - full).abs().max() > 1e-4
+    assert (run((("cn-sd1", 1.0, 0.9, 1.0),)) - plain).abs().max() > 0  # the last step, at 1
