@@ -411,7 +411,7 @@ function openRunWorkflow(workflow, title, record) {
 async function openFile(file) {
   try {
     const isPng = file.type === "image/png" || /\.png$/i.test(file.name);
-    let workflow = isPng ? gouacheWorkflowInPng(await file.arrayBuffer()) : JSON.parse(await file.text());
+    let workflow = isPng ? gouacheWorkflowInPng(await file.arrayBuffer()) : parseJson(await file.text());
     let problems = [];
     if (!workflow || typeof workflow !== "object" || !("format" in workflow)) {
       ({ workflow, problems } = await api.post("/api/import", file));
@@ -428,7 +428,7 @@ async function openFile(file) {
 function gouacheWorkflowInPng(buffer) {
   const text = pngText(buffer).workflow;
   if (!text) return null;
-  try { return JSON.parse(text); } catch { return null; }  // not JSON: the server's importers judge it
+  try { return parseJson(text); } catch { return null; }  // not JSON: the server's importers judge it
 }
 
 async function showOpenDialog() {
