@@ -50,6 +50,8 @@ class Events:
     def __init__(self, url: str) -> None:
         self.url = url.replace("http", "ws", 1) + "/ws"
         self.messages: list[dict[str, Any]] = []
+        self.previews: list[str] = []
+        """The node of each preview frame."""
         self.failures: list[str] = []
         self._ready = threading.Event()
         threading.Thread(target=lambda: asyncio.run(self._listen()), daemon=True).start()
@@ -58,10 +60,14 @@ class Events:
     async def _listen(self) -> None:
         import aiohttp
 
+        from gouache.web.hub import parse_preview_frame
+
         async with aiohttp.ClientSession() as session, session.ws_connect(self.url) as ws:
             self._ready.set()
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.TEXT:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    self.previews.append(parse_preview_frame(message.data)[0])
+                elif message.type == aiohttp.WSMsgType.TEXT:
                     decoded = json.loads(message.data)
                     try:
                         check_message(decoded)
@@ -159,6 +165,7 @@ def test_two_workers_run_a_sweep_over_http_and_every_output_arrives(served):
         assert finished and finished[0]["images"] == [image]
         assert events.of(record["run_id"], "finished")[0]["status"] == "succeeded"
         assert events.of(record["run_id"], "progress")
+    assert "sampler" in events.previews  # latent previews made on the workers, as binary frames
 
 
 def test_interrupt_reaches_a_remote_run_within_a_step(served):
