@@ -489,10 +489,12 @@ async def put_workflow(request: web.Request) -> web.Response:
     if library.is_shipped(name):
         return _error(409, f"{name!r} ships with gouache and is read-only; save under another name")
     raw = await _json_body(request)
-    _, problems = parse(raw)
+    workflow, problems = parse(raw)
     if problems:
         return _problems(problems)
-    created = await asyncio.to_thread(library.save, name, raw)
+    # Stored as parsed, with only the fields sent (an explicit ``"mode": null`` is no mode and is not kept), so
+    # what GET serves back is always a valid gouache/1 file.
+    created = await asyncio.to_thread(library.save, name, workflow.model_dump(mode="json", exclude_unset=True))
     return _json({"name": name}, status=201 if created else 200)
 
 

@@ -21,6 +21,14 @@ def test_save_list_read_delete(client, engine):
     assert client.delete("/api/workflows/mine").status == 404
 
 
+def test_a_null_mode_is_saved_as_no_mode(client, engine):
+    workflow = chain(("a", {"type": "Number", "inputs": {"value": 1}}))
+    sent = {**workflow, "nodes": {"a": {**workflow["nodes"]["a"], "mode": None}}}
+    assert client.put("/api/workflows/nulled", sent).status == 201
+    served = client.get("/api/workflows/nulled")
+    assert served.status == 200 and served.json["nodes"] == workflow["nodes"]
+
+
 def test_names_are_plain(client, engine):
     workflow = chain()
     for name in ("..", "%2e%2e", "a%2fb", ".hidden", "x" * 200):
