@@ -24,23 +24,92 @@ def _family(width: int) -> str:
     return FAMILY_WIDTHS.get(width, f"a {width}-wide text embedding")
 
 
+CONTROL_PREFIX = "control_model."
+"""Where original-layout ControlNet files keep their tensors (the UNet's encoder half plus the hint blocks)."""
+
+
 def load_controlnet(path: Path) -> Any:
-    """A diffusers ``ControlNetModel`` from a diffusers folder, or from a single file (original or diffusers
-    layout) with its diffusers config as a ``.json`` of the same name beside it; nothing is downloaded."""
+    """A diffusers ``ControlNetModel`` from a diffusers folder, or from a single file: with its diffusers config
+    as a ``.json`` of the same name beside it (original or diffusers layout), or, in original layout, with the
+    config read off its tensors' shapes (:func:`original_config`); nothing is downloaded."""
+    import json
+
     from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+    from safetensors.torch import load_file
 
     if path.is_dir():
         return ControlNetModel.from_pretrained(str(path), local_files_only=True).eval()
-    config = path.with_suffix(".json")
-    if config.is_file():  # a single file in original or diffusers layout, with its diffusers config beside it
-        import shutil
-        import tempfile
+    beside = path.with_suffix(".json")
+    config = json.loads(beside.read_text(encoding="utf-8")) if beside.is_file() else original_config(path)
+    state = load_file(str(path))
+    weights = convert_controlnet_checkpoint(state, config)  # diffusers' key mapping; a diffusers-layout file passes
+    # diffusers' mapping leaves out SDXL's size/pooled-text embedding (label_emb.0.0 and .0.2 in original files).
+    for index, linear in ((0, 1), (2, 2)):
+        for kind in ("weight", "bias"):
+            key = f"{CONTROL_PREFIX}label_emb.0.{index}.{kind}"
+            if key in state:
+                weights[f"add_embedding.linear_{linear}.{kind}"] = state[key]
+    model = ControlNetModel.from_config(config)
+    model.load_state_dict(weights, strict=True)  # a tensor missing or left over is an error, not a random weight
+    return model.eval()
 
-        with tempfile.TemporaryDirectory() as folder:
-            shutil.copy(config, Path(folder) / "config.json")
-            return ControlNetModel.from_single_file(str(path), config=folder, local_files_only=True).eval()
-    raise ValueError(f"{path.name}: single ControlNet files need a diffusers config (a {config.name} beside the file, "
-                     "or a diffusers folder); deriving the config from an original-layout file is not supported yet")
+
+def original_config(path: Path) -> dict[str, Any]:
+    """The diffusers ``ControlNetModel`` config of an original-layout file (``control_model.*``), from names and
+    shapes only: channels, blocks per level, which levels attend, transformer depth, projection kind and
+    cross-attention width (so the family: SD 1.x 768, SD 2.x 1024, SDXL 2048) as a checkpoint's UNet is read
+    (``gouache.nodes.loading.sizes``), the hint encoder's channels from its convolutions; what shapes cannot
+    show (normalisation groups, attention heads) follows the family's shipped UNet config."""
+    import json
+    from types import SimpleNamespace
+
+    from diffusers import ControlNetModel
+
+    from gouache.nodes.families import FAMILIES, UNET_PREFIX
+    from gouache.nodes.folders import safetensors_header
+    from gouache.nodes.loading import shipped_config_dir
+    from gouache.nodes.loading.sizes import unet_sizes
+
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        raise ValueError(f"{path.name}: a ControlNet file without a config beside it must be a .safetensors file "
+                         f"in original layout; put its diffusers config beside it as {path.with_suffix('.json').name}")
+    header = safetensors_header(path)
+    shapes = {key[len(CONTROL_PREFIX):]: SimpleNamespace(shape=tuple(entry["shape"]))
+              for key, entry in header.items() if key.startswith(CONTROL_PREFIX)}
+    if not shapes:
+        raise ValueError(f"{path.name}: not an original-layout ControlNet (no {CONTROL_PREFIX}* tensors) and no "
+                         f"config beside it; put its diffusers config beside it as {path.with_suffix('.json').name}")
+    unet = {UNET_PREFIX + key: value for key, value in shapes.items()}
+    # A ControlNet has no output half; its sizes are the encoder's. out_channels is not a ControlNet setting.
+    unet[f"{UNET_PREFIX}out.2.weight"] = SimpleNamespace(shape=(4,))
+    width = None
+    for key, value in shapes.items():
+        if key.endswith("attn2.to_k.weight"):
+            width = value.shape[1]
+            break
+    family = next((f for f in FAMILIES.values() if f.context_width == width and f.sampling != "flow"), None)
+    if family is None:
+        raise ValueError(f"{path.name}: its cross-attention reads {width}-wide text embeddings, which is no SD 1.x "
+                         "(768), SD 2.x (1024) or SDXL (2048) ControlNet; put its diffusers config beside it as "
+                         f"{path.with_suffix('.json').name}")
+    shipped = json.loads((shipped_config_dir(family) / "unet" / "config.json").read_text(encoding="utf-8"))
+    sizes = unet_sizes(unet, family, shipped)
+    hint = sorted((int(key.split(".")[1]), value.shape) for key, value in shapes.items()
+                  if key.startswith("input_hint_block.") and key.endswith(".weight"))
+    # conv_in, then a pair per level (same width, then strided to the next), then conv_out to the UNet's width.
+    widths = [shape[0] for _, shape in hint]
+    accepted = set(_init_parameters(ControlNetModel))
+    config = {key: value for key, value in {**shipped, **sizes}.items() if key in accepted}
+    config.update(conditioning_channels=hint[0][1][1], conditioning_embedding_out_channels=widths[:-1:2])
+    return {"_class_name": "ControlNetModel", **config}
+
+
+def _init_parameters(cls: type) -> list[str]:
+    """The keyword arguments ``cls.__init__`` takes (a diffusers model's config keys)."""
+    import inspect
+
+    return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
 
 class ControlNetLoader(Node):
@@ -50,7 +119,8 @@ class ControlNetLoader(Node):
     category = "loaders"
     cache = CachePolicy.FINGERPRINT
     inputs = [Input("name", "COMBO", choices_from="controlnet", link="widget",
-                    description="A diffusers ControlNet folder, or a file with its config .json beside it.")]
+                    description="A diffusers ControlNet folder, an original-layout .safetensors file, or a "
+                                "file with its config .json beside it.")]
     outputs = [Output("control_net", "CONTROL_NET")]
 
     def fingerprint(self, ctx, name):
