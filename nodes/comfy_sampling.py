@@ -2,7 +2,7 @@
 model call, and a k-diffusion sampler (``nodes/kdiffusion_samplers.py``).
 
 ``gouache.nodes.sampling.sample`` prepares the model call (guidance batch, regions, ControlNets, LoRA
-patches) for both conventions and hands it in as ``predict(model_input, t, step, count)``; this module
+patches) for both conventions and hands it in as ``predict(model_input, t, step, count, when)``; this module
 only decides where the model is evaluated and how ``x`` moves between evaluations, as ComfyUI does:
 
 - initial noise: ``torch.randn`` of the latent's shape from a CPU generator seeded with the seed (ComfyUI's
@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from gouache.nodes.comfy_sigmas import DiscreteSigmas, ksampler_sigmas, window
 
-Predict = Callable[[Any, Any, int, int], Any]
+Predict = Callable[[Any, Any, int, int, float], Any]
+"""``predict(model_input, timestep, step, count, when)``: ``sampling.sample``'s model call."""
 
 
 def comfy_noise(shape: tuple[int, ...], seed: int, batch_index: list[int] | None = None) -> Any:
@@ -103,8 +104,11 @@ def denoiser(table: DiscreteSigmas, predict: Predict, init: Any, mask: Any, kept
         if mask is not None:
             x = x * mask + (init + kept_noise * sigma) * (1 - mask)
         timestep = table.timestep(sigma.cpu()).to(x.device)
-        step = min(int(table.percent(float(sigma)) * CONTROL_STEPS), CONTROL_STEPS - 1)
-        output = predict(x / (sigma ** 2 + 1.0) ** 0.5, timestep.float(), step, CONTROL_STEPS)
+        percent = table.percent(float(sigma))
+        step = min(int(percent * CONTROL_STEPS), CONTROL_STEPS - 1)
+        # timestep ranges compare the unrounded timestep, as ComfyUI compares sigmas
+        output = predict(x / (sigma ** 2 + 1.0) ** 0.5, timestep.float(), step, CONTROL_STEPS,
+                         (1.0 - percent) * (len(table.sigmas) - 1))
         if table.prediction == "v_prediction":
             x0 = x / (sigma ** 2 + 1.0) - output * sigma / (sigma ** 2 + 1.0) ** 0.5
         else:

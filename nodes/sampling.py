@@ -165,11 +165,13 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         embeds, added = _unet_inputs(family, named, batch, height, width, device, dtype)
     control_images: dict = {}
 
-    def guided_prediction(model_input: Any, t: Any, step: int, count: int) -> Any:
+    def guided_prediction(model_input: Any, t: Any, step: int, count: int, when: float | None = None) -> Any:
         """The UNet's guided prediction (epsilon or v) at timestep ``t`` for latents already scaled to its
-        input; ``step`` of ``count`` decides which ControlNets act. Both conventions call the model here."""
+        input; ``step`` of ``count`` decides which ControlNets act, ``when`` (the timestep itself unless given)
+        which timestep ranges of the conditioning. Both conventions call the model here."""
         if regional:
-            prediction = torch.cat([combine(regions[name], model_input, float(t), train_steps,
+            moment = float(t) if when is None else when
+            prediction = torch.cat([combine(regions[name], model_input, moment, train_steps,
                                             lambda entry, crop, cells, name=name: predict(name, entry, crop, cells, t))
                                     for name, _ in named])
         else:

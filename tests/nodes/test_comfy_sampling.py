@@ -531,3 +531,23 @@ def test_controlnets_act_in_comfyuis_convention_over_their_share_of_the_timestep
     second = run((("cn-sd1", 1.0, 0.3, 0.4),))
     assert (second - plain).abs().max() > 1e-4 and (second - full).abs().max() > 1e-4
     assert (run((("cn-sd1", 1.0, 0.9, 1.0),)) - plain).abs().max() > 0  # the last step, at 1
+
+
+def test_timestep_ranges_in_comfyuis_convention_compare_where_the_sigma_lies(shared_engine):
+    # as for ControlNets: 4 normal steps sit at 0, 1/3, 2/3 and 1 of the timesteps
+    def run(start, end):
+        workflow = _comfy(text_to_image(steps=4))
+        nodes = workflow["nodes"]
+        nodes["other"] = {"type": "TextEncode", "inputs": {"clip": _link("checkpoint", "clip"),
+                                                           "text": "a small green star"}}
+        nodes["ranged"] = {"type": "ConditioningSetTimestepRange", "inputs": {
+            "conditioning": _link("other", "conditioning"), "start": start, "end": end}}
+        nodes["both"] = {"type": "ConditioningCombine", "inputs": {
+            "conditioning_1": _link("positive", "conditioning"), "conditioning_2": _link("ranged", "conditioning")}}
+        nodes["sampler"]["inputs"]["positive"] = _link("both", "conditioning")
+        return _latent(shared_engine, workflow)
+
+    alone = _latent(shared_engine, _comfy(text_to_image(steps=4)))
+    scale = alone.abs().max().item()  # the regional path sums in another order: equal to float rounding
+    _close(run(0.4, 0.6), alone, 1e-6 * scale)  # no step between 0.4 and 0.6: the second prompt never acts
+    assert (run(0.3, 0.4) - alone).abs().max() > 1e-3 * scale
