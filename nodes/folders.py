@@ -19,6 +19,7 @@ from gouache.nodes.families import FAMILIES
 TINY = "gouache-tiny"
 TINY_LORA = "gouache-tiny-outline.safetensors"
 TINY_UPSCALER = "gouache-tiny-4x.safetensors"
+TINY_CONTROLNET = "gouache-tiny-controlnet-silhouette"
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 CHECKPOINT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
@@ -254,6 +255,14 @@ def _builtin_file(name: str, describe: Any) -> list[ModelEntry]:
     return [ModelEntry(name, path, {**describe(path), "builtin": True})]
 
 
+def builtin_controlnets() -> list[ModelEntry]:
+    """``gouache-tiny-controlnet-silhouette``: the embedded model's ControlNet, a diffusers folder."""
+    folder = weights_dir() / TINY_CONTROLNET
+    if not (folder / "config.json").is_file():
+        return []
+    return [ModelEntry(TINY_CONTROLNET, folder, {**describe_controlnet(folder), "builtin": True})]
+
+
 def model_folders() -> list[ModelFolder]:
     """The kinds of model folder this pack registers."""
     return [
@@ -270,6 +279,7 @@ def model_folders() -> list[ModelFolder]:
         ModelFolder("vae", CHECKPOINT_SUFFIXES, directories=True, marker="config.json", describe=describe_vae,
                     description="Standalone VAEs"),
         ModelFolder("controlnet", SAFETENSORS_SUFFIXES, directories=True, marker="config.json", describe=describe_controlnet,
+                    builtin=builtin_controlnets,
                     description="ControlNets for SD 1.x/2.x/SDXL: diffusers folders, or single files (original "
                                 "or diffusers layout) with their config .json beside them"),
         # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).

@@ -22,8 +22,8 @@ SHIPPED = sorted(path.name for path in WORKFLOWS.glob("*.json"))
 
 
 def test_the_expected_workflows_ship():
-    assert SHIPPED == ["hires-fix.json", "image-to-image.json", "inpaint.json", "outpaint.json", "style-lora.json",
-                       "text-to-image.json", "upscale-with-model.json"]
+    assert SHIPPED == ["controlnet.json", "hires-fix.json", "image-to-image.json", "inpaint.json", "outpaint.json",
+                       "style-lora.json", "text-to-image.json", "upscale-with-model.json"]
     ids = set(json.loads((WORKFLOWS / "text-to-image.json").read_text())["nodes"])
     assert ids == {"checkpoint", "positive", "negative", "latent", "sampler", "decode", "save"}
 
