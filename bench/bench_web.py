@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "web"), str(ROOT / "tests" / "engine")]
 
 from web_browser import ARGS, CHROMIUM  # noqa: E402
-from web_support import Client, chain, toy_engine  # noqa: E402
+from web_support import Client, big_workflow, chain, toy_engine  # noqa: E402
 
 from gouache.web.background import BackgroundServer  # noqa: E402
 from gouache.web.server import favour_responsiveness  # noqa: E402
@@ -43,23 +43,6 @@ from gouache.web.server import favour_responsiveness  # noqa: E402
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
-def big_workflow(count: int = 400) -> dict:
-    """``count`` nodes: Number sources feeding a long chain of Add nodes, laid out on a grid."""
-    nodes, layout = {}, {}
-    sources = count // 4
-    for index in range(sources):
-        nodes[f"n{index}"] = {"type": "Number", "inputs": {"value": float(index)}}
-    previous = "n0"
-    for index in range(count - sources):
-        node_id = f"add{index}"
-        nodes[node_id] = {"type": "Add", "inputs": {"a": {"node": previous, "output": "value" if previous.startswith("n") else "sum"},
-                                                    "b": {"node": f"n{index % sources}", "output": "value"}}}
-        previous = node_id
-    for position, node_id in enumerate(nodes):
-        layout[node_id] = {"pos": [(position % 20) * 300, (position // 20) * 180], "size": [240, 100]}
-    return {"format": "gouache/1", "nodes": nodes, "layout": layout, "meta": {"title": f"{count} nodes"}}
 
 
 def event_latency(server: BackgroundServer, browser) -> list[float]:

@@ -186,6 +186,25 @@ def add_chain(count: int) -> dict[str, Any]:
     return chain(*nodes.items())
 
 
+def big_workflow(count: int = 400) -> dict[str, Any]:
+    """``count`` nodes: Number sources feeding a long chain of Add nodes, laid out 20 to a row
+    (300 x 180 apart, 240 x 100 each): the big graph of the editor's benchmarks and browser tests."""
+    nodes: dict[str, Any] = {}
+    layout: dict[str, Any] = {}
+    sources = count // 4
+    for index in range(sources):
+        nodes[f"n{index}"] = {"type": "Number", "inputs": {"value": float(index)}}
+    previous = "n0"
+    for index in range(count - sources):
+        node_id = f"add{index}"
+        nodes[node_id] = {"type": "Add", "inputs": {"a": {"node": previous, "output": "value" if previous.startswith("n") else "sum"},
+                                                    "b": {"node": f"n{index % sources}", "output": "value"}}}
+        previous = node_id
+    for position, node_id in enumerate(nodes):
+        layout[node_id] = {"pos": [(position % 20) * 300, (position // 20) * 180], "size": [240, 100]}
+    return {"format": "gouache/1", "nodes": nodes, "layout": layout, "meta": {"title": f"{count} nodes"}}
+
+
 class MessageCheck:
     """A websocket client in its own thread, connected for a whole test, that checks every message.
 

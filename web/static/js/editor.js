@@ -3,6 +3,7 @@
 
 import { LiteGraph, LGraph, LGraphNode, LGraphCanvas, LGraphGroup } from "../vendor/litegraph/litegraph.es.js";
 import { api } from "./api.js";
+import { installLowDetail, isLowDetail } from "./lowdetail.js";
 import { installMenus, nodeMenu } from "./menus.js";
 import { SEED_CONTROLS, nextSeed, setupNumberWidget } from "./widgets.js";
 
@@ -46,6 +47,7 @@ export class Editor {
     this.canvas.render_canvas_border = false;
     this.canvas.show_info = false;
     this.canvas.low_quality_zoom_threshold = 0.45; // keep titles and widget text legible when fitted
+    installLowDetail(this.canvas); // boxes and straight links when zoomed far out; cached text widths
     LiteGraph.isValidConnection = (a, b) => this.compatible(a, b);
     this.graph.onNodeAdded = (node) => { node.getMenuOptions = () => nodeMenu(this, node); this.ensureId(node); };
     this.graph.onNodeRemoved = () => this.changed();
@@ -104,14 +106,19 @@ export class Editor {
     const unset = info.inputs.filter((spec) => spec.optional && spec.default == null).map((spec) => spec.name);
     node.properties = { id: null, unset, extra: {}, pending: {}, layout: {}, seedControl: {} };
     const editor = this;
+    // litegraph sizes the node anew after each input, output and widget added; a node only grows as
+    // they are added, so sizing it once at the end gives the same size (and loads big graphs faster).
+    node.expandToFitContent = () => {};
     for (const spec of info.inputs) {
       const literal = LITERAL_TYPES.has(spec.type) || spec.choices != null;
       if (spec.link !== "widget") node.addInput(spec.name, spec.type, { label: spec.name, nameLocked: true });
       if (spec.link !== "wire" && literal) this.addWidget(node, spec);
     }
     for (const output of info.outputs) node.addOutput(output.name, output.type, { label: output.name, nameLocked: true });
-    node.baseHeight = node.computeSize()[1];
-    node.size = [Math.max(node.size[0], 240), node.baseHeight];
+    delete node.expandToFitContent;
+    const [width, height] = node.computeSize();
+    node.baseHeight = height;
+    node.size = [Math.max(node.size[0], width, 240), node.baseHeight];
     node.onWidgetChanged = (name) => {
       node.properties.unset = node.properties.unset.filter((item) => item !== name);
       editor.clearErrors(node.properties.id, name);
@@ -552,23 +559,35 @@ export class Editor {
     const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
     const [width, height] = node.size;
     const look = MODE_LOOK[node.mode];
+    // Zoomed far out (see lowdetail.js): the mode's fill and the state's outline, at least two screen
+    // pixels wide; text and the marks on single inputs would be too small to read.
+    const low = isLowDetail(this.canvas);
+    const least = low ? 2 / this.canvas.ds.scale : 0;
     if (look && !node.flags?.collapsed) {
       ctx.fillStyle = look.fill;
       ctx.fillRect(0, -titleHeight, width, height + titleHeight);
-      ctx.fillStyle = look.text;
-      ctx.font = "bold 12px sans-serif";
-      ctx.textAlign = "right";
-      ctx.fillText(look.label, width - 6, -titleHeight + 15);
-      ctx.textAlign = "left";
+      if (!low) {
+        ctx.fillStyle = look.text;
+        ctx.font = "bold 12px sans-serif";
+        ctx.textAlign = "right";
+        ctx.fillText(look.label, width - 6, -titleHeight + 15);
+        ctx.textAlign = "left";
+      }
     }
     if (!status) return;
     const outline = { running: "#5b9bd5", cached: "#8a8a8a", done: "#6cbf6c", error: "#e05a5a" }[status.state];
     if (status.errors.length) ctx.strokeStyle = "#e05a5a";
     else if (outline) ctx.strokeStyle = outline;
     if (outline || status.errors.length) {
-      ctx.lineWidth = status.state === "running" || status.errors.length ? 3 : 1.5;
+      ctx.lineWidth = Math.max(status.state === "running" || status.errors.length ? 3 : 1.5, least);
       ctx.strokeRect(-2, -titleHeight - 2, width + 4, height + titleHeight + 4);
     }
+    if (status.state === "running" && status.progress) {
+      const fraction = status.progress.max ? status.progress.value / status.progress.max : 0;
+      ctx.fillStyle = "#5b9bd5";
+      ctx.fillRect(0, -Math.max(4, least), width * fraction, Math.max(4, least));
+    }
+    if (low) return;
     if (status.state === "cached") {
       ctx.fillStyle = "#8a8a8a";
       ctx.font = "11px sans-serif";
@@ -582,11 +601,6 @@ export class Editor {
       ctx.textAlign = "right";
       ctx.fillText(status.note, width - 6, -titleHeight + 14);
       ctx.textAlign = "left";
-    }
-    if (status.state === "running" && status.progress) {
-      const fraction = status.progress.max ? status.progress.value / status.progress.max : 0;
-      ctx.fillStyle = "#5b9bd5";
-      ctx.fillRect(0, -4, width * fraction, 4);
     }
     let y = height + 16;
     ctx.font = "12px sans-serif";

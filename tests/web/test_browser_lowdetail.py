@@ -1,0 +1,100 @@
+"""Zoomed far out, the canvas draws each node as a box in its colours and links as straight lines
+(web/static/js/lowdetail.js, issue 16): checked by the pixels Chromium drew, so the cheap drawing
+can never become a blank or wrong canvas."""
+
+from __future__ import annotations
+
+import pytest
+
+from web_support import Client, big_workflow
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+COUNT = 300
+COLOURED = {"color": "#a03030", "bgcolor": "#30a040"}  # every 7th node: its own title and body colours
+
+
+def grid_workflow() -> dict:
+    """The benchmark's big graph (bench/bench_editor.py), smaller, some nodes in their own colours."""
+    workflow = big_workflow(COUNT)
+    for position, place in enumerate(workflow["layout"].values()):
+        if position % 7 == 3:
+            place.update(COLOURED)
+    return workflow
+
+
+# For each node: the pixel at the middle of its body and of its title bar against the colours it should
+# have; for each link between neighbours on a row, the pixel halfway along it against the background.
+SAMPLE = """async () => {
+    const { isLowDetail } = await import("/static/js/lowdetail.js");
+    const canvas = window.gouache.canvas;
+    canvas.draw(true, true);
+    const ctx = canvas.canvas.getContext("2d");
+    const ratio = window.devicePixelRatio || 1;
+    const rgb = (colour) => { ctx.fillStyle = colour; const hex = ctx.fillStyle; return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)); };
+    const pixel = (graphPoint) => {
+        const [x, y] = canvas.ds.convertOffsetToCanvas(graphPoint);
+        return [...ctx.getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1).data.slice(0, 3)];
+    };
+    const title = window.gouache.LiteGraph.NODE_TITLE_HEIGHT;
+    const nodes = window.gouache.graph._nodes.map((node) => ({
+        id: node.properties.id,
+        body: pixel([node.pos[0] + node.size[0] / 2, node.pos[1] + node.size[1] / 2]), bodyColour: rgb(node.renderingBgColor),
+        title: pixel([node.pos[0] + node.size[0] / 2, node.pos[1] - title / 2]), titleColour: rgb(node.renderingColor),
+    }));
+    const links = [...window.gouache.graph._links.values()].map((link) => {
+        const from = window.gouache.graph.getNodeById(link.origin_id);
+        const to = window.gouache.graph.getNodeById(link.target_id);
+        const [a, b] = [from.getOutputPos(link.origin_slot), to.getInputPos(link.target_slot)];
+        return { neighbours: Math.abs(to.pos[0] - from.pos[0] - 300) < 1 && to.pos[1] === from.pos[1],
+                 middle: pixel([(a[0] + b[0]) / 2, (a[1] + b[1]) / 2]) };
+    });
+    const visible = canvas.visible_nodes.length;
+    return { low: isLowDetail(canvas), scale: canvas.ds.scale, nodes, links, visible,
+             background: [...ctx.getImageData(canvas.canvas.width - 3, canvas.canvas.height - 3, 1, 1).data.slice(0, 3)] };
+}"""
+
+
+def close(a: list[int], b: list[int], tolerance: int = 24) -> bool:
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b))
+
+
+def test_zoomed_far_out_every_node_is_a_box_in_its_own_colours_and_links_are_drawn(editor_page, server):
+    ui = editor_page
+    assert Client(server.url).put("/api/workflows/grid", grid_workflow()).status == 201
+    ui.open("?workflow=grid")
+    opening = ui.js(SAMPLE)
+    assert not opening["low"], opening["scale"]  # the editor opens at a readable zoom: full detail
+
+    # Zoom out with the mouse wheel over the graph's top left corner until the whole grid is in view.
+    origin = ui.js("""() => { const c = window.gouache.canvas; const [x, y] = c.ds.convertOffsetToCanvas([0, -40]);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + x, r.top + y]; }""")
+    ui.page.mouse.move(*origin)
+    for _ in range(60):
+        if ui.js("window.gouache.canvas.ds.scale") < 0.15:
+            break
+        ui.page.mouse.wheel(0, 120)
+        ui.page.wait_for_timeout(20)
+    far = ui.js(SAMPLE)
+    assert far["low"] and far["scale"] < 0.15, far["scale"]
+    assert far["visible"] == COUNT
+    background = far["background"]
+    wrong = [(n["id"], n["body"], n["bodyColour"], n["title"], n["titleColour"]) for n in far["nodes"]
+             if not (close(n["body"], n["bodyColour"]) and close(n["title"], n["titleColour"]))]
+    assert not wrong, (background, wrong[:5], len(wrong))
+    coloured = [n for n in far["nodes"] if close(n["body"], [0x30, 0xa0, 0x40])]
+    assert len(coloured) == len([p for p in range(COUNT) if p % 7 == 3])
+    neighbours = [link for link in far["links"] if link["neighbours"]]
+    assert len(neighbours) > COUNT / 2
+    blank = [link["middle"] for link in neighbours if close(link["middle"], background, 8)]
+    assert not blank, (background, blank[:5], len(blank))
+
+    # Zoomed back in, litegraph draws every detail again (what the other browser tests check).
+    ui.page.mouse.move(*origin)
+    for _ in range(60):
+        if ui.js("window.gouache.canvas.ds.scale") >= opening["scale"]:
+            break
+        ui.page.mouse.wheel(0, -120)
+        ui.page.wait_for_timeout(20)
+    again = ui.js(SAMPLE)
+    assert not again["low"]
