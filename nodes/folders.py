@@ -93,8 +93,8 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
             unet = json.loads((path / detection.family.denoiser_slot / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             unet = {}
-        return with_settings({"format": "diffusers", "family": detection.family.name,
-                              "kind": _kind(unet.get("in_channels")), "prediction_type": detection.prediction_type}, path)
+        return {"format": "diffusers", "family": detection.family.name, "kind": _kind(unet.get("in_channels")),
+                "prediction_type": detection.prediction_type}
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         from gouache.nodes.families import UNET_PREFIX
         from gouache.nodes.loading.detect import prediction_from_metadata
@@ -103,8 +103,14 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         first = header.get(f"{UNET_PREFIX}input_blocks.0.0.weight", {}).get("shape") or [None, None]
         info = {"format": "safetensors", "family": _family_of_keys(header), "kind": _kind(first[1])}
         stated = "v_prediction" if "v_pred" in header else prediction_from_metadata(header.get("__metadata__") or {})
-        return with_settings({**info, "prediction_type": stated} if stated else info, path)
+        return {**info, "prediction_type": stated} if stated else info
     return {"format": path.suffix.lower().lstrip("."), "family": None}
+
+
+def describe_listed_checkpoint(path: Path) -> dict[str, Any]:
+    """What ``gouache models`` says of a file in the checkpoints folders: :func:`describe_checkpoint`
+    and the settings that suit it (:func:`with_settings`)."""
+    return with_settings(describe_checkpoint(path), path)
 
 
 def with_settings(info: dict[str, Any], path: Path, config_dir: Path | None = None) -> dict[str, Any]:
@@ -266,7 +272,7 @@ def builtin_controlnets() -> list[ModelEntry]:
 def model_folders() -> list[ModelFolder]:
     """The kinds of model folder this pack registers."""
     return [
-        ModelFolder("checkpoints", CHECKPOINT_SUFFIXES, directories=True, describe=describe_checkpoint,
+        ModelFolder("checkpoints", CHECKPOINT_SUFFIXES, directories=True, describe=describe_listed_checkpoint,
                     builtin=builtin_checkpoints,
                     description=f"{' / '.join(f.label for f in FAMILIES.values())} checkpoints: "
                                 "single files or diffusers folders"),
