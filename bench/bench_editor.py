@@ -1,6 +1,6 @@
 """Editor benchmark with a 2,000-node workflow in Chromium (issue 16); prints a Markdown table.
 
-    python bench/bench_editor.py [--nodes 2000] [--repeats 5]
+    python bench/bench_editor.py [--nodes 2000] [--repeats 5] [--baseline REV]
 
 - load: navigation to a ready editor showing the workflow (``body[data-ready=true]``), fresh page each time;
 - pan: a middle-button drag with Playwright's real mouse, two loops of 60 moves that end where they began;
@@ -12,6 +12,11 @@ For pan and zoom two figures per frame: the time between animation frames the pa
 ran (what the user sees: 16.7 ms at 60 Hz when every frame is drawn in time), and the time litegraph's
 ``LGraphCanvas.draw`` took for each frame it drew. Floors (issue 16): load under 2 s, frame under 33 ms.
 
+With ``--baseline REV`` (a git revision) every measure is also taken, interleaved in the same run, with
+the editor as it was at REV: the page gets ``web/static/js/editor.js`` from ``git show REV:...`` in place of
+the current one (the rest of the page as it is now). ``--baseline 819ad68`` is the editor before its
+low-detail drawing and cheaper node sizing (``web/static/js/lowdetail.js``).
+
 Needs Debian's Chromium at /usr/bin/chromium (or GOUACHE_CHROMIUM) and the Playwright package.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "web"), str(ROOT / "tests" / "engine"), str(ROOT / "bench")]
 
-from bench_web import big_workflow, percentile  # noqa: E402
+from bench_web import percentile  # noqa: E402
 from web_browser import ARGS, CHROMIUM  # noqa: E402
-from web_support import Client, toy_engine  # noqa: E402
+from web_support import Client, big_workflow, toy_engine  # noqa: E402
 
 from gouache.web.background import BackgroundServer  # noqa: E402
 
@@ -64,17 +70,28 @@ ZOOM_OUT = """() => {
 }"""
 
 
-def load_times(server: BackgroundServer, browser, name: str, count: int, repeats: int) -> list[float]:
-    """Seconds from navigation to a ready editor showing the workflow."""
-    seconds = []
+def open_page(server: BackgroundServer, browser, name: str, editor_js: str | None):
+    """A fresh page with the editor open on workflow ``name``; ``editor_js`` replaces editor.js if given."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    if editor_js is not None:
+        page.route("**/static/js/editor.js", lambda route: route.fulfill(
+            status=200, content_type="text/javascript; charset=utf-8", body=editor_js))
+    started = time.perf_counter()
+    page.goto(server.url + f"/?workflow={name}")
+    page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+    return page, time.perf_counter() - started
+
+
+def load_times(server: BackgroundServer, browser, name: str, count: int, repeats: int,
+               variants: dict[str, str | None]) -> dict[str, list[float]]:
+    """Seconds from navigation to a ready editor showing the workflow, per variant, interleaved."""
+    seconds: dict[str, list[float]] = {variant: [] for variant in variants}
     for _ in range(repeats):
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        started = time.perf_counter()
-        page.goto(server.url + f"/?workflow={name}")
-        page.wait_for_selector("body[data-ready=true]", timeout=120_000)
-        seconds.append(time.perf_counter() - started)
-        assert page.evaluate("window.gouache.nodeIds().length") == count
-        page.close()
+        for variant, editor_js in variants.items():
+            page, took = open_page(server, browser, name, editor_js)
+            seconds[variant].append(took)
+            assert page.evaluate("window.gouache.nodeIds().length") == count
+            page.close()
     return seconds
 
 
@@ -114,38 +131,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", metavar="REV", help="also measure the editor.js of this git revision")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    variants: dict[str, str | None] = {"now": None}
+    if args.baseline:
+        variants[args.baseline] = subprocess.run(["git", "show", f"{args.baseline}:web/static/js/editor.js"], cwd=ROOT,
+                                                 check=True, capture_output=True, text=True).stdout
     name = f"bench-{args.nodes}"
+    kinds = ("pan", "zoom", "pan, all nodes in view")
     with tempfile.TemporaryDirectory() as home, BackgroundServer(toy_engine(Path(home))) as server, \
             sync_playwright() as playwright:
         assert Client(server.url).put(f"/api/workflows/{name}", big_workflow(args.nodes)).status == 201
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        loads = load_times(server, browser, name, args.nodes, args.repeats)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(server.url + f"/?workflow={name}")
-        page.wait_for_selector("body[data-ready=true]", timeout=120_000)
-        page.evaluate(RECORDER)
-        results = {}
-        for kind in ("pan", "zoom", "pan, all nodes in view"):
-            intervals, draws, most = [], [], 0
+        loads = load_times(server, browser, name, args.nodes, args.repeats, variants)
+        pages = {}
+        for variant, editor_js in variants.items():
+            pages[variant] = open_page(server, browser, name, editor_js)[0]
+            pages[variant].evaluate(RECORDER)
+        results = {variant: {kind: ([], [], 0) for kind in kinds} for variant in variants}
+        for kind in kinds:
             for _ in range(args.repeats):
-                if kind.startswith("pan, all"):
-                    page.evaluate(ZOOM_OUT)
-                got_intervals, got_draws, visible = gesture(page, kind.split(",")[0])
-                intervals += got_intervals
-                draws += got_draws
-                most = max(most, visible)
-            results[kind] = (intervals, draws, most)
+                for variant, page in pages.items():  # interleaved: both see the same load on the machine
+                    if kind.startswith("pan, all"):
+                        page.evaluate(ZOOM_OUT)
+                    got_intervals, got_draws, visible = gesture(page, kind.split(",")[0])
+                    intervals, draws, most = results[variant][kind]
+                    results[variant][kind] = (intervals + got_intervals, draws + got_draws, max(most, visible))
         browser.close()
     print(f"editor with {args.nodes} nodes: {args.repeats} loads, {args.repeats} gestures of each kind\n")
-    print("| measure | median | p95 | max | floor |")
-    print("|---|---|---|---|---|")
-    print(row(f"editor load, {args.nodes}-node workflow", [second * 1000 for second in loads], "< 2 s"))
-    for kind, (intervals, draws, most) in results.items():
-        print(row(f"{kind} (up to {most} nodes drawn): time between frames", intervals, "< 33 ms"))
-        print(row(f"{kind}: LGraphCanvas.draw per frame drawn", draws, "< 33 ms"))
+    print("| editor | measure | median | p95 | max | floor |")
+    print("|---|---|---|---|---|---|")
+    for variant in variants:
+        label = "now" if variant == "now" else f"at {variant}"
+        print(f"| {label} " + row(f"editor load, {args.nodes}-node workflow", [second * 1000 for second in loads[variant]], "< 2 s"))
+        for kind, (intervals, draws, most) in results[variant].items():
+            print(f"| {label} " + row(f"{kind} (up to {most} nodes drawn): time between frames", intervals, "< 33 ms"))
+            print(f"| {label} " + row(f"{kind}: LGraphCanvas.draw per frame drawn", draws, "< 33 ms"))
 
 
 if __name__ == "__main__":
