@@ -286,8 +286,8 @@ def model_folders() -> list[ModelFolder]:
                     description="Standalone VAEs"),
         ModelFolder("controlnet", SAFETENSORS_SUFFIXES, directories=True, marker="config.json", describe=describe_controlnet,
                     builtin=builtin_controlnets,
-                    description="ControlNets for SD 1.x/2.x/SDXL: diffusers folders, or single files (original "
-                                "or diffusers layout) with their config .json beside them"),
+                    description="ControlNets for SD 1.x/2.x/SDXL: diffusers folders, original-layout single "
+                                "files, or diffusers-layout files with their config .json beside them"),
         # Split files, as ComfyUI's models/ tree holds them (SD 3.x, Flux.1).
         ModelFolder("diffusion_models", CHECKPOINT_SUFFIXES, directories=True, describe=describe_diffusion_model,
                     description="Diffusion models alone (SD 3.x, Flux.1 transformers): original, "
