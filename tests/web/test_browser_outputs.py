@@ -122,3 +122,15 @@ def test_every_image_of_a_batch_shows_in_its_node(editor_page, server):
       }""")
     for seen, wanted in zip(colours, Swatches.COLOURS):
         assert max(abs(a - b) for a, b in zip(seen, wanted)) < 12, (colours, Swatches.COLOURS)
+
+
+def test_a_page_opened_mid_run_says_what_runs(editor_page, server):
+    from web_support import steps_workflow
+
+    client = Client(server.url)
+    client.put("/api/workflows/long", steps_workflow(steps=300, delay=0.02))
+    run_id = client.post("/api/runs", {"workflow": steps_workflow(steps=300, delay=0.02)}).json["run_id"]
+    ui = editor_page.open("?workflow=long")
+    ui.wait_for(lambda: ui.page.inner_text("#message").startswith("running steps"), what="the running node named")
+    client.delete(f"/api/runs/{run_id}")
+    ui.wait_for(lambda: ui.page.inner_text("#message").startswith("run interrupted"), what="the run's end")

@@ -210,6 +210,8 @@ function handle(message) {
         for (const id of running.executed) setNode(id, { state: "done" });
         for (const [id, images] of Object.entries(running.images)) if (editor.nodeById(id)) editor.setImages(id, images);
         if (running.node) setNode(running.node, { state: "running", progress: running.progress, note: running.progress ? null : startNote(running.node) });
+        const note = running.node ? editor.stateOf(running.node).note : null;
+        say(running.node ? `running ${nodeTitle(running.node)}${running.progress ? `: ${running.progress.value}/${running.progress.max}` : note ? `: ${note}` : ""}` : `running ${running.run_id.slice(0, 8)}`);
         queue.set(running.run_id, { ...(queue.get(running.run_id) || {}), status: "running", node: running.node, progress: running.progress });
       }
       renderQueue();
