@@ -121,6 +121,29 @@ def test_sampling_an_inpainting_model_without_its_conditioning_is_an_input_error
     assert "9 latent channels" in result.error.message
 
 
+def test_an_inpainting_single_file_samples_through_checkpoint_loader_with_its_conditioning(custom, tmp_path):
+    home = tmp_path / "home"
+    (home / "models" / "checkpoints").mkdir(parents=True)
+    (home / "input").mkdir()
+    shutil.copy(custom["sd1-9"][1], home / "models" / "checkpoints" / "inpaint.safetensors")
+    workflow = text_to_image("inpaint.safetensors", size=64, steps=2)
+    nodes = workflow["nodes"]
+    link = lambda node, output: {"node": node, "output": output}  # noqa: E731
+    nodes["picture"] = {"type": "LoadImage", "inputs": {"image": "example.png"}}
+    nodes["small"] = {"type": "ImageScale", "inputs": {"image": link("picture", "image"), "method": "area",
+                                                       "scale_by": 1.0, "width": 64, "height": 64}}
+    nodes["mask"] = {"type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}
+    nodes["inpaint"] = {"type": "InpaintModelConditioning", "inputs": {
+        "positive": link("positive", "conditioning"), "negative": link("negative", "conditioning"),
+        "vae": link("checkpoint", "vae"), "pixels": link("small", "image"), "mask": link("mask", "mask"),
+        "noise_mask": True}}
+    nodes["sampler"]["inputs"].update(positive=link("inpaint", "positive"), negative=link("inpaint", "negative"),
+                                      latent=link("inpaint", "latent"))
+    result = Engine(home=home).run(workflow, outputs=["sampler"])
+    assert result.ok, result.error
+    assert result.outputs["sampler"]["latent"]["samples"].shape == (1, 4, 32, 32)  # its VAE halves
+
+
 def test_the_prediction_override_loads_the_model_again_under_its_own_key(shared_engine):
     workflow = text_to_image("tiny-sd2", steps=2)
     runs = {}
