@@ -24,7 +24,7 @@ RunOutcome = Literal["succeeded", "failed", "interrupted"]
 class ImageRef(BaseModel):
     """A file a node wrote, relative to the folder of its kind (served at /api/files/{kind}/{path})."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     kind: ImageKind
     path: str
@@ -34,10 +34,11 @@ class EventData(BaseModel):
     """What one event says: the run it belongs to and this event's own facts, never run state.
 
     A subclass sets ``event_type``; building one checks its fields, so a misspelt or missing field
-    fails where the event is emitted.
+    fails where the event is emitted. Validators are built with a type's first event, not at import
+    (``defer_build``: a server that has run nothing needs none of them).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     event_type: ClassVar[str]
     run_id: str

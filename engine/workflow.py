@@ -22,7 +22,7 @@ JsonLiteral = Union[str, int, float, bool, None, list[Any], dict[str, Any]]
 class Link(BaseModel):
     """A wire from another node's named output: ``{"node": ID, "output": NAME}``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     node: str
     output: str
@@ -31,7 +31,7 @@ class Link(BaseModel):
 class NodeEntry(BaseModel):
     """One node of a workflow: its type, its inputs (links or literal values) and its mode."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     type: str
     inputs: dict[str, Union[Link, JsonLiteral]] = Field(default_factory=dict)
@@ -50,7 +50,9 @@ class NodeEntry(BaseModel):
 class Workflow(BaseModel):
     """A workflow file. ``layout``, ``groups`` and ``meta`` are for the editor and people only."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Validators are built on first use (``defer_build``), not at import: `gouache serve` answers
+    # /api/nodes without ever reading a workflow.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     format: Literal["gouache/1"] = FORMAT
     nodes: dict[str, NodeEntry]

@@ -24,10 +24,15 @@ from gouache.engine.events import RUN_EVENTS, EventData, ImageRef
 RunStatus = Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"]
 
 
+# Validators and serializers are built on a model's first use (``defer_build``): the server uses a few
+# of these models, and building all of them at import cost `gouache serve` a third of its start.
+DEFERRED = ConfigDict(defer_build=True)
+
+
 class Message(BaseModel):
     """Base of every message: unknown fields are refused on the way in."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **DEFERRED)
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------
@@ -159,7 +164,7 @@ class SocketTypeModel(Message):
     description: str
 
 
-@with_config(ConfigDict(extra="forbid"))
+@with_config(ConfigDict(extra="forbid", **DEFERRED))
 @dataclass
 class PackModel(PackReport):
     """A node pack and what became of it: ``loaded``, ``error`` (with the message) or ``blocked``."""
@@ -179,7 +184,7 @@ class NodesResponse(Message):
 class ModelFile(BaseModel):
     """One model found: its name (as workflows use it), its path, and what its kind adds."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", **DEFERRED)
 
     name: str
     path: str
@@ -187,6 +192,8 @@ class ModelFile(BaseModel):
 
 class ModelsResponse(RootModel[dict[str, list[ModelFile]]]):
     """GET /api/models: every model kind and the models found, as ``gouache models --json`` prints."""
+
+    model_config = DEFERRED
 
 
 class Uploaded(Message):

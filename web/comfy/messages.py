@@ -17,7 +17,8 @@ FileType = Literal["output", "input", "temp"]
 class Strict(BaseModel):
     """Base of every body and message: unknown fields are refused when a test reads one back."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use (``defer_build``): building all of them at import slowed `gouache serve`'s start.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------
@@ -26,7 +27,7 @@ class Strict(BaseModel):
 class PromptRequest(BaseModel):
     """POST /prompt. Fields gouache does not know are kept (``model_extra``) so each can be named in a warning."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     prompt: dict[str, Any] | None = None
     client_id: str | None = None
