@@ -44,11 +44,19 @@ class ModelFolder:
 
 
 class ModelIndex:
-    """Finds the models of every registered kind in the folders ``settings`` names."""
+    """Finds the models of every registered kind in the folders ``settings`` names.
+
+    Folders are walked on every listing (a model added or removed shows at once), but what a pack
+    says of a model (``describe``: headers read, the family detected) is kept until the model's
+    modification time or size changes, and a pack's built-in models are described once: validation
+    lists a kind for every input that names a model, and a server lists them on each request.
+    """
 
     def __init__(self, settings: Settings, folders: list[ModelFolder]) -> None:
         self.settings = settings
         self.kinds = {folder.kind: folder for folder in folders}
+        self._described: dict[tuple[str, Path], tuple[tuple[int, ...], dict[str, Any]]] = {}
+        self._builtin: dict[str, list[ModelEntry]] = {}
 
     def directories(self, kind: str) -> list[Path]:
         """Every folder searched for ``kind``, in priority order."""
@@ -65,7 +73,7 @@ class ModelIndex:
         folder = self.kinds.get(kind)
         if folder is None:
             raise KeyError(f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(self.kinds))}")
-        entries = list(folder.builtin()) if folder.builtin else []
+        entries = list(self._builtin_entries(folder))
         seen = {entry.name for entry in entries}
         for directory in self.directories(kind):
             for entry in self._scan(folder, directory):
@@ -111,12 +119,39 @@ class ModelIndex:
                     entries.append(self._entry(folder, directory, root_path / name))
         return entries
 
-    @staticmethod
-    def _entry(folder: ModelFolder, directory: Path, path: Path) -> ModelEntry:
+    def _builtin_entries(self, folder: ModelFolder) -> list[ModelEntry]:
+        if folder.builtin is None:
+            return []
+        entries = self._builtin.get(folder.kind)
+        if entries is None:  # shipped with the pack: they do not change while it is loaded
+            entries = self._builtin[folder.kind] = list(folder.builtin())
+        return entries
+
+    def _entry(self, folder: ModelFolder, directory: Path, path: Path) -> ModelEntry:
         info: dict[str, Any] = {}
         if folder.describe is not None:
-            try:
-                info = folder.describe(path)
-            except Exception as error:  # a broken file must not hide the others
-                info = {"error": f"{type(error).__name__}: {error}"}
+            key = (folder.kind, path)
+            version = _version(path, folder.marker if folder.directories else None)
+            cached = self._described.get(key)
+            if cached is not None and cached[0] == version:
+                info = dict(cached[1])
+            else:
+                try:
+                    info = folder.describe(path)
+                except Exception as error:  # a broken file must not hide the others
+                    info = {"error": f"{type(error).__name__}: {error}"}
+                self._described[key] = (version, dict(info))
         return ModelEntry(path.relative_to(directory).as_posix(), path, info)
+
+
+def _version(path: Path, marker: str | None) -> tuple[int, ...]:
+    """What changes when a model file (or a model folder, or its marker file) is replaced or edited."""
+    try:
+        found = path.stat()
+        version = (found.st_mtime_ns, found.st_size, found.st_ino)
+        if marker is not None and path.is_dir():
+            inner = (path / marker).stat()
+            version += (inner.st_mtime_ns, inner.st_size, inner.st_ino)
+        return version
+    except OSError:
+        return ()

@@ -98,6 +98,60 @@ def test_model_folder_and_web_extension_hooks(tmp_path):
     assert engine.web_extensions["pack-ui"].scripts == ("main.js",)
 
 
+def test_a_model_is_described_once_until_it_changes_and_new_files_show_at_once(tmp_path):
+    """Validation lists a kind for every input naming a model: descriptions are kept per file version."""
+    import os
+
+    from gouache.engine import Input, ModelFolder, Node, Output, hookimpl
+
+    described = []
+
+    def describe(path):
+        described.append(path.name)
+        return {"size": path.stat().st_size}
+
+    class Use(Node):
+        """Name a stamp."""
+
+        type_name = "Use"
+        inputs = [Input("stamp", "STRING", choices_from="stamps")]
+        outputs = [Output("stamp", "STRING")]
+
+        def run(self, ctx, stamp):
+            return {"stamp": stamp}
+
+    class Pack:
+        @hookimpl
+        def gouache_register_model_folders(self):
+            return [ModelFolder("stamps", (".bin",), describe=describe)]
+
+        @hookimpl
+        def gouache_register_nodes(self):
+            return [Use]
+
+    home = tmp_path / "home"
+    folder = home / "models" / "stamps"
+    folder.mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"1")
+    engine = Engine(packs={"pack": Pack()}, entry_points=False, home=home)
+    workflow = {"format": "gouache/1", "nodes": {f"n{i}": {"type": "Use", "inputs": {"stamp": "a.bin"}} for i in range(3)}}
+    for _ in range(2):
+        assert engine.check(workflow)[1] == []
+    assert described == ["a.bin"]
+    (folder / "b.bin").write_bytes(b"22")  # a new file is listed (and described) on the next listing
+    workflow["nodes"]["n0"]["inputs"]["stamp"] = "b.bin"
+    assert engine.check(workflow)[1] == []
+    assert described == ["a.bin", "b.bin"]
+    (folder / "a.bin").write_bytes(b"333")  # replaced: described again, with what it holds now
+    stat = (folder / "a.bin").stat()
+    os.utime(folder / "a.bin", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert [entry["size"] for entry in engine.models.as_json()["stamps"]] == [3, 2]
+    assert described == ["a.bin", "b.bin", "a.bin"]
+    (folder / "b.bin").unlink()
+    valid, [problem] = engine.check(workflow)
+    assert (problem.node, problem.code) == ("n0", "not_a_choice")
+
+
 def test_a_home_folder_kind_offers_files_of_the_base_directory_and_is_not_a_model(tmp_path):
     from gouache.engine import Input, ModelFolder, Node, Output, hookimpl
 
