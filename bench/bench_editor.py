@@ -2,7 +2,10 @@
 
     python bench/bench_editor.py [--nodes 2000] [--repeats 5] [--baseline REV]
 
-- load: navigation to a ready editor showing the workflow (``body[data-ready=true]``), fresh page each time;
+- load: navigation to a ready editor showing the workflow (``body[data-ready=true]``), fresh page each time,
+  twice: by the page's own clock (from navigation start to the moment the attribute is set: what a person
+  waits) and by the benchmark's wall clock around Playwright's ``goto`` and ``wait_for_selector`` (which
+  adds the round trips to Playwright's driver process, large on a loaded machine);
 - pan: a middle-button drag with Playwright's real mouse, two loops of 60 moves that end where they began;
 - zoom: 60 mouse-wheel steps in and out over the canvas;
 - pan with every node in view: the same drag, zoomed out until the whole graph fits the canvas (litegraph
@@ -70,26 +73,39 @@ ZOOM_OUT = """() => {
 }"""
 
 
+# Run in the page before its own scripts: the page-clock time (ms since navigation start) of readiness.
+READY_CLOCK = """new MutationObserver((_, observer) => {
+    if (document.body?.dataset.ready !== "true") return;
+    window.benchReadyAt = performance.now();
+    observer.disconnect();
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["data-ready"] });"""
+
+
 def open_page(server: BackgroundServer, browser, name: str, editor_js: str | None):
-    """A fresh page with the editor open on workflow ``name``; ``editor_js`` replaces editor.js if given."""
+    """A fresh page with the editor open on workflow ``name``; ``editor_js`` replaces editor.js if given.
+    Returns the page and the seconds to a ready editor by the page's clock and by the wall clock."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.add_init_script(READY_CLOCK)
     if editor_js is not None:
         page.route("**/static/js/editor.js", lambda route: route.fulfill(
             status=200, content_type="text/javascript; charset=utf-8", body=editor_js))
     started = time.perf_counter()
     page.goto(server.url + f"/?workflow={name}")
     page.wait_for_selector("body[data-ready=true]", timeout=120_000)
-    return page, time.perf_counter() - started
+    wall = time.perf_counter() - started
+    return page, page.evaluate("window.benchReadyAt") / 1000, wall
 
 
 def load_times(server: BackgroundServer, browser, name: str, count: int, repeats: int,
-               variants: dict[str, str | None]) -> dict[str, list[float]]:
-    """Seconds from navigation to a ready editor showing the workflow, per variant, interleaved."""
-    seconds: dict[str, list[float]] = {variant: [] for variant in variants}
+               variants: dict[str, str | None]) -> dict[str, tuple[list[float], list[float]]]:
+    """Seconds from navigation to a ready editor showing the workflow, per variant, interleaved:
+    by the page's clock and by the wall clock."""
+    seconds: dict[str, tuple[list[float], list[float]]] = {variant: ([], []) for variant in variants}
     for _ in range(repeats):
         for variant, editor_js in variants.items():
-            page, took = open_page(server, browser, name, editor_js)
-            seconds[variant].append(took)
+            page, in_page, wall = open_page(server, browser, name, editor_js)
+            seconds[variant][0].append(in_page)
+            seconds[variant][1].append(wall)
             assert page.evaluate("window.gouache.nodeIds().length") == count
             page.close()
     return seconds
@@ -165,7 +181,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for variant in variants:
         label = "now" if variant == "now" else f"at {variant}"
-        print(f"| {label} " + row(f"editor load, {args.nodes}-node workflow", [second * 1000 for second in loads[variant]], "< 2 s"))
+        in_page, wall = loads[variant]
+        print(f"| {label} " + row(f"editor load, {args.nodes}-node workflow (page clock)", [second * 1000 for second in in_page], "< 2 s"))
+        print(f"| {label} " + row(f"editor load, {args.nodes}-node workflow (wall clock, with Playwright)",
+                                  [second * 1000 for second in wall], "< 2 s"))
         for kind, (intervals, draws, most) in results[variant].items():
             print(f"| {label} " + row(f"{kind} (up to {most} nodes drawn): time between frames", intervals, "< 33 ms"))
             print(f"| {label} " + row(f"{kind}: LGraphCanvas.draw per frame drawn", draws, "< 33 ms"))

@@ -55,13 +55,15 @@ function drawNodeBox(canvas, node, ctx) {
   const [x, y, width, height] = node.boundingRect; // title included; a collapsed node's title only
   const left = x - node.pos[0];
   const top = y - node.pos[1];
-  const title = Math.min(height, node.pos[1] - y);
+  const title = Math.min(height, node.pos[1] - y); // none for a node without a title bar
   ctx.globalAlpha = canvas.editor_alpha;
   ctx.shadowColor = "transparent";
   ctx.fillStyle = node.renderingBgColor;
   ctx.fillRect(left, top + title, width, height - title);
-  ctx.fillStyle = node.renderingColor;
-  ctx.fillRect(left, top, width, title || height);
+  if (title > 0) {
+    ctx.fillStyle = node.renderingColor;
+    ctx.fillRect(left, top, width, title);
+  }
   if (!node.flags.collapsed) node.onDrawBackground?.(ctx);
   if (node.selected) {
     ctx.strokeStyle = "#fff";
