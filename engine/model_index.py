@@ -68,24 +68,25 @@ class ModelIndex:
         paths.extend(self.settings.model_dirs.get(kind, ()))
         return paths
 
-    def list(self, kind: str) -> list[ModelEntry]:
-        """The models of ``kind``: built-in ones first, then files by name."""
+    def list(self, kind: str, *, describe: bool = True) -> list[ModelEntry]:
+        """The models of ``kind``: built-in ones first, then files by name; ``describe=False`` leaves
+        out what the pack says of files found in folders (``info`` empty)."""
         folder = self.kinds.get(kind)
         if folder is None:
             raise KeyError(f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(self.kinds))}")
         entries = list(self._builtin_entries(folder))
         seen = {entry.name for entry in entries}
         for directory in self.directories(kind):
-            for entry in self._scan(folder, directory):
+            for entry in self._scan(folder, directory, describe):
                 if entry.name not in seen:
                     seen.add(entry.name)
                     entries.append(entry)
         return entries
 
     def names(self, kind: str) -> list[str]:
-        """The names of the models of ``kind`` (an input's dynamic choices)."""
+        """The names of the models of ``kind`` (an input's dynamic choices); nothing is described."""
         try:
-            return [entry.name for entry in self.list(kind)]
+            return [entry.name for entry in self.list(kind, describe=False)]
         except KeyError:
             return []
 
@@ -103,20 +104,20 @@ class ModelIndex:
         return {kind: [entry.to_json() for entry in self.list(kind)]
                 for kind in sorted(self.kinds) if self.kinds[kind].home_folder is None}
 
-    def _scan(self, folder: ModelFolder, directory: Path) -> list[ModelEntry]:
+    def _scan(self, folder: ModelFolder, directory: Path, describe: bool = True) -> list[ModelEntry]:
         if not directory.is_dir():
             return []
         entries: list[ModelEntry] = []
         for root, dirs, files in os.walk(directory, followlinks=True):
             root_path = Path(root)
             if folder.directories and folder.marker in files and root_path != directory:
-                entries.append(self._entry(folder, directory, root_path))
+                entries.append(self._entry(folder, directory, root_path, describe))
                 dirs.clear()
                 continue
             dirs.sort()
             for name in sorted(files):
                 if name.lower().endswith(folder.extensions):
-                    entries.append(self._entry(folder, directory, root_path / name))
+                    entries.append(self._entry(folder, directory, root_path / name, describe))
         return entries
 
     def _builtin_entries(self, folder: ModelFolder) -> list[ModelEntry]:
@@ -127,9 +128,9 @@ class ModelIndex:
             entries = self._builtin[folder.kind] = list(folder.builtin())
         return entries
 
-    def _entry(self, folder: ModelFolder, directory: Path, path: Path) -> ModelEntry:
+    def _entry(self, folder: ModelFolder, directory: Path, path: Path, describe: bool = True) -> ModelEntry:
         info: dict[str, Any] = {}
-        if folder.describe is not None:
+        if describe and folder.describe is not None:
             key = (folder.kind, path)
             version = _version(path, folder.marker if folder.directories else None)
             cached = self._described.get(key)

@@ -98,8 +98,9 @@ def test_model_folder_and_web_extension_hooks(tmp_path):
     assert engine.web_extensions["pack-ui"].scripts == ("main.js",)
 
 
-def test_a_model_is_described_once_until_it_changes_and_new_files_show_at_once(tmp_path):
-    """Validation lists a kind for every input naming a model: descriptions are kept per file version."""
+def test_validation_reads_no_model_and_a_listing_describes_each_file_version_once(tmp_path):
+    """Validation names models for every input that takes one: it lists names and describes nothing;
+    ``gouache models`` and /api/models describe a file once until it changes; new files show at once."""
     import os
 
     from gouache.engine import Input, ModelFolder, Node, Output, hookimpl
@@ -135,18 +136,18 @@ def test_a_model_is_described_once_until_it_changes_and_new_files_show_at_once(t
     (folder / "a.bin").write_bytes(b"1")
     engine = Engine(packs={"pack": Pack()}, entry_points=False, home=home)
     workflow = {"format": "gouache/1", "nodes": {f"n{i}": {"type": "Use", "inputs": {"stamp": "a.bin"}} for i in range(3)}}
+    assert engine.check(workflow)[1] == [] and described == []
     for _ in range(2):
-        assert engine.check(workflow)[1] == []
+        assert engine.models.as_json() == {"stamps": [{"name": "a.bin", "path": str(folder / "a.bin"), "size": 1}]}
     assert described == ["a.bin"]
-    (folder / "b.bin").write_bytes(b"22")  # a new file is listed (and described) on the next listing
+    (folder / "b.bin").write_bytes(b"22")  # a new file is offered on the next listing
     workflow["nodes"]["n0"]["inputs"]["stamp"] = "b.bin"
     assert engine.check(workflow)[1] == []
-    assert described == ["a.bin", "b.bin"]
     (folder / "a.bin").write_bytes(b"333")  # replaced: described again, with what it holds now
     stat = (folder / "a.bin").stat()
     os.utime(folder / "a.bin", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert [entry["size"] for entry in engine.models.as_json()["stamps"]] == [3, 2]
-    assert described == ["a.bin", "b.bin", "a.bin"]
+    assert described == ["a.bin", "a.bin", "b.bin"]
     (folder / "b.bin").unlink()
     valid, [problem] = engine.check(workflow)
     assert (problem.node, problem.code) == ("n0", "not_a_choice")
