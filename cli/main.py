@@ -220,9 +220,12 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def _shown(value: object) -> str:
-    """A model's detail as a person reads it: lists joined with commas, not Python's repr."""
+    """A model's detail as a person reads it: lists joined with commas, mappings as ``key:value`` pairs,
+    not Python's repr."""
     if isinstance(value, (list, tuple)):
         return ",".join(str(item) for item in value) or "-"
+    if isinstance(value, dict):
+        return ",".join(f"{key}:{item}" for key, item in value.items()) or "-"
     return str(value)
 
 

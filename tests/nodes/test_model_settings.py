@@ -25,6 +25,14 @@ def test_gouache_tiny_is_listed_with_the_settings_it_was_trained_for(tmp_path):
                                 "scheduler": "normal"}
 
 
+def test_gouache_models_shows_the_defaults_as_a_person_reads_them(tmp_path, capsys):
+    from gouache.cli.main import main
+
+    assert main(["--home", str(tmp_path / "home"), "models"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("gouache-tiny "))
+    assert "defaults=width:128,height:128,steps:20,cfg:3.0,sampler_name:euler,scheduler:normal" in line
+
+
 def test_a_checkpoint_without_settings_gets_its_family_defaults_and_one_with_a_file_gets_its_own(tmp_path, tiny_sd1):
     home = tmp_path / "home"
     folders = home / "models" / "checkpoints"
