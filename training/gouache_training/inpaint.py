@@ -4,7 +4,9 @@ pictures those workflows ship with.
 
 Inpainting: a picture drawn by `data.render` with one shape in one colour, a mask of that shape
 (grown 2 px so the antialiased edge is repainted too) and a prompt asking for the same scene in
-another colour. The asked colour/shape/background triples are the 12 held-out ones, which no training
+another colour. A shape drawn bigger than the mask is trimmed by the paste, one drawn smaller leaves
+background inside it, so the prompt asks for at least the mask's size: "small" is left out (the model
+draws small shapes smaller than the data's; `--size-words` keeps it), "large" is kept. The asked colour/shape/background triples are the 12 held-out ones, which no training
 stage ever saw. `workflows/inpaint.json` runs as it ships (noise mask during sampling, the decoded
 result composited back onto the input through the mask); only its picture, mask, prompt and seed are
 set. A render counts as repainted when all of these hold:
@@ -25,7 +27,7 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +57,10 @@ class InpaintCase:
     target: data.Scene
     seed: int
 
-    @property
-    def prompt(self) -> str:
-        """What the repaint asks for: the target scene's evaluation caption."""
-        return data.canonical_caption(self.target)
+    def prompt(self, size_words: bool = False) -> str:
+        """What the repaint asks for: the target scene's evaluation caption, without "small" unless ``size_words``."""
+        keep = size_words or self.target.size != "small"
+        return data.canonical_caption(self.target if keep else replace(self.target, size=None))
 
 
 def inpaint_cases(seeds: int) -> list[InpaintCase]:
@@ -113,7 +115,7 @@ def _image(value) -> np.ndarray:
     return np.clip(np.rint(value[0].numpy() * 255), 0, 255).astype(np.uint8)
 
 
-def evaluate_inpaint(engine, cases: list[InpaintCase], folder: Path) -> dict[str, float]:
+def evaluate_inpaint(engine, cases: list[InpaintCase], folder: Path, size_words: bool = False) -> dict[str, float]:
     """Run the shipped inpainting workflow on every case (pictures written to ``folder``, the engine's
     input folder) and return the share of renders meeting each condition and all of them."""
     workflow = json.loads((WORKFLOWS / "inpaint.json").read_text())
@@ -123,7 +125,7 @@ def evaluate_inpaint(engine, cases: list[InpaintCase], folder: Path) -> dict[str
         _png(source, folder / f"inpaint-{n}.png")
         _png((mask * 255).astype(np.uint8), folder / f"inpaint-{n}-mask.png")
         result = engine.run(workflow, overrides={"load.image": f"inpaint-{n}.png", "mask.image": f"inpaint-{n}-mask.png",
-                                                 "positive.text": case.prompt, "sampler.seed": case.seed},
+                                                 "positive.text": case.prompt(size_words), "sampler.seed": case.seed},
                             outputs=["paste"])
         if not result.ok:
             raise RuntimeError(f"the inpainting workflow failed: {result.error}")
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=8, help="pictures per held-out triple to repaint")
     p.add_argument("--outpaint", type=int, default=24, help="pictures to outpaint")
+    p.add_argument("--size-words", action="store_true", help="inpainting prompts say 'small' too")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--write-examples", action="store_true", help="write the shipped workflows' pictures and stop")
     args = p.parse_args(argv)
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         folder.mkdir()
         engine = Engine(home=Path(home))
         start = time.perf_counter()
-        results = {"inpaint": evaluate_inpaint(engine, inpaint_cases(args.seeds), folder)}
+        results = {"inpaint": evaluate_inpaint(engine, inpaint_cases(args.seeds), folder, args.size_words)}
         if args.outpaint:
             results["outpaint"] = evaluate_outpaint(engine, outpaint_cases(args.outpaint), folder)
         renders = sum(group["renders"] for group in results.values() if isinstance(group, dict))
