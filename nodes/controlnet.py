@@ -97,6 +97,9 @@ def original_config(path: Path) -> dict[str, Any]:
     sizes = unet_sizes(unet, family, shipped)
     hint = sorted((int(key.split(".")[1]), value.shape) for key, value in shapes.items()
                   if key.startswith("input_hint_block.") and key.endswith(".weight"))
+    if len(hint) < 2 or len(hint[0][1]) != 4:
+        raise ValueError(f"{path.name}: its control image encoder ({CONTROL_PREFIX}input_hint_block) is missing or "
+                         f"incomplete; put its diffusers config beside it as {path.with_suffix('.json').name}")
     # conv_in, then a pair per level (same width, then strided to the next), then conv_out to the UNet's width.
     widths = [shape[0] for _, shape in hint]
     accepted = set(_init_parameters(ControlNetModel))
