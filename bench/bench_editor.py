@@ -6,6 +6,8 @@
   twice: by the page's own clock (from navigation start to the moment the attribute is set: what a person
   waits) and by the benchmark's wall clock around Playwright's ``goto`` and ``wait_for_selector`` (which
   adds the round trips to Playwright's driver process, large on a loaded machine);
+- ``Editor.load``: the editor's own part of a load, the gouache/1 workflow made into litegraph nodes and
+  links (the workflow the page shows, exported and loaded again), timed in the page;
 - pan: a middle-button drag with Playwright's real mouse, two loops of 60 moves that end where they began;
 - zoom: 60 mouse-wheel steps in and out over the canvas;
 - pan with every node in view: the same drag, zoomed out until the whole graph fits the canvas (litegraph
@@ -59,6 +61,17 @@ RECORDER = """() => {
     };
     const tick = (now) => { if (window.bench.on) window.bench.frames.push(now); requestAnimationFrame(tick); };
     requestAnimationFrame(tick);
+}"""
+
+
+RELOAD = """() => {
+    const editor = window.gouache.editor;
+    const workflow = editor.export();
+    const started = performance.now();
+    editor.load(workflow);
+    const took = performance.now() - started;
+    editor.fitView();
+    return took;
 }"""
 
 
@@ -166,6 +179,10 @@ def main() -> None:
         for variant, editor_js in variants.items():
             pages[variant] = open_page(server, browser, name, editor_js)[0]
             pages[variant].evaluate(RECORDER)
+        builds: dict[str, list[float]] = {variant: [] for variant in variants}
+        for _ in range(args.repeats):
+            for variant, page in pages.items():
+                builds[variant].append(page.evaluate(RELOAD))
         results = {variant: {kind: ([], [], 0) for kind in kinds} for variant in variants}
         for kind in kinds:
             for _ in range(args.repeats):
@@ -185,6 +202,7 @@ def main() -> None:
         print(f"| {label} " + row(f"editor load, {args.nodes}-node workflow (page clock)", [second * 1000 for second in in_page], "< 2 s"))
         print(f"| {label} " + row(f"editor load, {args.nodes}-node workflow (wall clock, with Playwright)",
                                   [second * 1000 for second in wall], "< 2 s"))
+        print(f"| {label} " + row("`Editor.load` of the workflow (in the page)", builds[variant], ""))
         for kind, (intervals, draws, most) in results[variant].items():
             print(f"| {label} " + row(f"{kind} (up to {most} nodes drawn): time between frames", intervals, "< 33 ms"))
             print(f"| {label} " + row(f"{kind}: LGraphCanvas.draw per frame drawn", draws, "< 33 ms"))
