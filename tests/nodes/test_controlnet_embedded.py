@@ -83,7 +83,7 @@ def test_the_shipped_workflow_draws_the_shape_where_the_silhouette_is(tmp_path):
     image = gouache_run(home, tmp_path / "out")
     assert_drawn_at(image, centroid_of(CONTROL), "star", "yellow", "blue")
     # Another silhouette in the input folder moves the shape with it: the control image, not the prompt, decides.
-    (home / "input").mkdir()
+    (home / "input").mkdir(exist_ok=True)
     moved = np.roll(np.asarray(Image.open(CONTROL).convert("L")), (46, 46), axis=(0, 1))  # towards the other corner
     shutil.rmtree(tmp_path / "out")
     Image.fromarray(moved).save(home / "input" / "moved.png")
@@ -141,7 +141,8 @@ def test_the_stage_cut_off_at_a_checkpoint_resumes_to_the_weights_of_an_uninterr
     cache = torch.load(work / "latents_control.pt", weights_only=False)
     assert cache["mask"].shape == (32, 128, 128) and all(s["position"] is None for s in cache["scenes"])
     name = f"{train_controlnet.ARTEFACT}/diffusion_pytorch_model.safetensors"
-    straight, cut = load_file(str(tmp_path / "straight" / "out" / name)), load_file(str(tmp_path / "cut" / "out" / name))
+    straight = load_file(str(tmp_path / "straight" / "out" / name))
+    cut = load_file(str(tmp_path / "cut" / "out" / name))
     assert straight.keys() == cut.keys() and all(torch.equal(straight[k], cut[k]) for k in straight)
     # The zero-initialised output convolutions have moved: it trained.
     assert straight["controlnet_mid_block.weight"].abs().sum() > 0

@@ -244,7 +244,11 @@ def control_hits(images: list[np.ndarray], cases: list[ControlCase]) -> list[dic
 def control_figures(pipe, cases: list[ControlCase]) -> dict[str, float]:
     """Shares of renders placed right (centroid within 8 px of the control's, shape class right),
     also for the spots no prompt can ask for, with right colours, and the median centroid distance."""
-    rows = control_hits(generate_controlled(pipe, cases), cases)
+    return summarise_control(control_hits(generate_controlled(pipe, cases), cases))
+
+
+def summarise_control(rows: list[dict]) -> dict[str, float]:
+    """`control_figures` from the rows of `control_hits`."""
     free = [r for r in rows if not r["expressible"]]
     return {
         "renders": len(rows),
@@ -256,6 +260,27 @@ def control_figures(pipe, cases: list[ControlCase]) -> dict[str, float]:
         "colours": float(np.mean([r["colours"] for r in rows])),
         "median_distance_px": float(np.median([r["distance"] for r in rows])),
     }
+
+
+def controlnet_figures(folder: Path, count: int) -> dict[str, dict[str, float]]:
+    """`control_figures` of the ControlNet shipped beside `folder` on `control_cases(count)`, and on
+    the cases after the ones its training kept a checkpoint by (`train_controlnet.EVAL_CASES`)."""
+    from diffusers import ControlNetModel
+
+    from .train_controlnet import ARTEFACT, EVAL_CASES, control_pipeline
+
+    path = folder.parent / ARTEFACT
+    if not path.exists():
+        return {}
+    pipe = control_pipeline(folder, ControlNetModel.from_pretrained(path, torch_dtype=torch.float32))
+    cases = control_cases(count)
+    start = time.perf_counter()
+    rows = control_hits(generate_controlled(pipe, cases), cases)
+    figures = {"controlnet": summarise_control(rows)}
+    figures["controlnet"]["seconds_per_image"] = (time.perf_counter() - start) / len(cases)
+    if count > EVAL_CASES:
+        figures["controlnet_unselected"] = summarise_control(rows[EVAL_CASES:])
+    return figures
 
 
 def load_shipped(folder: Path = SHIPPED) -> StableDiffusionPipeline:
@@ -277,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--positions", type=int, default=48)
     p.add_argument("--held-out-placed-seeds", type=int, default=2)
     p.add_argument("--large-placed", type=int, default=0)
+    p.add_argument("--control-cases", type=int, default=48, help="held-out silhouettes for the ControlNet; 0: none")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -286,7 +312,10 @@ def main(argv: list[str] | None = None) -> None:
         pipe, args.held_out_seeds, args.seen, args.attributes, args.positions, args.held_out_placed_seeds, args.large_placed
     )
     n = sum(group["renders"] for group in results.values())
-    results["seconds_per_image"] = (time.perf_counter() - start) / n
+    if n:
+        results["seconds_per_image"] = (time.perf_counter() - start) / n
+    if args.control_cases:
+        results.update(controlnet_figures(args.folder, args.control_cases))
     lora = args.folder.parent / "gouache-tiny-outline.safetensors"
     if lora.exists():
         results["lora"] = lora_figures(pipe, lora)

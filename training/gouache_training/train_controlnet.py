@@ -82,7 +82,8 @@ def control_cache(vae: AutoencoderKL, path: Path, seed: int, count: int, logfile
     vae.eval()
     with one_thread():
         for start in range(0, count, 64):
-            batch = [data.place_anywhere(rng, data.sample_scene(rng, place_share=0.0)) for _ in range(min(64, count - start))]
+            size = min(64, count - start)
+            batch = [data.place_anywhere(rng, data.sample_scene(rng, place_share=0.0)) for _ in range(size)]
             images = np.stack([data.render(s) for s in batch])
             dist = vae.encode(to_tensor(images).to(device())).latent_dist
             means.append(dist.mean.half().cpu())
@@ -118,7 +119,8 @@ def control_pipeline(folder: Path, net: ControlNetModel) -> StableDiffusionContr
     """The stock diffusers ControlNet pipeline around the shipped model and `net`, in float32."""
     base = evaluate.load_shipped(folder)
     pipe = StableDiffusionControlNetPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet, controlnet=net,
+        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
+        controlnet=net.to(base.device),
         scheduler=make_scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
