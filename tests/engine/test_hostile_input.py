@@ -184,3 +184,25 @@ def test_damaged_files_give_problems_never_a_crash(tmp_path_factory, data):
             json.dumps(problem.to_json())
     else:
         assert engine.run(valid).status in ("succeeded", "failed")
+
+
+@pytest.mark.parametrize("container", [list, tuple, dict])
+def test_nesting_exactly_at_the_limit_passes_and_one_level_more_is_refused(container):
+    from gouache.engine import jsonio
+
+    def nested(levels: int):
+        value: object = 1
+        for _ in range(levels):
+            value = {"x": value} if container is dict else container([0, value])
+        return value
+
+    jsonio.check_depth(nested(MAX_DEPTH))
+    with pytest.raises(jsonio.JsonError, match=f"deeper than the {MAX_DEPTH} levels"):
+        jsonio.check_depth(nested(MAX_DEPTH + 1))
+    assert jsonio.loads(jsonio.dumps(nested(MAX_DEPTH))) is not None
+    with pytest.raises(jsonio.JsonError, match=f"deeper than the {MAX_DEPTH} levels"):
+        jsonio.loads(jsonio.dumps(nested(MAX_DEPTH + 1)))
+    cyclic: dict = {}
+    cyclic["self"] = cyclic  # a Python value that refers to itself is refused, not walked forever
+    with pytest.raises(jsonio.JsonError):
+        jsonio.check_depth(cyclic)
