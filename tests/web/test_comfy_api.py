@@ -151,6 +151,7 @@ def upload(client: Client, image: tuple[str, bytes] | None, path: str = "/upload
 def chunked_upload_status(url: str, part_bytes: int, parts: int) -> int:
     """POST /upload/image with ``parts`` file parts of ``part_bytes`` each, chunked: no Content-Length."""
     import asyncio
+    import concurrent.futures
 
     import aiohttp
 
@@ -174,7 +175,10 @@ def chunked_upload_status(url: str, part_bytes: int, parts: int) -> int:
             except aiohttp.ClientError:
                 return -1  # the server answered and closed before taking everything
 
-    return asyncio.run(send())
+    # In a thread of its own: the browser tests' Playwright (session-wide) keeps an event loop running in
+    # this one, where asyncio.run refuses to start.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(send())).result()
 
 
 def png(colour: tuple[int, ...], size: tuple[int, int] = (64, 64), mode: str = "RGB") -> bytes:
