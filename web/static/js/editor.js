@@ -41,6 +41,7 @@ export class Editor {
     this.otherGroups = [];
     this.status = new Map(); // node id -> {state, progress, errors, images, preview}
     this.loading = false;
+    this.settingUp = null; // the node setupNode is adding slots and widgets to
     this.graph = new LGraph();
     this.canvas = new LGraphCanvas(canvasElement, this.graph);
     this.canvas.allow_searchbox = false;
@@ -71,6 +72,11 @@ export class Editor {
         constructor(title) {
           super(title || info.type);
           editor.setupNode(this, editor.infos.get(info.type));
+        }
+
+        // Sized once setupNode has added every slot and widget, not after each one (see there).
+        expandToFitContent() {
+          if (editor.settingUp !== this) super.expandToFitContent();
         }
       };
       NodeClass.title = info.type;
@@ -108,14 +114,19 @@ export class Editor {
     const editor = this;
     // litegraph sizes the node anew after each input, output and widget added; a node only grows as
     // they are added, so sizing it once at the end gives the same size (and loads big graphs faster).
-    node.expandToFitContent = () => {};
-    for (const spec of info.inputs) {
-      const literal = LITERAL_TYPES.has(spec.type) || spec.choices != null;
-      if (spec.link !== "widget") node.addInput(spec.name, spec.type, { label: spec.name, nameLocked: true });
-      if (spec.link !== "wire" && literal) this.addWidget(node, spec);
+    // (A flag on the editor, not on the node: deleting a property from a node would make V8 keep it as
+    // a slow dictionary object, and every frame reads nodes' properties.)
+    this.settingUp = node;
+    try {
+      for (const spec of info.inputs) {
+        const literal = LITERAL_TYPES.has(spec.type) || spec.choices != null;
+        if (spec.link !== "widget") node.addInput(spec.name, spec.type, { label: spec.name, nameLocked: true });
+        if (spec.link !== "wire" && literal) this.addWidget(node, spec);
+      }
+      for (const output of info.outputs) node.addOutput(output.name, output.type, { label: output.name, nameLocked: true });
+    } finally {
+      this.settingUp = null;
     }
-    for (const output of info.outputs) node.addOutput(output.name, output.type, { label: output.name, nameLocked: true });
-    delete node.expandToFitContent;
     const [width, height] = node.computeSize();
     node.baseHeight = height;
     node.size = [Math.max(node.size[0], width, 240), node.baseHeight];
