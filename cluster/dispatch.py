@@ -1,7 +1,7 @@
 """``gouache serve --ray``: the server's run queue dispatched to Ray worker actors.
 
 :class:`ClusterWorker` has the in-process :class:`gouache.web.worker.Worker`'s interface (``start``,
-``stop``, ``check``, ``submit``, ``cancel``, ``emit``), so the server's handlers do not know which
+``stop``, ``check``, ``choices``, ``submit``, ``cancel``, ``emit``), so the server's handlers do not know which
 runs their runs. The queue stays the server's SQLite store on the head; one dispatcher thread:
 
 - takes queued runs in the order :func:`gouache.cluster.routing.schedule` gives for the free workers
@@ -110,14 +110,17 @@ class ClusterWorker:
         """Validate a workflow against the models the workers have; a model none has names every worker."""
         with self._lock:
             states = self.pool.states()
-
-        def choices(kind: str) -> list[str]:
-            return sorted({name for state in states for k, name in state.on_disk | state.loaded if k == kind})
-
-        valid, problems = self.engine.check(workflow, overrides, outputs, choices_for=choices)
+        valid, problems = self.engine.check(workflow, overrides, outputs,
+                                            choices_for=lambda kind: _choices(states, kind))
         if problems:
             problems = self._name_workers(workflow, overrides, problems, states)
         return valid, problems
+
+    def choices(self, kind: str) -> list[str]:
+        """The models of ``kind`` a run may choose: those some worker has on disk or loaded."""
+        with self._lock:
+            states = self.pool.states()
+        return _choices(states, kind)
 
     def submit(self, run_id: str, workflow: dict[str, Any], targets: list[str] | None,
                valid: ValidWorkflow | None = None) -> int:
@@ -394,6 +397,10 @@ class ClusterWorker:
         self._held.pop(run_id, None)
         self._renamed.pop(run_id, None)
         self._cancelled.discard(run_id)
+
+
+def _choices(states: list[WorkerState], kind: str) -> list[str]:
+    return sorted({name for state in states for k, name in state.on_disk | state.loaded if k == kind})
 
 
 def worker_factory(spec: ray_workers.WorkerSpec | None, *, retries: int = RETRIES

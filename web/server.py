@@ -89,7 +89,8 @@ class State:
 
 STATE = web.AppKey("gouache", State)
 WorkerFactory = Callable[[Engine, RunStore, Callable[[Event], None]], Any]
-"""Makes the object that runs queued runs: :class:`Worker`'s interface (start, stop, check, submit, cancel, emit)."""
+"""Makes the object that runs queued runs: :class:`Worker`'s interface (start, stop, check, choices, submit,
+cancel, emit)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -228,14 +229,18 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def nodes_payload(engine: Engine) -> dict[str, Any]:
-    """The registry as GET /api/nodes publishes it, with model choices resolved now."""
+def nodes_payload(engine: Engine, choices_for: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
+    """The registry as GET /api/nodes publishes it, with model choices resolved now.
+
+    ``choices_for(kind)``: the models a run here may choose (the worker's :meth:`Worker.choices`);
+    default the engine's own.
+    """
     nodes = []
     for info in engine.registry.infos():
         data = info.model_dump(mode="json")
         for spec in data["inputs"]:
             if spec.get("choices_from"):
-                spec["choices"] = engine.models.names(spec["choices_from"])
+                spec["choices"] = (choices_for or engine.models.names)(spec["choices_from"])
         nodes.append(data)
     types = [{"name": t.name, "color": t.color, "converts_to": list(t.converts_to), "description": t.description}
              for t in engine.registry.types.all()]
@@ -245,8 +250,8 @@ def nodes_payload(engine: Engine) -> dict[str, Any]:
 
 
 async def get_nodes(request: web.Request) -> web.Response:
-    engine = request.app[STATE].engine
-    return _json(await asyncio.to_thread(nodes_payload, engine))
+    state = request.app[STATE]
+    return _json(await asyncio.to_thread(nodes_payload, state.engine, state.worker.choices))
 
 
 async def get_models(request: web.Request) -> web.Response:

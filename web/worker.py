@@ -77,6 +77,10 @@ class Worker:
         """Validate a workflow as the runs here will run it: against this engine's models."""
         return self.engine.check(workflow, overrides, outputs)
 
+    def choices(self, kind: str) -> list[str]:
+        """The models of ``kind`` a run here may choose: this engine's."""
+        return self.engine.models.names(kind)
+
     def emit(self, kind: type[EventData], **fields: Any) -> None:
         """Send a server event (``queued``, ``cancelled``) through the engine's bus."""
         self.engine.events.emit(kind, **fields)

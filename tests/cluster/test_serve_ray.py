@@ -88,14 +88,16 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``gouache serve --ray local --workers 2``; the home has a second checkpoint, ``tiny-copy``."""
-    home = tmp_path_factory.mktemp("home")
-    (home / "models" / "checkpoints").mkdir(parents=True)
-    os.symlink(REPO / "nodes" / "embedded" / "weights" / "gouache-tiny", home / "models" / "checkpoints" / "tiny-copy")
+    """``gouache serve --ray local --workers 2``, the workers reading a home of their own with a second
+    checkpoint, ``tiny-copy``, that the server's home lacks (nothing shared but what Ray carries)."""
+    home, workers = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("workers")
+    (workers / "models" / "checkpoints").mkdir(parents=True)
+    os.symlink(REPO / "nodes" / "embedded" / "weights" / "gouache-tiny", workers / "models" / "checkpoints" / "tiny-copy")
     port = free_port()
     log = open(home / "serve.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "gouache", "serve", "--port", str(port), "--ray", "local",
-                                "--workers", "2", "--worker-threads", "1", "--retries", "1"],
+                                "--workers", "2", "--worker-threads", "1", "--retries", "1",
+                                "--worker-home", str(workers)],
                                env={**os.environ, "GOUACHE_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
     client = Client(f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 600
@@ -144,6 +146,14 @@ def test_a_model_no_worker_has_fails_validation_naming_the_model_and_the_workers
     assert "no worker has checkpoints 'nowhere'" in problem["message"]
     assert len(re.findall(r"worker-\d-\w+ \(gouache-tiny, tiny-copy\)", problem["message"])) == 2, problem
     assert client.get("/api/runs").json["queue"] == []
+
+
+def test_the_editor_offers_the_models_the_workers_have(served):
+    client, _, _ = served
+    [loader] = [node for node in client.get("/api/nodes").json["nodes"] if node["type"] == "CheckpointLoader"]
+    [name] = [spec for spec in loader["inputs"] if spec["name"] == "name"]
+    assert name["choices"] == ["gouache-tiny", "tiny-copy"]
+    assert [entry["name"] for entry in client.get("/api/models").json["checkpoints"]] == ["gouache-tiny"]
 
 
 def test_two_workers_run_a_sweep_over_http_and_every_output_arrives(served):
