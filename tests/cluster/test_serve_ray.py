@@ -93,12 +93,21 @@ def served(tmp_path_factory):
     home, workers = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("workers")
     (workers / "models" / "checkpoints").mkdir(parents=True)
     os.symlink(REPO / "nodes" / "embedded" / "weights" / "gouache-tiny", workers / "models" / "checkpoints" / "tiny-copy")
+    process, client = serve(home, "--workers", "2", "--worker-threads", "1", "--retries", "1",
+                            "--worker-home", str(workers))
+    events = Events(client.url)
+    yield client, events, home
+    stop(process)
+    assert not events.failures, events.failures
+
+
+def serve(home: Path, *options: str) -> tuple[subprocess.Popen, Client]:
+    """``gouache serve --ray local OPTIONS`` on a free port with ``home``, once it answers."""
     port = free_port()
-    log = open(home / "serve.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "gouache", "serve", "--port", str(port), "--ray", "local",
-                                "--workers", "2", "--worker-threads", "1", "--retries", "1",
-                                "--worker-home", str(workers)],
-                               env={**os.environ, "GOUACHE_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
+    with open(home / "serve.log", "a") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gouache", "serve", "--port", str(port), "--ray", "local",
+                                    *options], env={**os.environ, "GOUACHE_HOME": str(home)}, stdout=log,
+                                   stderr=subprocess.STDOUT)
     client = Client(f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 600
     while True:
@@ -106,18 +115,19 @@ def served(tmp_path_factory):
         assert time.monotonic() < deadline, "the server did not start in 600 s"
         try:
             if client.get("/api/runs").status == 200:
-                break
+                return process, client
         except OSError:
             time.sleep(0.5)
-    events = Events(client.url)
-    yield client, events, home
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop the server as Ctrl-C does (it interrupts its runs, ends its workers and its Ray instance)."""
     process.send_signal(signal.SIGINT)
     try:
         process.wait(60)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
-    assert not events.failures, events.failures
+        raise AssertionError("the server did not stop within 60 s of SIGINT") from None
 
 
 def wait_running(client: Client, run_id: str) -> dict[str, Any]:
@@ -226,3 +236,22 @@ def test_a_worker_killed_mid_run_loses_no_run(served):
     for record in records:
         [image] = record["outputs"]["save"]["images"]
         assert (home / "output" / image["path"]).read_bytes()[:8] == PNG
+
+
+def test_a_restart_keeps_the_queue(tmp_path):
+    """Runs queued when the server stops run after it starts again (on new workers); the running one is interrupted."""
+    process, client = serve(tmp_path, "--workers", "1")
+    try:
+        running = run(client, {"workflow": workflow(1000, seed=50, size=128)})
+        wait_running(client, running)
+        queued = [run(client, {"workflow": workflow(2, seed=seed)}) for seed in (51, 52)]
+    finally:
+        stop(process)
+    process, client = serve(tmp_path, "--workers", "1")
+    try:
+        assert client.get(f"/api/runs/{running}").json["status"] == "interrupted"
+        records = [client.wait_run(run_id, timeout=300) for run_id in queued]
+    finally:
+        stop(process)
+    assert [record["status"] for record in records] == ["succeeded"] * 2
+    assert all(len(record["attempts"]) == 1 for record in records)
