@@ -47,9 +47,10 @@ class ModelIndex:
     """Finds the models of every registered kind in the folders ``settings`` names.
 
     Folders are walked on every listing (a model added or removed shows at once), but what a pack
-    says of a model (``describe``: headers read, the family detected) is kept until the model's
-    modification time or size changes, and a pack's built-in models are described once: validation
-    lists a kind for every input that names a model, and a server lists them on each request.
+    says of a model (``describe``: headers read, the family detected) is kept until the model, or a
+    file beside it named after it (``NAME.gouache.json``, ``NAME.yaml``), or for a model folder what is
+    directly in it, changes (modification time, size or inode); a pack's built-in models are described
+    once. Validation and ``/api/nodes`` only need names: they describe nothing.
     """
 
     def __init__(self, settings: Settings, folders: list[ModelFolder]) -> None:
@@ -111,13 +112,20 @@ class ModelIndex:
         for root, dirs, files in os.walk(directory, followlinks=True):
             root_path = Path(root)
             if folder.directories and folder.marker in files and root_path != directory:
-                entries.append(self._entry(folder, directory, root_path, describe))
+                # A model folder changes with what is directly in it (its settings, its marker, a component
+                # folder whose files were replaced).
+                around = [root_path, *(root_path / name for name in sorted([*files, *dirs]))] if describe else []
+                entries.append(self._entry(folder, directory, root_path, around, describe))
                 dirs.clear()
                 continue
             dirs.sort()
+            by_stem: dict[str, list[str]] = {}
+            for name in files:  # a file changes with the files named after it (NAME.gouache.json, NAME.yaml)
+                by_stem.setdefault(name.split(".", 1)[0], []).append(name)
             for name in sorted(files):
                 if name.lower().endswith(folder.extensions):
-                    entries.append(self._entry(folder, directory, root_path / name, describe))
+                    around = [root_path / other for other in sorted(by_stem[name.split(".", 1)[0]])] if describe else []
+                    entries.append(self._entry(folder, directory, root_path / name, around, describe))
         return entries
 
     def _builtin_entries(self, folder: ModelFolder) -> list[ModelEntry]:
@@ -128,11 +136,13 @@ class ModelIndex:
             entries = self._builtin[folder.kind] = list(folder.builtin())
         return entries
 
-    def _entry(self, folder: ModelFolder, directory: Path, path: Path, describe: bool = True) -> ModelEntry:
+    def _entry(self, folder: ModelFolder, directory: Path, path: Path, around: list[Path],
+               describe: bool = True) -> ModelEntry:
+        """``path``'s entry; ``around``: the files whose change makes it be described again."""
         info: dict[str, Any] = {}
         if describe and folder.describe is not None:
             key = (folder.kind, path)
-            version = _version(path, folder.marker if folder.directories else None)
+            version = _version(around)
             cached = self._described.get(key)
             if cached is not None and cached[0] == version:
                 info = dict(cached[1])
@@ -145,14 +155,13 @@ class ModelIndex:
         return ModelEntry(path.relative_to(directory).as_posix(), path, info)
 
 
-def _version(path: Path, marker: str | None) -> tuple[int, ...]:
-    """What changes when a model file (or a model folder, or its marker file) is replaced or edited."""
-    try:
-        found = path.stat()
-        version = (found.st_mtime_ns, found.st_size, found.st_ino)
-        if marker is not None and path.is_dir():
-            inner = (path / marker).stat()
-            version += (inner.st_mtime_ns, inner.st_size, inner.st_ino)
-        return version
-    except OSError:
-        return ()
+def _version(paths: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
+    """What changes when one of ``paths`` is replaced, edited, added or removed."""
+    version = []
+    for path in paths:
+        try:
+            found = path.stat()
+        except OSError:
+            continue
+        version.append((path.name, found.st_mtime_ns, found.st_size, found.st_ino))
+    return tuple(version)

@@ -148,6 +148,9 @@ def test_validation_reads_no_model_and_a_listing_describes_each_file_version_onc
     os.utime(folder / "a.bin", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert [entry["size"] for entry in engine.models.as_json()["stamps"]] == [3, 2]
     assert described == ["a.bin", "a.bin", "b.bin"]
+    (folder / "b.gouache.json").write_text("{}")  # a file named after a model (its settings) counts as a change
+    assert len(engine.models.as_json()["stamps"]) == 2
+    assert described == ["a.bin", "a.bin", "b.bin", "b.bin"]
     (folder / "b.bin").unlink()
     valid, [problem] = engine.check(workflow)
     assert (problem.node, problem.code) == ("n0", "not_a_choice")
