@@ -13,7 +13,7 @@ from PIL import Image
 from gouache.engine import Engine
 
 TOLERANCE = 2
-GATE = 0.9
+GATE = 0.95
 
 
 def _png(path) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_a_mask_of_another_size_than_the_picture_names_the_mask(tmp_path):
 def test_inpainting_quality_gate(tmp_path):
     """The first 24 cases of the model card's figures (`gouache_training.inpaint`, held-out targets): outside
     the mask nothing changes beyond 2/255, ever; the checker reads the asked scene in at least 90% and the whole
-    repaint is right in at least 90% (95.8% measured; 92.7% on all 96 cases)."""
+    repaint is right in at least 95%, the issue's target (24 of 24 measured; 97.9% on all 96 cases)."""
     from gouache_training import inpaint
 
     folder = tmp_path / "home" / "input"
