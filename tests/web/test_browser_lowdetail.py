@@ -1,4 +1,4 @@
-"""Zoomed far out, the canvas draws each node as a box in its colours and links as straight lines
+"""Zoomed far out, the canvas draws each node as a box in its colours (with its run marks) and links as straight lines
 (web/static/js/lowdetail.js, issue 16): checked by the pixels Chromium drew, so the cheap drawing
 can never become a blank or wrong canvas."""
 
@@ -98,3 +98,41 @@ def test_zoomed_far_out_every_node_is_a_box_in_its_own_colours_and_links_are_dra
         ui.page.wait_for_timeout(20)
     again = ui.js(SAMPLE)
     assert not again["low"]
+
+
+# The pixels across a node's left edge, halfway down, in the canvas (client pixels around the outline).
+EDGE = """(id) => {
+    const canvas = window.gouache.canvas;
+    canvas.draw(true, true);
+    const node = window.gouache.editor.nodeById(id);
+    const ctx = canvas.canvas.getContext("2d");
+    const ratio = window.devicePixelRatio || 1;
+    const [x, y] = canvas.ds.convertOffsetToCanvas([node.pos[0] - 2, node.pos[1] + node.size[1] / 2]);
+    const row = ctx.getImageData(Math.round(x * ratio) - 3, Math.round(y * ratio), 7, 1).data;
+    return { scale: canvas.ds.scale, pixels: [0, 1, 2, 3, 4, 5, 6].map((i) => [...row.slice(4 * i, 4 * i + 3)]) };
+}"""
+
+
+def test_zoomed_far_out_a_failed_node_keeps_its_red_outline(editor_page, server):
+    """Run marks stay visible: the outline is at least two screen pixels wide at any zoom."""
+    workflow = big_workflow(40)
+    workflow["nodes"]["fail"] = {"type": "Fail"}
+    workflow["nodes"]["record"] = {"type": "Record", "inputs": {"value": {"node": "fail", "output": "x"}}}
+    workflow["layout"]["fail"] = {"pos": [0, 600], "size": [240, 100]}
+    workflow["layout"]["record"] = {"pos": [300, 600], "size": [240, 100]}
+    assert Client(server.url).put("/api/workflows/failing-grid", workflow).status == 201
+    ui = editor_page.open("?workflow=failing-grid")
+    ui.page.click("#run")
+    ui.page.wait_for_selector("#problems li[data-node=fail]")
+    assert ui.state("fail")["state"] == "error"
+    origin = ui.js("""() => { const c = window.gouache.canvas; const [x, y] = c.ds.convertOffsetToCanvas([0, 600]);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + x, r.top + y]; }""")
+    ui.page.mouse.move(*origin)
+    for _ in range(60):
+        if ui.js("window.gouache.canvas.ds.scale") < 0.15:
+            break
+        ui.page.mouse.wheel(0, 120)
+        ui.page.wait_for_timeout(20)
+    edge = ui.js(EDGE, "fail")
+    assert edge["scale"] < 0.15
+    assert any(close(pixel, [0xE0, 0x5A, 0x5A], 40) for pixel in edge["pixels"]), edge
