@@ -9,9 +9,13 @@ only decides where the model is evaluated and how ``x`` moves between evaluation
   ``prepare_noise`` seeds the global generator the same way; we use our own so nothing global changes); a
   latent carrying ``batch_index`` draws one item at a time up to the largest index and keeps those listed;
 - start: ``latent + noise * sigma_0``, or ``* sqrt(1 + sigma_0^2)`` when sigma_0 is the model's largest;
+  flow models (``FlowSigmas``, ComfyUI's ``CONST``): ``sigma_0 * noise + (1 - sigma_0) * latent``;
 - denoiser: ``x0 = D(x, sigma)`` calls the UNet on ``x / sqrt(sigma^2 + 1)`` at the timestep of the table
-  entry nearest sigma, then ``x - sigma * eps`` (or the v-prediction form); with a noise mask the kept area
-  is reset to ``latent + noise * sigma`` before the call and to ``latent`` after it (``KSamplerX0Inpaint``);
+  entry nearest sigma, then ``x - sigma * eps`` (or the v-prediction form); a flow model is called on ``x``
+  itself at timestep ``sigma * multiplier`` and ``x0 = x - sigma * v``; with a noise mask the kept area is
+  reset to the latent noised to sigma before the call and to ``latent`` after it (``KSamplerX0Inpaint``);
+- end: a flow run that stops above 0 (leftover noise) divides by ``1 - sigma_last``, as ComfyUI's
+  ``inverse_noise_scaling`` does (the next part's noising multiplies it back);
 - step noise: the sampler's own (``kdiffusion_samplers``), seeded with the same seed.
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from gouache.nodes.comfy_sigmas import DiscreteSigmas, ksampler_sigmas, window
+from gouache.nodes.comfy_sigmas import DiscreteSigmas, FlowSigmas, ksampler_sigmas, window
 
 Predict = Callable[[Any, Any, int, int, float], Any]
 """``predict(model_input, timestep, step, count, when)``: ``sampling.sample``'s model call."""
@@ -42,7 +46,7 @@ def comfy_noise(shape: tuple[int, ...], seed: int, batch_index: list[int] | None
     return torch.cat([drawn[index] for index in batch_index])
 
 
-def comfy_levels(table: DiscreteSigmas, settings: Any) -> list[float] | None:
+def comfy_levels(table: DiscreteSigmas | FlowSigmas, settings: Any) -> list[float] | None:
     """The sigmas a run takes: ``SamplerCustom``'s own, or ``KSampler(Advanced)``'s schedule and window;
     ``None`` when the window leaves no step."""
     if settings.sigmas is not None:
@@ -53,15 +57,14 @@ def comfy_levels(table: DiscreteSigmas, settings: Any) -> list[float] | None:
     return levels if levels is not None and len(levels) > 1 else None
 
 
-def sample_comfy(config: dict[str, Any], predict: Predict, init: Any, mask: Any, batch_index: list[int] | None,
+def sample_comfy(table: DiscreteSigmas | FlowSigmas, predict: Predict, init: Any, mask: Any, batch_index: list[int] | None,
                  settings: Any, report: Callable[[int, int, Any], None]) -> tuple[Any, Any] | None:
-    """Run ``settings``' sampler from ``init`` (on its device); the latent and the last step's estimate of
-    the clean latent, or ``None`` when there is no step to take."""
+    """Run ``settings``' sampler from ``init`` (on its device) on ``table``'s levels (``comfy_table``); the latent
+    and the last step's estimate of the clean latent, or ``None`` when there is no step to take."""
     import torch
 
     from gouache.nodes.kdiffusion_samplers import RANDOM_INPAINT_NOISE, SAMPLERS
 
-    table = DiscreteSigmas.from_config(config)
     levels = comfy_levels(table, settings)
     if levels is None:
         return None
@@ -74,9 +77,13 @@ def sample_comfy(config: dict[str, Any], predict: Predict, init: Any, mask: Any,
     if mask is not None and settings.sampler_name in RANDOM_INPAINT_NOISE:
         kept_noise = torch.randn(tuple(init.shape), generator=torch.Generator("cpu").manual_seed(settings.seed + 1))
         kept_noise = kept_noise.to(device)
+    flow = table.prediction == "const"
     first = float(levels[0])
     from_the_top = math.isclose(first, table.sigma_max, rel_tol=1e-5) or first > table.sigma_max
-    x = noise * (torch.sqrt(1.0 + sigmas[0] ** 2.0) if from_the_top else sigmas[0]) + init
+    if flow:
+        x = sigmas[0] * noise + (1.0 - sigmas[0]) * init
+    else:
+        x = noise * (torch.sqrt(1.0 + sigmas[0] ** 2.0) if from_the_top else sigmas[0]) + init
 
     denoise = denoiser(table, predict, init, mask, kept_noise)
     last: dict[str, Any] = {}
@@ -87,6 +94,8 @@ def sample_comfy(config: dict[str, Any], predict: Predict, init: Any, mask: Any,
         report(index, total, x_now)
 
     x = SAMPLERS[settings.sampler_name](denoise, x, sigmas, settings.seed, callback)
+    if flow:
+        x = x / (1.0 - sigmas[-1])
     return x, last["x0"]
 
 
@@ -96,20 +105,24 @@ switches them by the sigma's place in the timesteps (``start_percent``/``end_per
 ``percent_to_sigma``), not by the step count."""
 
 
-def denoiser(table: DiscreteSigmas, predict: Predict, init: Any, mask: Any, kept_noise: Any) -> Callable[[Any, Any], Any]:
+def denoiser(table: DiscreteSigmas | FlowSigmas, predict: Predict, init: Any, mask: Any, kept_noise: Any) -> Callable[[Any, Any], Any]:
     """``D(x, sigma)``: the model's estimate of the clean latent, ComfyUI's way (see the module's docstring)."""
 
     def denoise(x: Any, sigma: Any) -> Any:
         sigma = sigma.reshape(())
+        flow = table.prediction == "const"
         if mask is not None:
-            x = x * mask + (init + kept_noise * sigma) * (1 - mask)
+            kept = kept_noise * sigma + (1.0 - sigma) * init if flow else init + kept_noise * sigma
+            x = x * mask + kept * (1 - mask)
         timestep = table.timestep(sigma.cpu()).to(x.device)
         percent = table.percent(float(sigma))
         step = min(int(percent * CONTROL_STEPS), CONTROL_STEPS - 1)
         # timestep ranges compare the unrounded timestep, as ComfyUI compares sigmas
-        output = predict(x / (sigma ** 2 + 1.0) ** 0.5, timestep.float(), step, CONTROL_STEPS,
+        output = predict(x if flow else x / (sigma ** 2 + 1.0) ** 0.5, timestep.float(), step, CONTROL_STEPS,
                          (1.0 - percent) * (len(table.sigmas) - 1))
-        if table.prediction == "v_prediction":
+        if flow:
+            x0 = x - output * sigma
+        elif table.prediction == "v_prediction":
             x0 = x / (sigma ** 2 + 1.0) - output * sigma / (sigma ** 2 + 1.0) ** 0.5
         else:
             x0 = x - output * sigma

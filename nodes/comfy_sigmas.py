@@ -1,5 +1,6 @@
-"""ComfyUI's noise levels for SD 1.x/2.x/SDXL: the model's table of 1,000 discrete sigmas, the sigma <->
-timestep mapping its UNet is called with, and the schedules under ComfyUI's names.
+"""ComfyUI's noise levels: for SD 1.x/2.x/SDXL the model's table of 1,000 discrete sigmas, the sigma <->
+timestep mapping its UNet is called with, and the schedules under ComfyUI's names; for SD 3.x and Flux.1
+the shifted rectified-flow table (:class:`FlowSigmas`), on which the same schedules run.
 
 ComfyUI builds the table from the model's beta schedule in float64 and keeps it in float32; a sigma
 maps to the nearest table entry's index (in log space) as the UNet's timestep, and a fractional
@@ -111,7 +112,101 @@ class DiscreteSigmas:
         return ((1 - weight) * self.log_sigmas[low] + weight * self.log_sigmas[high]).exp()
 
 
-def schedule_sigmas(table: DiscreteSigmas, schedule: str, steps: int) -> list[float]:
+@dataclass(frozen=True, eq=False)
+class FlowSigmas:
+    """A rectified-flow model's noise levels as ComfyUI keeps them: ``ModelSamplingDiscreteFlow`` (SD 3.x, Flux.1
+    schnell) or ``ModelSamplingFlux`` (Flux.1 dev), both with the ``CONST`` prediction (the model predicts the
+    velocity ``v``; ``x0 = x - sigma * v``; a latent is noised to ``sigma * noise + (1 - sigma) * x0``).
+
+    Both tables are ``sigma(i / count)`` for ``i`` in ``1..count`` with ``sigma(t) = shift * t / (1 + (shift - 1) * t)``
+    (``ModelSamplingFlux`` writes it ``e^mu / (e^mu + 1 / t - 1)``: the same with ``shift = e^mu``); the model is
+    called at timestep ``sigma * multiplier``.
+    """
+
+    sigmas: Any
+    """float32 [count], increasing."""
+    shift: float
+    multiplier: float
+    mu: float | None = None
+    """``ModelSamplingFlux``'s shift (``shift`` is then ``e^mu``), whose formula rounds its own way in float32."""
+    prediction: str = "const"
+
+    @classmethod
+    def discrete_flow(cls, shift: float, multiplier: float = 1000.0, count: int = 1000) -> FlowSigmas:
+        """``ModelSamplingDiscreteFlow``: SD 3.x (shift 3, multiplier 1000), Flux.1 schnell (shift 1, multiplier 1)."""
+        import torch
+
+        partial = cls(None, float(shift), float(multiplier))
+        table = partial.sigma((torch.arange(1, count + 1, 1) / count) * float(multiplier))
+        return cls(table, float(shift), float(multiplier))
+
+    @classmethod
+    def flux(cls, mu: float, count: int = 10000) -> FlowSigmas:
+        """``ModelSamplingFlux``: Flux.1 dev (``mu`` 1.15 unless changed), timestep = sigma, 10,000 entries."""
+        import torch
+
+        partial = cls(None, math.exp(mu), 1.0, float(mu))
+        return cls(partial.sigma(torch.arange(1, count + 1, 1) / count), math.exp(mu), 1.0, float(mu))
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def timestep(self, sigma: Any) -> Any:
+        """The model's timestep at ``sigma`` (a tensor of ``sigma``'s shape)."""
+        return sigma * self.multiplier
+
+    def sigma(self, timestep: Any) -> Any:
+        """The shifted sigma at a (fractional) timestep."""
+        import torch
+
+        t = torch.as_tensor(timestep, dtype=torch.float32) / self.multiplier
+        if self.mu is not None:
+            return math.exp(self.mu) / (math.exp(self.mu) + (1 / t - 1))
+        if self.shift == 1.0:
+            return t
+        return self.shift * t / (1 + (self.shift - 1.0) * t)
+
+    def percent(self, sigma: float) -> float:
+        """How far along the timesteps ``sigma`` lies (the inverse of ComfyUI's ``percent_to_sigma``)."""
+        if sigma >= 1.0:
+            return 0.0
+        if sigma <= 0.0:
+            return 1.0
+        return 1.0 - sigma / (self.shift - (self.shift - 1.0) * sigma)
+
+
+COMFY_FLUX_MU = 1.15
+"""``ModelSamplingFlux``'s shift for Flux.1 dev when no ``ModelSamplingFlux`` node sets one (ComfyUI's Flux
+config fixes it; it does not follow the image's size)."""
+
+
+def comfy_table(loaded: Any, overrides: dict[str, Any] | None = None, name: str = "model") -> DiscreteSigmas | FlowSigmas:
+    """ComfyUI's noise levels for a loaded checkpoint; ``overrides``: the MODEL's scheduler settings (``FlowShift``'s
+    ``shift``, which for Flux.1 dev stands for ComfyUI's ``ModelSamplingFlux`` shift ``mu = ln(shift)``)."""
+    family = loaded.family
+    if family.sampling != "flow":
+        return DiscreteSigmas.from_config(loaded.scheduler_config, name)
+    config = {**loaded.scheduler_config, **(overrides or {})}
+    if family.latent.packing == 1:  # SD 3.x
+        return FlowSigmas.discrete_flow(float(config.get("shift", 3.0)), 1000.0)
+    transformer = loaded.denoiser
+    if transformer is not None and not transformer.config.guidance_embeds:  # Flux.1 schnell
+        return FlowSigmas.discrete_flow(float(config.get("shift", 1.0)), 1.0)
+    if overrides and "shift" in overrides:
+        shift = float(overrides["shift"])
+        if shift <= 0:
+            raise InputError(name, f"a Flux.1 shift must be above 0 in ComfyUI's convention (it is e^mu), not {shift}",
+                             "out_of_range")
+        return FlowSigmas.flux(math.log(shift))
+    return FlowSigmas.flux(COMFY_FLUX_MU)
+
+
+def schedule_sigmas(table: DiscreteSigmas | FlowSigmas, schedule: str, steps: int) -> list[float]:
     """The noise levels of ``schedule`` in ``steps`` steps (ending at 0), as ComfyUI's ``calculate_sigmas``."""
     import torch
 
@@ -175,7 +270,7 @@ def _linear_quadratic(steps: int, threshold: float = 0.025) -> list[float]:
     return [1.0 - x for x in ramp + [1.0]]
 
 
-def basic_scheduler_sigmas(table: DiscreteSigmas, schedule: str, steps: int, denoise: float) -> list[float]:
+def basic_scheduler_sigmas(table: DiscreteSigmas | FlowSigmas, schedule: str, steps: int, denoise: float) -> list[float]:
     """ComfyUI's ``BasicScheduler``: ``denoise`` below 1 keeps the last ``steps + 1`` levels of an
     ``int(steps / denoise)``-step schedule; 0 gives none."""
     if denoise >= 1.0:
@@ -185,7 +280,7 @@ def basic_scheduler_sigmas(table: DiscreteSigmas, schedule: str, steps: int, den
     return schedule_sigmas(table, schedule, int(steps / denoise))[-(steps + 1):]
 
 
-def ksampler_sigmas(table: DiscreteSigmas, sampler: str, schedule: str, steps: int, denoise: float) -> list[float]:
+def ksampler_sigmas(table: DiscreteSigmas | FlowSigmas, sampler: str, schedule: str, steps: int, denoise: float) -> list[float]:
     """The levels ComfyUI's ``KSampler`` runs: ``denoise`` as in :func:`basic_scheduler_sigmas` (kept from 0.9999
     up as a whole run), and the penultimate level dropped for the samplers of :data:`DISCARD_PENULTIMATE`."""
     def levels(count: int) -> list[float]:

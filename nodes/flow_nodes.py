@@ -23,7 +23,8 @@ class FluxGuidance(Node):
 class FlowShift(Node):
     """Shift a flow model's noise schedule toward high noise by ``shift`` (SD 3.x uses 3.0).
 
-    For Flux.1 it replaces the shift computed from the image size by this fixed one.
+    For Flux.1 it replaces the shift computed from the image size by this fixed one. In ComfyUI's convention
+    it is ``ModelSamplingSD3``'s shift, and for Flux.1 dev ``ModelSamplingFlux``'s with ``mu = ln(shift)``.
     """
 
     type_name = "FlowShift"

@@ -12,10 +12,17 @@ strength travels on the conditioning (``FluxGuidance`` sets it, else the family 
 ``int(steps * denoise)`` steps, the input latent noised to the first of them with ``scale_noise``.
 A window of steps (``SamplerAdvanced``, ``SamplerCustom``) runs as in ``gouache.nodes.sampling``;
 flow latents are ``(1 - sigma) * x0 + sigma * noise`` in every part.
+
+The ``comfyui`` convention keeps the model call (guidance batch, packing, Flux guidance) and samples as ComfyUI
+does (``nodes/comfy_sampling.py`` on ``comfy_sigmas.FlowSigmas``): SD 3.x on ``ModelSamplingDiscreteFlow``
+(shift 3, timestep ``1000 * sigma``), Flux.1 dev on ``ModelSamplingFlux`` with its fixed shift ``mu = 1.15``
+(not the pipeline's size-dependent one), schnell unshifted; ``FlowShift`` sets SD 3's shift, and for Flux.1 dev
+``mu = ln(shift)`` (ComfyUI's ``ModelSamplingFlux`` node computes ``mu`` from the size it is given).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gouache.engine import InputError
@@ -112,33 +119,41 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     noise = torch.randn(tuple(init.shape), generator=generator, dtype=torch.float32).to(device)
 
-    config = dict(loaded.scheduler_config)
-    scheduler = make_flow_scheduler(config, settings.sampler_name, settings.scheduler, dict(model_overrides(model)))
-    kwargs: dict[str, Any] = {}
-    tokens = (height // packing) * (width // packing)
-    if family.flow_sigmas == "linear":
-        kwargs["sigmas"] = np.linspace(1.0, 1 / settings.steps, settings.steps)
-        kwargs["mu"] = calculate_shift(tokens, scheduler.config)
-    elif scheduler.config.get("use_dynamic_shifting"):
-        kwargs["mu"] = calculate_shift(tokens, scheduler.config)
-    scheduler.set_timesteps(settings.steps, device=device, **kwargs)
-    first, last = settings.window()
-    start, stop = first * scheduler.order, min(last * scheduler.order, len(scheduler.timesteps))
-    timesteps = scheduler.timesteps[start:stop]
-    scheduler.set_begin_index(start)
-    if len(timesteps) == 0:
-        unchanged = {**latent, "samples": latent["samples"].clone()}
-        return Sampled(unchanged, unchanged)
-    if not settings.add_noise:  # the latent carries the noise of its first step already
-        latents = init
-        noise = torch.zeros_like(noise)
-    elif start > 0:
-        latents = scheduler.scale_noise(init, timesteps[:1].repeat(batch), noise)
-    else:
-        latents = noise
-    finish_early = not settings.leftover_noise and last < settings.steps
+    comfy = settings.convention == "comfyui"
+    if comfy and settings.sampler_name not in COMFY_FLOW_SAMPLERS:
+        raise InputError("sampler_name", f"in ComfyUI's convention {family.label} samples with "
+                                         f"{', '.join(COMFY_FLOW_SAMPLERS)} so far (ComfyUI runs its ancestral, SDE "
+                                         f"and UniPC samplers its own way on flow models), not "
+                                         f"{settings.sampler_name!r}", "not_a_choice")
+    if not comfy:
+        config = dict(loaded.scheduler_config)
+        scheduler = make_flow_scheduler(config, settings.sampler_name, settings.scheduler, dict(model_overrides(model)))
+        kwargs: dict[str, Any] = {}
+        tokens = (height // packing) * (width // packing)
+        if family.flow_sigmas == "linear":
+            kwargs["sigmas"] = np.linspace(1.0, 1 / settings.steps, settings.steps)
+            kwargs["mu"] = calculate_shift(tokens, scheduler.config)
+        elif scheduler.config.get("use_dynamic_shifting"):
+            kwargs["mu"] = calculate_shift(tokens, scheduler.config)
+        scheduler.set_timesteps(settings.steps, device=device, **kwargs)
+        first, last = settings.window()
+        start, stop = first * scheduler.order, min(last * scheduler.order, len(scheduler.timesteps))
+        timesteps = scheduler.timesteps[start:stop]
+        scheduler.set_begin_index(start)
+        if len(timesteps) == 0:
+            unchanged = {**latent, "samples": latent["samples"].clone()}
+            return Sampled(unchanged, unchanged)
+        if not settings.add_noise:  # the latent carries the noise of its first step already
+            latents = init
+            noise = torch.zeros_like(noise)
+        elif start > 0:
+            latents = scheduler.scale_noise(init, timesteps[:1].repeat(batch), noise)
+        else:
+            latents = noise
+        finish_early = not settings.leftover_noise and last < settings.steps
 
-    guided = settings.cfg > 1.0
+    # ComfyUI guides at any cfg but 1 (below 1 too); the pipelines only above 1.
+    guided = not math.isclose(settings.cfg, 1.0) if comfy else settings.cfg > 1.0
     conds = [negative, positive] if guided else [positive]
     # One batch when the prompts are equally long (as the pipelines run it), else one call each.
     batched = len({cond.embeds.shape[1] for cond in conds}) == 1
@@ -156,13 +171,15 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
                 extra["guidance"] = torch.full([embeds.shape[0]], float(strength), device=device, dtype=torch.float32)
         inputs.append((len(group), embeds, pooled, extra))
 
-    def predict(state: Any, t: Any) -> Any:
+    def predict(state: Any, t: Any, scaled: bool = True) -> Any:
+        """The guided velocity at scheduler timestep ``t`` (0..1000); ``scaled`` off: ``t`` is the transformer's
+        own timestep already (ComfyUI's ``sigma * multiplier``)."""
         outputs = []
         for copies, embeds, pooled, extra in inputs:
             rows = embeds.shape[0]
             timestep = t.expand(rows)
             if packing > 1:  # FluxPipeline: t in the latents' dtype, scaled to 0..1
-                timestep = timestep.to(dtype) / 1000
+                timestep = timestep.to(dtype) / 1000 if scaled else timestep.to(dtype)
             outputs.append(transformer(hidden_states=torch.cat([state] * copies).to(dtype), timestep=timestep,
                                        encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False,
                                        **extra)[0].float())
@@ -176,6 +193,8 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
     if mask is not None:
         mask = torch.nn.functional.interpolate(mask.to(device=device, dtype=torch.float32).reshape(
             -1, 1, *mask.shape[-2:]), size=init.shape[-2:], mode="bilinear").expand_as(init[:, :1])
+    if comfy:
+        return _sample_comfy(manager, ctx, model, predict, init, mask, latent, settings)
     state = pack(latents) if packing > 1 else latents
     total = len(timesteps)
     every = max(1, min(PREVIEW_EVERY, total // 5 or 1))
@@ -205,6 +224,46 @@ def sample_flow(manager: Any, ctx: Any, model: Any, positive: Any, negative: Any
                 ctx.preview(latent_preview_jpeg(current, family.latent))
     result = unpack(state, height, width) if packing > 1 else state
     return Sampled({**latent, "samples": result.to("cpu", torch.float32)},
+                   {**latent, "samples": denoised.to("cpu", torch.float32)})
+
+
+COMFY_FLOW_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim")
+"""The samplers whose steps ComfyUI takes on flow models as on the others (its ancestral, SDE and UniPC samplers
+have flow variants of their own that the ``comfyui`` convention does not follow yet)."""
+
+
+def _sample_comfy(manager: Any, ctx: Any, model: Any, predict: Any, init: Any, mask: Any, latent: dict[str, Any],
+                  settings: Any) -> Any:
+    """The ``comfyui`` convention on a flow model: ComfyUI's table (``comfy_table``: SD 3.x's discrete flow,
+    Flux.1 dev's fixed ``ModelSamplingFlux`` shift, schnell's unshifted flow) and its ``CONST`` denoiser, through
+    ``comfy_sampling.sample_comfy`` on the unpacked latent."""
+    import torch
+
+    from gouache.nodes.comfy_sampling import sample_comfy
+    from gouache.nodes.comfy_sigmas import comfy_table
+    from gouache.nodes.interrupt import interruptible
+    from gouache.nodes.lora import patched
+    from gouache.nodes.sampling import Sampled, _reporter
+
+    loaded = model.checkpoint.loaded
+    family, transformer = loaded.family, loaded.denoiser
+    table = comfy_table(loaded, dict(model_overrides(model)))
+    height, width = init.shape[-2:]
+    packing = family.latent.packing
+
+    def call(x: Any, timestep: Any, step: int, count: int, when: float) -> Any:
+        velocity = predict(pack(x) if packing > 1 else x, timestep, scaled=False)
+        return unpack(velocity, height, width) if packing > 1 else velocity
+
+    with torch.no_grad(), patched(manager, family.denoiser_slot, transformer, model.patches), \
+            interruptible([transformer], ctx.check_interrupt):
+        result = sample_comfy(table, call, init, mask, latent.get("batch_index"), settings,
+                              _reporter(ctx, family.latent))
+    if result is None:
+        unchanged = {**latent, "samples": latent["samples"].clone()}
+        return Sampled(unchanged, unchanged)
+    latents, denoised = result
+    return Sampled({**latent, "samples": latents.to("cpu", torch.float32)},
                    {**latent, "samples": denoised.to("cpu", torch.float32)})
 
 

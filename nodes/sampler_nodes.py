@@ -148,13 +148,11 @@ class ScheduleSigmas(Node):
 
 def comfy_sigma_window(model: Any, scheduler: str, steps: int, denoise: float) -> SigmaWindow:
     """ComfyUI's ``BasicScheduler`` levels for ``model`` as a SIGMAS window over all of them."""
-    from gouache.nodes.comfy_sigmas import DiscreteSigmas, basic_scheduler_sigmas
+    from gouache.nodes.comfy_sigmas import basic_scheduler_sigmas, comfy_table
+    from gouache.nodes.flow_sampling import model_overrides
 
-    loaded = model.checkpoint.loaded
-    if loaded.family.sampling == "flow":
-        raise InputError("convention", f"ComfyUI's convention covers SD 1.x/2.x/SDXL so far, not {loaded.family.label}: "
-                                       "use the gouache convention", "unsupported")
-    levels = basic_scheduler_sigmas(DiscreteSigmas.from_config(loaded.scheduler_config), scheduler, steps, denoise)
+    table = comfy_table(model.checkpoint.loaded, dict(model_overrides(model)))
+    levels = basic_scheduler_sigmas(table, scheduler, steps, denoise)
     count = max(len(levels) - 1, 0)
     return SigmaWindow(scheduler, count, 0, count, tuple(levels), "comfyui")
 

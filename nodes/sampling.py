@@ -194,10 +194,11 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
 
     if comfy:
         from gouache.nodes.comfy_sampling import sample_comfy
+        from gouache.nodes.comfy_sigmas import DiscreteSigmas
 
         with running():
-            result = sample_comfy(loaded.scheduler_config, guided_prediction, init, mask, latent.get("batch_index"),
-                                  settings, _reporter(ctx, loaded.latent_preview))
+            result = sample_comfy(DiscreteSigmas.from_config(loaded.scheduler_config), guided_prediction, init, mask,
+                                  latent.get("batch_index"), settings, _reporter(ctx, loaded.latent_preview))
         if result is None:
             unchanged = {**latent, "samples": latent["samples"].clone()}
             return Sampled(unchanged, unchanged)
