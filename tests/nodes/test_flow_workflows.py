@@ -276,3 +276,17 @@ def test_comfyui_convention_on_a_flow_model_split_in_two_takes_the_steps_of_one_
     leftover = flow_engine.run(split, outputs=["first"]).outputs["first"]["latent"]["samples"]
     assert leftover.abs().max() > 1.0  # still noisy, in ComfyUI's scaling
     torch.testing.assert_close(_latents(flow_engine, split), expected, atol=1e-5, rtol=0)
+
+
+def test_comfyuis_table_for_flux_schnell_is_the_unshifted_flow_at_timestep_sigma(tmp_path):
+    """ComfyUI samples schnell (no guidance layer) on ModelSamplingDiscreteFlow with shift 1 and multiplier 1."""
+    from gouache.nodes.comfy_sigmas import comfy_table, schedule_sigmas
+
+    loaded = load_checkpoint(tiny.build_flux_folder(tmp_path / "schnell", guidance=False))
+    table = comfy_table(loaded)
+    assert float(table.timestep(torch.tensor(0.25))) == 0.25
+    expected = [float(level) for level in np.linspace(1.0, 0.001, 4)] + [0.0]
+    np.testing.assert_allclose(schedule_sigmas(table, "normal", 4), expected, atol=1e-6, rtol=0)
+    # normal ends at the sigma of the timestep of the table's smallest sigma: shifted twice, as ComfyUI's
+    shifted = schedule_sigmas(comfy_table(loaded, {"shift": 3.0}), "normal", 2)
+    assert shifted[1] == pytest.approx(_discrete_flow(_discrete_flow(np.float64(0.001), 3.0), 3.0), abs=1e-6)
