@@ -223,3 +223,24 @@ def test_held_out_placed_and_large_placed_prompts_ask_what_they_say() -> None:
     large = evaluate.large_placed_cases(8)
     assert all(c.scene.size == "large" and c.scene.position is not None for c in large)
     assert all(c.scene.triple in data.TRAIN_TRIPLES for c in large)
+
+
+def test_freely_placed_shapes_stay_inside_and_their_silhouette_is_where_the_checker_finds_the_render() -> None:
+    rng = np.random.default_rng(11)
+    scenes = [data.place_anywhere(rng, data.sample_scene(rng, place_share=0.0)) for _ in range(200)]
+    centres = np.array([(s.cx, s.cy) for s in scenes])
+    assert centres.min() < 30 and centres.max() > 98  # out towards the corners, not only the five prompt spots
+    from gouache_training import evaluate
+
+    assert sum(not evaluate.expressible(x, y) for x, y in centres) > 120  # large shapes have less room
+    for scene in scenes[:24]:
+        assert scene.position is None
+        mask = data.silhouette(scene)
+        assert mask.dtype == np.uint8 and mask.shape == (128, 128) and mask.max() == 255
+        assert not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()), scene
+        render = data.render(scene)
+        want = checker.centroid(np.repeat(mask[..., None], 3, axis=-1))
+        got = checker.centroid(render)
+        assert want is not None and got is not None
+        assert np.hypot(want[0] - got[0], want[1] - got[1]) < 1.0
+        assert checker.read(render).shape == scene.shape
