@@ -266,7 +266,8 @@ def builtin_controlnets() -> list[ModelEntry]:
     folder = weights_dir() / TINY_CONTROLNET
     if not (folder / "config.json").is_file():
         return []
-    return [ModelEntry(TINY_CONTROLNET, folder, {**describe_controlnet(folder), "builtin": True})]
+    # Its 128-wide text embedding is no published family's; it steers gouache-tiny, an SD 1.x-layout model.
+    return [ModelEntry(TINY_CONTROLNET, folder, {**describe_controlnet(folder), "family": "sd1", "builtin": True})]
 
 
 def model_folders() -> list[ModelFolder]:

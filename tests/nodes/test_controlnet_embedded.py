@@ -70,8 +70,14 @@ def test_the_controlnet_ships_small_in_fp16_for_the_embedded_model():
 def test_the_loader_lists_it_in_a_fresh_home(tmp_path):
     from gouache.engine import Engine
 
-    engine = Engine(home=tmp_path / "home")
+    home = tmp_path / "home"
+    engine = Engine(home=home)
     assert train_controlnet.ARTEFACT in engine.models.names("controlnet")
+    done = subprocess.run([sys.executable, "-m", "gouache", "models", "--home", str(home), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [entry] = [e for e in json.loads(done.stdout)["controlnet"] if e["name"] == train_controlnet.ARTEFACT]
+    assert (entry["family"], entry["cross_attention_dim"], entry["builtin"]) == ("sd1", 128, True)
     assert CONTROL.name in engine.models.names("input_images")
 
 
