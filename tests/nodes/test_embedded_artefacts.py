@@ -68,3 +68,13 @@ def test_outline_lora_is_kohya_format_and_hollows_shapes() -> None:
     inside = [checker.hollowness(plain, styled) for plain, styled in zip(base, hollow)]
     assert np.mean(inside) > 0.5, inside  # at strength 1 the inside mostly shows the background
     assert max(checker.hollowness(plain, plain) for plain in base) < 0.1  # the base draws filled shapes
+
+
+def test_every_shipped_artefact_is_in_the_model_card_and_the_controlnet_fits_its_limit() -> None:
+    from gouache_training import train_controlnet
+
+    card = (WEIGHTS.parent / "MODEL_CARD.md").read_text()
+    for entry in WEIGHTS.iterdir():
+        assert f"`{entry.name}{'/' if entry.is_dir() else ''}`" in card, f"{entry.name} is missing from the model card"
+    controlnet = WEIGHTS / train_controlnet.ARTEFACT
+    assert sum(f.stat().st_size for f in controlnet.rglob("*") if f.is_file()) < 3 * 1000 * 1000
