@@ -45,8 +45,22 @@ DISCARD_PENULTIMATE = ("dpm_2", "dpm_2_ancestral", "unipc", "unipc_bh2")
 PREDICTIONS = ("epsilon", "v_prediction")
 
 
+class _Levels:
+    """What every noise-level table gives from its increasing ``sigmas``."""
+
+    sigmas: Any
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+
 @dataclass(frozen=True, eq=False)
-class DiscreteSigmas:
+class DiscreteSigmas(_Levels):
     """A discrete-time model's noise levels as ComfyUI keeps them (``ModelSamplingDiscrete``)."""
 
     sigmas: Any
@@ -81,14 +95,6 @@ class DiscreteSigmas:
         sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
         return cls(sigmas.float(), sigmas.log().float(), prediction)
 
-    @property
-    def sigma_min(self) -> float:
-        return float(self.sigmas[0])
-
-    @property
-    def sigma_max(self) -> float:
-        return float(self.sigmas[-1])
-
     def timestep(self, sigma: Any) -> Any:
         """The index of the table entry nearest ``sigma`` in log space (a tensor of ``sigma``'s shape)."""
         distance = (sigma.log().reshape(1, -1) - self.log_sigmas.reshape(-1, 1)).abs()
@@ -113,7 +119,7 @@ class DiscreteSigmas:
 
 
 @dataclass(frozen=True, eq=False)
-class FlowSigmas:
+class FlowSigmas(_Levels):
     """A rectified-flow model's noise levels as ComfyUI keeps them: ``ModelSamplingDiscreteFlow`` (SD 3.x, Flux.1
     schnell) or ``ModelSamplingFlux`` (Flux.1 dev), both with the ``CONST`` prediction (the model predicts the
     velocity ``v``; ``x0 = x - sigma * v``; a latent is noised to ``sigma * noise + (1 - sigma) * x0``).
@@ -147,14 +153,6 @@ class FlowSigmas:
 
         partial = cls(None, math.exp(mu), 1.0, float(mu))
         return cls(partial.sigma(torch.arange(1, count + 1, 1) / count), math.exp(mu), 1.0, float(mu))
-
-    @property
-    def sigma_min(self) -> float:
-        return float(self.sigmas[0])
-
-    @property
-    def sigma_max(self) -> float:
-        return float(self.sigmas[-1])
 
     def timestep(self, sigma: Any) -> Any:
         """The model's timestep at ``sigma`` (a tensor of ``sigma``'s shape)."""

@@ -259,12 +259,7 @@ def _sample_comfy(manager: Any, ctx: Any, model: Any, predict: Any, init: Any, m
             interruptible([transformer], ctx.check_interrupt):
         result = sample_comfy(table, call, init, mask, latent.get("batch_index"), settings,
                               _reporter(ctx, family.latent))
-    if result is None:
-        unchanged = {**latent, "samples": latent["samples"].clone()}
-        return Sampled(unchanged, unchanged)
-    latents, denoised = result
-    return Sampled({**latent, "samples": latents.to("cpu", torch.float32)},
-                   {**latent, "samples": denoised.to("cpu", torch.float32)})
+    return Sampled.of_comfy(latent, result)
 
 
 def model_overrides(model: Any) -> tuple[tuple[str, Any], ...]:

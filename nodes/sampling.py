@@ -76,6 +76,19 @@ class Sampled:
     latent: dict[str, Any]
     denoised: dict[str, Any]
 
+    @classmethod
+    def of_comfy(cls, latent: dict[str, Any], result: Any) -> Sampled:
+        """What ``sample_comfy`` returned for ``latent``: ``(latents, denoised)``, or ``None`` when the
+        window held no step (the latent comes back unchanged)."""
+        import torch
+
+        if result is None:
+            unchanged = {**latent, "samples": latent["samples"].clone()}
+            return cls(unchanged, unchanged)
+        latents, denoised = result
+        return cls({**latent, "samples": latents.to("cpu", torch.float32)},
+                   {**latent, "samples": denoised.to("cpu", torch.float32)})
+
 
 def _match_windows(a: Any, b: Any) -> tuple[Any, Any]:
     """Give two embeddings of different window counts the same length by repeating each whole."""
@@ -199,12 +212,7 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
         with running():
             result = sample_comfy(DiscreteSigmas.from_config(loaded.scheduler_config), guided_prediction, init, mask,
                                   latent.get("batch_index"), settings, _reporter(ctx, loaded.latent_preview))
-        if result is None:
-            unchanged = {**latent, "samples": latent["samples"].clone()}
-            return Sampled(unchanged, unchanged)
-        latents, denoised = result
-        return Sampled({**latent, "samples": latents.to("cpu", torch.float32)},
-                       {**latent, "samples": denoised.to("cpu", torch.float32)})
+        return Sampled.of_comfy(latent, result)
 
     generator = torch.Generator("cpu").manual_seed(settings.seed)
     noise = torch.randn(tuple(init.shape), generator=generator).to(device)

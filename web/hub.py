@@ -115,6 +115,33 @@ class Client:
             log.debug("websocket client gone: %s", error)
 
 
+class Inbox:
+    """Events handed over from any thread (the worker's) to one event loop.
+
+    They wait in a list; the loop is woken once for all that arrive before it drains them (a run of
+    cached nodes would otherwise wake it once per node), and each is passed to ``dispatch`` there.
+    """
+
+    def __init__(self, dispatch: Callable[[Event], None]) -> None:
+        self.dispatch = dispatch
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def put(self, event: Event, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``event`` and wake ``loop`` if it has nothing waiting yet (any thread)."""
+        with self._lock:
+            self._events.append(event)
+            wake = len(self._events) == 1
+        if wake:
+            loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+        for event in events:
+            self.dispatch(event)
+
+
 class Hub:
     """Fan-out of events to websocket clients; all methods but :meth:`publish` run on the loop."""
 
@@ -130,26 +157,11 @@ class Hub:
         self._pending: dict[tuple[str, str], Event] = {}
         self._last: dict[tuple[str, str], float] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        self._inbox: list[Event] = []
-        self._inbox_lock = threading.Lock()
+        self._inbox = Inbox(self._dispatch)
 
     def publish(self, event: Event) -> None:
-        """Hand an event over from any thread.
-
-        Events wait in an inbox; the loop is woken once for all that arrive before it drains them
-        (a run of cached nodes would otherwise wake it once per node).
-        """
-        with self._inbox_lock:
-            self._inbox.append(event)
-            wake = len(self._inbox) == 1
-        if wake:
-            self.loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        with self._inbox_lock:
-            events, self._inbox = self._inbox, []
-        for event in events:
-            self._dispatch(event)
+        """Hand an event over from any thread (through an :class:`Inbox`)."""
+        self._inbox.put(event, self.loop)
 
     def state(self) -> dict[str, Any]:
         """The ``state`` message a client gets on connecting."""

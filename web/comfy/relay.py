@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from gouache.web.comfy.messages import (
 )
 from gouache.web.comfy.prompts import ComfyPrompt, PromptTable
 from gouache.web.comfy.translate import error_data, interrupted_data, millis, node_output
-from gouache.web.hub import Client
+from gouache.web.hub import Client, Inbox
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,7 @@ class Relay:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sockets: dict[str, Socket] = {}
         self.running: dict[str, Running] = {}
-        self._inbox: list[Event] = []
-        self._inbox_lock = threading.Lock()
+        self._inbox = Inbox(self._dispatch_safely)
         self._status_due = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -94,20 +92,13 @@ class Relay:
         """Hand an event over from any thread (the worker's)."""
         if self.loop is None:
             return
-        with self._inbox_lock:
-            self._inbox.append(event)
-            wake = len(self._inbox) == 1
-        if wake:
-            self.loop.call_soon_threadsafe(self._drain)
+        self._inbox.put(event, self.loop)
 
-    def _drain(self) -> None:
-        with self._inbox_lock:
-            events, self._inbox = self._inbox, []
-        for event in events:
-            try:
-                self._dispatch(event)
-            except Exception:  # one bad event must not silence the rest
-                log.exception("ComfyUI relay failed on %s", event.type)
+    def _dispatch_safely(self, event: Event) -> None:
+        try:
+            self._dispatch(event)
+        except Exception:  # one bad event must not silence the rest
+            log.exception("ComfyUI relay failed on %s", event.type)
         if self._status_due:  # one status for all the queue changes drained at once (a sweep queues thousands)
             self._status_due = False
             self._broadcast_status()
