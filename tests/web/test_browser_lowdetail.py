@@ -59,6 +59,19 @@ def close(a: list[int], b: list[int], tolerance: int = 24) -> bool:
     return all(abs(x - y) <= tolerance for x, y in zip(a, b))
 
 
+def zoom_out_with_the_wheel(ui, offset: tuple[int, int]) -> list[float]:
+    """Turn the mouse wheel over the graph point ``offset`` until the canvas is below 0.15x; the page point it turned at."""
+    origin = ui.js("""([x0, y0]) => { const c = window.gouache.canvas; const [x, y] = c.ds.convertOffsetToCanvas([x0, y0]);
+        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + x, r.top + y]; }""", list(offset))
+    ui.page.mouse.move(*origin)
+    for _ in range(60):
+        if ui.js("window.gouache.canvas.ds.scale") < 0.15:
+            break
+        ui.page.mouse.wheel(0, 120)
+        ui.page.wait_for_timeout(20)
+    return origin
+
+
 def test_zoomed_far_out_every_node_is_a_box_in_its_own_colours_and_links_are_drawn(editor_page, server):
     ui = editor_page
     assert Client(server.url).put("/api/workflows/grid", grid_workflow()).status == 201
@@ -67,14 +80,7 @@ def test_zoomed_far_out_every_node_is_a_box_in_its_own_colours_and_links_are_dra
     assert not opening["low"], opening["scale"]  # the editor opens at a readable zoom: full detail
 
     # Zoom out with the mouse wheel over the graph's top left corner until the whole grid is in view.
-    origin = ui.js("""() => { const c = window.gouache.canvas; const [x, y] = c.ds.convertOffsetToCanvas([0, -40]);
-        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + x, r.top + y]; }""")
-    ui.page.mouse.move(*origin)
-    for _ in range(60):
-        if ui.js("window.gouache.canvas.ds.scale") < 0.15:
-            break
-        ui.page.mouse.wheel(0, 120)
-        ui.page.wait_for_timeout(20)
+    origin = zoom_out_with_the_wheel(ui, (0, -40))
     far = ui.js(SAMPLE)
     assert far["low"] and far["scale"] < 0.15, far["scale"]
     assert far["visible"] == COUNT
@@ -125,14 +131,7 @@ def test_zoomed_far_out_a_failed_node_keeps_its_red_outline(editor_page, server)
     ui.page.click("#run")
     ui.page.wait_for_selector("#problems li[data-node=fail]")
     assert ui.state("fail")["state"] == "error"
-    origin = ui.js("""() => { const c = window.gouache.canvas; const [x, y] = c.ds.convertOffsetToCanvas([0, 600]);
-        const r = document.querySelector('#graph').getBoundingClientRect(); return [r.left + x, r.top + y]; }""")
-    ui.page.mouse.move(*origin)
-    for _ in range(60):
-        if ui.js("window.gouache.canvas.ds.scale") < 0.15:
-            break
-        ui.page.mouse.wheel(0, 120)
-        ui.page.wait_for_timeout(20)
+    zoom_out_with_the_wheel(ui, (0, 600))
     edge = ui.js(EDGE, "fail")
     assert edge["scale"] < 0.15
     assert any(close(pixel, [0xE0, 0x5A, 0x5A], 40) for pixel in edge["pixels"]), edge
