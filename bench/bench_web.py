@@ -19,7 +19,6 @@ Needs Debian's Chromium at /usr/bin/chromium (or GOUACHE_CHROMIUM) and the Playw
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import statistics

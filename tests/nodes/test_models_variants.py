@@ -3,7 +3,6 @@ and separate VAEs decoding like the checkpoint's own."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 import tiny_models
 from gouache.engine import Engine
-from gouache.nodes.loading import ModelLoadError, load_checkpoint
+from gouache.nodes.loading import load_checkpoint
 
 TOLERANCE = 1e-5
 # Custom sizes that keep each family's conventions (32 normalisation groups; SD 1.x 8 heads, SDXL and

@@ -50,7 +50,7 @@ def test_text_to_image_from_an_empty_canvas_on_the_model_defaults(browser, real_
             ui.connect(*wire)
         assert len(ui.links()) == 9, ui.links()
         ui.type_value(positive, "text", "a large red circle on a blue background")
-        ui.page.click(f"#graph")  # nothing else typed: every other value is the editor's default
+        ui.page.click("#graph")  # nothing else typed: every other value is the editor's default
         exported = ui.js("window.gouache.exportWorkflow()")["nodes"]
         assert exported[checkpoint]["inputs"]["name"] == "gouache-tiny"
         assert {k: exported[sampler]["inputs"][k] for k in ("steps", "cfg", "sampler_name", "scheduler")} == {
