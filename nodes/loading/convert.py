@@ -62,6 +62,8 @@ class _Mover:
     def __init__(self, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
         self.left = {key: value.detach() for key, value in state_dict.items()}
         self.out: dict[str, torch.Tensor] = {}
+        self.sources: dict[str, str] = {}
+        """Each original key and the diffusers key it came from."""
         self.what = what
 
     def move(
@@ -80,6 +82,7 @@ class _Mover:
                     break
             value = self.left.pop(key)
             self.out[f"{target}.{rest}"] = reshape(value) if reshape else value
+            self.sources[f"{target}.{rest}"] = key
 
     def finish(self) -> dict[str, torch.Tensor]:
         """Return the converted tensors; raise if any diffusers tensor found no place."""
@@ -102,6 +105,17 @@ def _layers_per_block(blocks: nn.ModuleList, extra: int, what: str) -> int:
 
 def unet_to_original(unet: nn.Module) -> dict[str, torch.Tensor]:
     """Return a ``UNet2DConditionModel``'s weights in LDM ``openaimodel.UNetModel`` keys (no prefix)."""
+    return _unet_mover(unet).finish()
+
+
+def unet_original_names(unet: nn.Module) -> dict[str, str]:
+    """Each LDM key of ``unet``'s weights (no prefix) and the module's own key it holds."""
+    mover = _unet_mover(unet)
+    mover.finish()
+    return mover.sources
+
+
+def _unet_mover(unet: nn.Module) -> _Mover:
     mover = _Mover(unet.state_dict(), "UNet")
     for source, target in _UNET_TOP.items():
         mover.move(source, target)
@@ -147,7 +161,7 @@ def unet_to_original(unet: nn.Module) -> dict[str, torch.Tensor]:
                 slot = 2 if attentions is not None else 1
                 mover.move(f"up_blocks.{b}.upsamplers.0.conv", f"output_blocks.{index}.{slot}.conv")
             index += 1
-    return mover.finish()
+    return mover
 
 
 def _as_conv1x1(tensor: torch.Tensor) -> torch.Tensor:
@@ -157,6 +171,18 @@ def _as_conv1x1(tensor: torch.Tensor) -> torch.Tensor:
 
 def vae_to_original(vae: nn.Module) -> dict[str, torch.Tensor]:
     """Return an ``AutoencoderKL``'s weights in LDM ``AutoencoderKL`` keys (no prefix)."""
+    return _vae_mover(vae).finish()
+
+
+def vae_original_names(vae: nn.Module) -> dict[str, str]:
+    """Each LDM key of ``vae``'s weights (no prefix) and the module's own key it holds (the attention's
+    linear weights are 1x1 convolutions there)."""
+    mover = _vae_mover(vae)
+    mover.finish()
+    return mover.sources
+
+
+def _vae_mover(vae: nn.Module) -> _Mover:
     mover = _Mover(vae.state_dict(), "VAE")
     for source, target in _VAE_TOP.items():
         mover.move(source, target)
@@ -175,7 +201,7 @@ def vae_to_original(vae: nn.Module) -> dict[str, torch.Tensor]:
         mover.move(f"{part}.mid_block.resnets.0", f"{part}.mid.block_1", _VAE_RESNET)
         mover.move(f"{part}.mid_block.resnets.1", f"{part}.mid.block_2", _VAE_RESNET)
         mover.move(f"{part}.mid_block.attentions.0", f"{part}.mid.attn_1", _VAE_ATTENTION, _as_conv1x1)
-    return mover.finish()
+    return mover
 
 
 def _text_state_dict(text_encoder: nn.Module) -> dict[str, torch.Tensor]:

@@ -14,17 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import diffusers
 import torch
-import transformers
-from accelerate import init_empty_weights
-from diffusers import AutoencoderKL
-from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
-from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
 from torch import nn
 
 from gouache.nodes.families import Family, LatentFormat, TextEncoder
-from gouache.nodes.model_settings import ModelSettingsError, preview_format, read_settings
+from gouache.nodes.model_settings import ModelSettingsError, module_choice, preview_format, read_settings
 
 from .detect import PREDICTION_TYPES, Detection, detect_checkpoint, detect_folder
 from .errors import ModelLoadError
@@ -98,19 +92,31 @@ def load_checkpoint(
     ``ModelLoadError`` with the file and the problem when anything does not fit.
     """
     path = Path(path)
+    config_dir = Path(config_dir) if config_dir is not None else None
     if prediction_type is not None and prediction_type not in PREDICTION_TYPES:
         raise ModelLoadError(f"prediction_type must be one of {PREDICTION_TYPES}, not {prediction_type!r}")
-    if path.is_dir():
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such checkpoint file or folder")
+    try:
+        settings = read_settings(path, config_dir)
+        native = module_choice(settings) == "native"
+    except ModelSettingsError as error:
+        raise ModelLoadError(f"{path}: {error}") from None
+    if native:  # gouache's own modules (``gouache.nodes.native``): no diffusers or transformers import
+        from .native import load_native
+
+        loaded = load_native(path, config_dir, dtype)
+    elif path.is_dir():
         loaded = _load_folder(path, dtype)
     elif path.is_file():
-        loaded = _load_single_file(path, Path(config_dir) if config_dir is not None else None, dtype)
+        loaded = _load_single_file(path, config_dir, dtype)
     else:
-        raise ModelLoadError(f"{path}: no such checkpoint file or folder")
+        raise ModelLoadError(f"{path}: neither a checkpoint file nor a diffusers folder")
     if prediction_type is not None:
         loaded.prediction_type = prediction_type
         loaded.scheduler_config["prediction_type"] = prediction_type
     try:
-        loaded.preview = preview_format(loaded.family, read_settings(path, config_dir))
+        loaded.preview = preview_format(loaded.family, settings)
     except ModelSettingsError as error:
         raise ModelLoadError(f"{path}: {error}") from None
     for _, module in loaded.modules():
@@ -127,6 +133,10 @@ def _read_scheduler_config(folder: Path) -> dict[str, Any]:
 
 
 def _load_folder(folder: Path, dtype: torch.dtype) -> LoadedCheckpoint:
+    import diffusers
+    import transformers
+    from diffusers import AutoencoderKL
+
     detection = detect_folder(folder)
     family = detection.family
     if family.sampling == "flow":  # SD 3.x, Flux.1: weights stay in their stored dtype
@@ -174,6 +184,9 @@ def _key_names(path: Path) -> list[str] | None:
 
 
 def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -> LoadedCheckpoint:
+    import diffusers
+    from diffusers import AutoencoderKL
+
     from .flow_models import detect_flow_family, load_single_file
 
     keys = _key_names(path)
@@ -274,6 +287,10 @@ def _clip_from_original(spec: TextEncoder, own: Mapping[str, torch.Tensor], fold
     takes no sizes and, with both SDXL encoders present, picks by comparing widths, which tiny or custom
     encoders of equal width would defeat, so each encoder gets only its own tensors here.
     """
+    import transformers
+    from accelerate import init_empty_weights
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
+
     cls = getattr(transformers, spec.model_class)
     config = cls.config_class.from_pretrained(folder, subfolder=spec.slot, local_files_only=True)
     for key, value in sizes.items():
@@ -320,6 +337,9 @@ def _missing_weights(
     cls: type[nn.Module], state_dict: Mapping[str, torch.Tensor], folder: Path, subfolder: str
 ) -> list[str]:
     """List the weights of ``cls`` (as ``folder/subfolder`` configures it) that ``state_dict`` lacks."""
+    from accelerate import init_empty_weights
+    from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
+
     convert = SINGLE_FILE_LOADABLE_CLASSES[cls.__name__]["checkpoint_mapping_fn"]
     config = cls.load_config(folder, subfolder=subfolder, local_files_only=True)
     with init_empty_weights():

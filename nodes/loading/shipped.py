@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from transformers import CLIPTokenizer
+from typing import TYPE_CHECKING, Any
 
 from gouache.nodes.families import FAMILIES, Family, TextEncoder
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
 
 # Keys of tokenizer_config.json that CLIPTokenizer's constructor understands.
 _TOKENIZER_KWARGS = ("bos_token", "eos_token", "unk_token", "pad_token", "model_max_length")
@@ -52,6 +53,8 @@ def load_clip_tokenizer(folder: Path) -> CLIPTokenizer:
     with only ``tokenizer_config.json``, as shipped here, gets the shared BPE files; its padding token
     is what tells SD 1.x (``<|endoftext|>``) from SD 2.x / SDXL's second encoder (``!``).
     """
+    from transformers import CLIPTokenizer
+
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file():
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
