@@ -3,11 +3,15 @@
 A diffusers folder may hold a ``gouache.json``; a single file ``NAME.safetensors`` may have a
 ``NAME.gouache.json`` beside it (or take the one of the config folder it is read with)::
 
-    {"defaults": {"width": 128, "height": 128, "steps": 20, "cfg": 3.0, "sampler": "euler", "scheduler": "normal"},
+    {"modules": "native",
+     "defaults": {"width": 128, "height": 128, "steps": 20, "cfg": 3.0, "sampler": "euler", "scheduler": "normal"},
      "preview": {"rgb_factors": [[r, g, b], ...], "rgb_bias": [r, g, b],
                  "hidden": [[...], ...], "hidden_bias": [...]}}
 
-``defaults`` has the fields of :class:`~gouache.nodes.families.Defaults` (any left out come from the
+``modules`` picks what the model loads into: ``"diffusers"`` (the default: diffusers' and transformers'
+classes) or ``"native"`` (gouache's own compact modules, ``gouache.nodes.native``, for SD 1.x-family
+models: the same numbers without importing diffusers or transformers, which costs seconds on a small
+machine). ``defaults`` has the fields of :class:`~gouache.nodes.families.Defaults` (any left out come from the
 family's); ``preview`` replaces the family's latent-to-RGB factors (``LatentFormat``), with an
 optional hidden layer. The embedded ``gouache-tiny`` ships one (its preview factors fitted by
 ``training/gouache_training/preview_factors.py``). Reading it imports no torch.
@@ -24,6 +28,8 @@ from gouache.nodes.families import Defaults, Family, LatentFormat
 
 SETTINGS_FILE = "gouache.json"
 SUFFIX = ".gouache.json"
+SETTINGS_KEYS = ("defaults", "preview", "modules")
+MODULE_CHOICES = ("diffusers", "native")
 DEFAULT_INPUTS = {"width": "width", "height": "height", "steps": "steps", "cfg": "cfg",
                   "sampler": "sampler_name", "scheduler": "scheduler", "guidance": "guidance"}
 """Each ``Defaults`` field and the input name the editor sets it on."""
@@ -50,9 +56,19 @@ def read_settings(path: Path, config_dir: Path | None = None) -> dict[str, Any]:
         settings = json.loads(found.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelSettingsError(f"{found}: not a readable JSON settings file ({error})") from None
-    if not isinstance(settings, dict) or not set(settings) <= {"defaults", "preview"}:
-        raise ModelSettingsError(f"{found}: a settings file holds an object with 'defaults' and 'preview' only")
+    if not isinstance(settings, dict) or not set(settings) <= set(SETTINGS_KEYS):
+        unknown = sorted(set(settings) - set(SETTINGS_KEYS)) if isinstance(settings, dict) else []
+        raise ModelSettingsError(f"{found}: a settings file holds an object with {', '.join(map(repr, SETTINGS_KEYS))} "
+                                 "only" + (f"; unknown: {', '.join(map(repr, unknown))}" if unknown else ""))
+    if settings.get("modules", MODULE_CHOICES[0]) not in MODULE_CHOICES:
+        raise ModelSettingsError(f"{found}: 'modules' is one of {', '.join(map(repr, MODULE_CHOICES))}, "
+                                 f"not {settings['modules']!r}")
     return settings
+
+
+def module_choice(settings: dict[str, Any]) -> str:
+    """What the model loads into: ``diffusers`` (the default) or ``native``."""
+    return str(settings.get("modules", MODULE_CHOICES[0]))
 
 
 def defaults(family: Family, settings: dict[str, Any]) -> Defaults:
