@@ -160,9 +160,8 @@ def _params(class_name: str) -> set[str]:
 
 
 def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, seed: int) -> Any:
-    """A fresh diffusers scheduler for ``sampler`` / ``schedule`` on the model's config."""
-    import diffusers
-
+    """A fresh scheduler for ``sampler`` / ``schedule`` on the model's config: diffusers' class, or for Euler on
+    a config ``gouache.nodes.native.euler`` covers, gouache's own equal one (no diffusers import)."""
     problem = combination_problem(sampler, schedule)
     if problem is not None:
         raise problem
@@ -173,7 +172,13 @@ def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, see
         raise InputError("scheduler", f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}",
                          "not_a_choice")
     class_name, options = SAMPLERS[sampler]
-    params = _params(class_name)
+    native = class_name == "EulerDiscreteScheduler"
+    if native:
+        from gouache.nodes.native import euler
+
+        params = set(euler.DEFAULTS)
+    else:
+        params = _params(class_name)
     flags = SCHEDULES[schedule]
     overrides = {flag: False for flag in _SIGMA_FLAGS if flag in params}
     overrides.update(options)
@@ -181,7 +186,12 @@ def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, see
     if "noise_sampler_seed" in params:  # DPMSolverSDE otherwise seeds its Brownian tree at random
         overrides["noise_sampler_seed"] = seed
     config = {key: value for key, value in base_config.items() if not key.startswith("_")}
-    return getattr(diffusers, class_name).from_config({**config, **overrides})
+    merged = {**config, **overrides}
+    if native and euler.covers(merged):
+        return euler.NativeEulerDiscrete.from_config(merged)
+    import diffusers
+
+    return getattr(diffusers, class_name).from_config(merged)
 
 
 def step_kwargs(scheduler: Any, generator: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ equals the whole-image pass up to float rounding, seams included, while the devi
 one tile and the latent-sized mid block. The price is CPU memory: a few full-resolution activations
 (about 2 GB for a 1024 px image on an SD VAE).
 
-Handles diffusers' ``AutoencoderKL`` (SD 1.x/2.x/XL, SD 3.x, Flux.1); another VAE is refused by name.
+Handles diffusers' ``AutoencoderKL`` (SD 1.x/2.x/XL, SD 3.x, Flux.1) and gouache's native one (the same layers
+under the same names); another VAE is refused by name.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def _var_mean(groups: Any) -> tuple[Any, Any]:
 
 
 def _walk(manager: Any, vae: Any, tile_size: int, factor: int, check_interrupt: Any) -> _Walk:
-    if type(vae).__name__ != "AutoencoderKL":
+    if type(vae).__name__ not in ("AutoencoderKL", "NativeAutoencoderKL"):
         raise InputError("vae", f"tiled encoding and decoding handle AutoencoderKL VAEs, not {type(vae).__name__}; "
                                 "use VAEDecode / VAEEncode", "not_tileable")
     device = manager.on_device([vae])
