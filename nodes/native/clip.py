@@ -71,6 +71,15 @@ class CLIPTextOutput:
         return self.to_tuple()[index]
 
 
+def _embedding(count: int, width: int) -> nn.Embedding:
+    """An embedding table, initialised only when it has memory: on the meta device (the loader builds there)
+    ``normal_`` runs through torch's Python reference and imports ``torch._dynamo`` (about 2.8 s here)."""
+    weight = torch.empty(count, width)
+    if not weight.is_meta:
+        nn.init.normal_(weight)
+    return nn.Embedding(count, width, _weight=weight)
+
+
 class CLIPTextEmbeddings(nn.Module):
     """Token plus position embeddings.
 
@@ -80,8 +89,8 @@ class CLIPTextEmbeddings(nn.Module):
 
     def __init__(self, config: ModuleConfig) -> None:
         super().__init__()
-        self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_embedding = _embedding(config.vocab_size, config.hidden_size)
+        self.position_embedding = _embedding(config.max_position_embeddings, config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         length = input_ids.shape[-1]

@@ -27,7 +27,7 @@ from gouache.nodes.prompt import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED = weights_dir() / "gouache-tiny"
-HEAVY = ("diffusers", "transformers", "accelerate", "scipy", "peft")
+HEAVY = ("diffusers", "transformers", "accelerate", "scipy", "peft", "torch._dynamo", "sympy")
 
 
 def _with_modules(source: Path, target: Path, modules: str) -> Path:
