@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModuleConfig, require
+from .config import ModuleConfig, Weights, require
 
 __all__ = ["CLIPTextOutput", "NativeCLIPTextModel", "NativeCLIPTokenizer", "TokenizerOutput"]
 
@@ -182,7 +182,7 @@ def _attention_mask(padding: torch.Tensor | None, hidden: torch.Tensor) -> torch
     return (causal[None, None] & keep[:, None, None, :]).expand(batch, 1, length, length)
 
 
-class NativeCLIPTextModel(nn.Module):
+class NativeCLIPTextModel(Weights, nn.Module):
     """transformers' ``CLIPTextModel`` (5.x layout) for the configs SD 1.x-2.x use.
 
     Other configs raise ``UnsupportedConfig`` naming the key and value.
@@ -195,16 +195,6 @@ class NativeCLIPTextModel(nn.Module):
         self.embeddings = CLIPTextEmbeddings(self.config)
         self.encoder = CLIPEncoder(self.config)
         self.final_layer_norm = nn.LayerNorm(self.config.hidden_size, eps=self.config.layer_norm_eps)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The weights' dtype."""
-        return self.embeddings.token_embedding.weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Where the weights are."""
-        return self.embeddings.token_embedding.weight.device
 
     def get_input_embeddings(self) -> nn.Embedding:
         """The token embedding module (hook its output to replace token vectors)."""

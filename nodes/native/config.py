@@ -8,7 +8,7 @@ from typing import Any
 
 from . import UnsupportedConfig
 
-__all__ = ["ModuleConfig", "require"]
+__all__ = ["ModuleConfig", "Weights", "require"]
 
 
 class ModuleConfig(dict):
@@ -52,3 +52,16 @@ def require(config: Mapping[str, Any], what: str, rules: Mapping[str, Iterable[A
             choices = "" if callable(rule) else f" (gouache's native {what} implements {', '.join(map(repr, rule))})"
             raise UnsupportedConfig(f"{what} config {key}={value!r} is not implemented by gouache's native modules"
                                     f"{choices}; load this model with diffusers (\"modules\": \"diffusers\")")
+
+
+class Weights:
+    """``dtype`` and ``device`` of a module's weights (its first parameter's), as diffusers' and transformers'
+    models report them; mixed into the native modules ahead of ``nn.Module``."""
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.parameters()).dtype  # type: ignore[attr-defined]
+
+    @property
+    def device(self) -> Any:
+        return next(self.parameters()).device  # type: ignore[attr-defined]

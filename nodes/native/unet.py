@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ModuleConfig, require
+from .config import ModuleConfig, Weights, require
 
 __all__ = ["NativeUNet", "UNET_DEFAULTS", "UNet2DConditionOutput"]
 
@@ -354,7 +354,7 @@ class UNetMidBlock2DCrossAttn(nn.Module):
         return self.resnets[1](self.attentions[0](x, context), temb)
 
 
-class NativeUNet(nn.Module):
+class NativeUNet(Weights, nn.Module):
     """diffusers' ``UNet2DConditionModel`` for Stable Diffusion 1.x/2.x configs (see the module docstring).
 
     ``config`` is the stored ``config.json`` dict; missing keys take diffusers' defaults. The module starts
@@ -395,16 +395,6 @@ class NativeUNet(nn.Module):
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(channels[0], c.out_channels, c.conv_out_kernel, padding=(c.conv_out_kernel - 1) // 2)
         self.eval()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the first parameter, as diffusers' models report it."""
-        return next(self.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        """The device of the first parameter."""
-        return next(self.parameters()).device
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int, encoder_hidden_states: torch.Tensor,
                 class_labels: torch.Tensor | None = None, timestep_cond: torch.Tensor | None = None,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import UnsupportedConfig
-from .config import ModuleConfig, require
+from .config import ModuleConfig, Weights, require
 
 __all__ = ["NativeAutoencoderKL", "DiagonalGaussian", "EncoderOutput", "DecoderOutput"]
 
@@ -306,7 +306,7 @@ class DecoderOutput:
     sample: torch.Tensor
 
 
-class NativeAutoencoderKL(nn.Module):
+class NativeAutoencoderKL(Weights, nn.Module):
     """diffusers' ``AutoencoderKL`` for ``DownEncoderBlock2D`` / ``UpDecoderBlock2D`` configs.
 
     ``config`` is the stored ``config.json`` (``_``-keys kept); missing keys take diffusers' defaults, and a
@@ -323,16 +323,6 @@ class NativeAutoencoderKL(nn.Module):
         self.quant_conv = nn.Conv2d(2 * latent, 2 * latent, 1) if self.config.use_quant_conv else None
         self.post_quant_conv = nn.Conv2d(latent, latent, 1) if self.config.use_post_quant_conv else None
         self.eval()  # as diffusers' from_pretrained leaves it
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The weights' dtype."""
-        return next(self.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        """The weights' device."""
-        return next(self.parameters()).device
 
     def encode(self, x: torch.Tensor, return_dict: bool = True) -> EncoderOutput | tuple[DiagonalGaussian]:
         """Images [B,C,H,W] in -1..1 to their latent distribution."""
