@@ -9,6 +9,7 @@ model hub: every diffusers and transformers call gets ``local_files_only=True``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,9 +184,29 @@ def _key_names(path: Path) -> list[str] | None:
         return None  # read_state_dict names what is wrong with the file
 
 
+class _EmptyFp32Warning(logging.Filter):
+    """Drops diffusers' warning about modules to keep in float32 when it names none.
+
+    ``from_single_file`` casts with ``to(torch_dtype)``, and diffusers 0.42's ``to`` warns "There are modules
+    in UNet2DConditionModel that should be kept in float32: []" on every such cast, an empty list included;
+    that variant says nothing and printed twice on every load. A warning that names modules still shows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def _quiet_empty_fp32_warning() -> None:
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _EmptyFp32Warning) for f in logger.filters):
+        logger.addFilter(_EmptyFp32Warning())
+
+
 def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -> LoadedCheckpoint:
     import diffusers
     from diffusers import AutoencoderKL
+
+    _quiet_empty_fp32_warning()
 
     from .flow_models import detect_flow_family, load_single_file
 

@@ -174,3 +174,10 @@ def test_fingerprint_is_stable_and_follows_changes(tiny_sd1, tmp_path: Path) -> 
     assert fingerprint(copy) != before
     with pytest.raises(ModelLoadError, match="no such file"):
         fingerprint(tmp_path / "missing")
+
+
+def test_loading_a_single_file_prints_no_empty_float32_warning(tiny_sd1, capfd, no_network) -> None:
+    # diffusers' to() warns "modules ... should be kept in float32: []" on every cast from_single_file makes.
+    load_checkpoint(tiny_sd1.safetensors, config_dir=tiny_sd1.folder, dtype=torch.float16)
+    captured = capfd.readouterr()
+    assert "kept in float32" not in captured.err + captured.out
