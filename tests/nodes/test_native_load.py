@@ -39,6 +39,17 @@ def _with_modules(source: Path, target: Path, modules: str) -> Path:
     return target
 
 
+def _native_file(folder: Path, name: str, tensors: dict[str, torch.Tensor] | Path, modules: str = "native") -> Path:
+    """``folder/name.safetensors`` (the tensors, or a copy of a file) with a settings file asking for ``modules``."""
+    path = folder / f"{name}.safetensors"
+    if isinstance(tensors, Path):
+        shutil.copy(tensors, path)
+    else:
+        save_file(tensors, path)
+    (folder / f"{name}.gouache.json").write_text(json.dumps({"modules": modules}))
+    return path
+
+
 def _same_outputs(native, reference, text: str = "a large red circle on a blue background") -> None:
     """UNet, VAE and text encoder of two loads of one model agree on the same inputs."""
     torch.manual_seed(0)
@@ -87,9 +98,7 @@ def test_an_sd1_checkpoint_that_asks_for_native_modules_gets_them(tmp_path, tiny
     if form == "folder":
         path = _with_modules(tiny_sd1.folder, tmp_path / "model", "native")
     else:
-        path = tmp_path / "model.safetensors"
-        shutil.copy(tiny_sd1.safetensors, path)
-        (tmp_path / "model.gouache.json").write_text(json.dumps({"modules": "native"}))
+        path = _native_file(tmp_path, "model", tiny_sd1.safetensors)
     native = load_checkpoint(path, config_dir=tiny_sd1.folder if form == "safetensors" else None)
     assert type(native.denoiser).__module__ == "gouache.nodes.native.unet"
     reference = load_checkpoint(tiny_sd1.folder)
@@ -98,17 +107,13 @@ def test_an_sd1_checkpoint_that_asks_for_native_modules_gets_them(tmp_path, tiny
 
 def test_weights_that_fit_no_buildable_model_say_so(tmp_path, tiny_sd1):
     # Tiny weights read against SD 1.5's shipped config: 32 normalisation groups cannot split 8 channels.
-    path = tmp_path / "model.safetensors"
-    shutil.copy(tiny_sd1.safetensors, path)
-    (tmp_path / "model.gouache.json").write_text(json.dumps({"modules": "native"}))
+    path = _native_file(tmp_path, "model", tiny_sd1.safetensors)
     with pytest.raises(ModelLoadError, match=r"model\.safetensors.*unet.config\.json.*config_dir="):
         load_checkpoint(path)
 
 
 def test_the_native_modules_refuse_a_family_they_do_not_implement(tmp_path, tiny_sd2):
-    path = tmp_path / "sd2.safetensors"
-    shutil.copy(tiny_sd2.safetensors, path)
-    (tmp_path / "sd2.gouache.json").write_text(json.dumps({"modules": "native"}))
+    path = _native_file(tmp_path, "sd2", tiny_sd2.safetensors)
     with pytest.raises(ModelLoadError, match=r"sd2\.safetensors.*SD 1\.x-family.*\"modules\": \"diffusers\""):
         load_checkpoint(path)
 
@@ -116,9 +121,7 @@ def test_the_native_modules_refuse_a_family_they_do_not_implement(tmp_path, tiny
 def test_a_weight_the_file_lacks_is_named(tmp_path, tiny_sd1):
     state_dict = load_file(tiny_sd1.safetensors)
     del state_dict["model.diffusion_model.out.2.weight"]
-    path = tmp_path / "cut.safetensors"
-    save_file(state_dict, path)
-    (tmp_path / "cut.gouache.json").write_text(json.dumps({"modules": "native"}))
+    path = _native_file(tmp_path, "cut", state_dict)
     with pytest.raises(ModelLoadError, match=r"cut\.safetensors.*missing.*conv_out\.weight"):
         load_checkpoint(path, config_dir=tiny_sd1.folder)
 
@@ -126,17 +129,13 @@ def test_a_weight_the_file_lacks_is_named(tmp_path, tiny_sd1):
 def test_a_weight_with_no_place_is_named(tmp_path, tiny_sd1):
     state_dict = load_file(tiny_sd1.safetensors)
     state_dict["first_stage_model.decoder.extra.weight"] = torch.zeros(3)
-    path = tmp_path / "extra.safetensors"
-    save_file(state_dict, path)
-    (tmp_path / "extra.gouache.json").write_text(json.dumps({"modules": "native"}))
+    path = _native_file(tmp_path, "extra", state_dict)
     with pytest.raises(ModelLoadError, match=r"no place.*first_stage_model\.decoder\.extra\.weight"):
         load_checkpoint(path, config_dir=tiny_sd1.folder)
 
 
 def test_an_unknown_modules_choice_is_refused(tmp_path, tiny_sd1):
-    path = tmp_path / "model.safetensors"
-    shutil.copy(tiny_sd1.safetensors, path)
-    (tmp_path / "model.gouache.json").write_text(json.dumps({"modules": "onnx"}))
+    path = _native_file(tmp_path, "model", tiny_sd1.safetensors, "onnx")
     with pytest.raises(ModelLoadError, match=r"model\.gouache\.json.*'modules' is one of 'diffusers', 'native'.*onnx"):
         load_checkpoint(path)
     (tmp_path / "model.gouache.json").write_text(json.dumps({"module": "native"}))
