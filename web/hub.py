@@ -26,7 +26,7 @@ import struct
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -36,7 +36,8 @@ from gouache.engine.events import (
     StartedData,
 )
 
-from gouache.web.schemas import QueueEntry, RunningData, StateData
+if TYPE_CHECKING:  # imported where used: a server's start needs none of the schemas (issue 18)
+    from gouache.web.schemas import RunningData
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class Hub:
 
     def state(self) -> dict[str, Any]:
         """The ``state`` message a client gets on connecting."""
+        from gouache.web.schemas import QueueEntry, StateData
+
         queue = [QueueEntry(run_id=run["run_id"], status=run["status"], position=run["position"],
                             created=run["created"]) for run in self.queue_snapshot()]
         return {"type": "state", "data": StateData(queue=queue, running=self.running).model_dump(mode="json")}
@@ -200,6 +203,8 @@ class Hub:
 
     def _track(self, data: EventData) -> None:
         if isinstance(data, StartedData):
+            from gouache.web.schemas import RunningData
+
             self.running, self.preview = RunningData(run_id=data.run_id, nodes=data.nodes), None
             return
         running = self.running

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import hmac
 import ipaddress
 import logging
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -29,15 +30,17 @@ from gouache.engine import Engine, Event, Problem, jsonio, sweep
 from gouache.engine.workflow import apply_overrides, parse
 
 from gouache.web.bodies import Refused, check_announced, json_body, read_body, too_large, unreadable
-from gouache.web.comfy import COMFY, ComfyApi
+from gouache.web.comfy import COMFY, ComfyRoutes
 from gouache.web.files import UploadRejected, check_image, clean_name, file_response, safe_path, store_upload
 from gouache.web.hub import Hub
-from gouache.web.schemas import RunRequest
 from gouache.web.store import RunStore, StoredRunError
 from gouache.web.worker import Worker
 from gouache.web.workflows import (
     StoredWorkflowError, WorkflowLibrary, WorkflowNameError, check_name, shipped_folder,
 )
+
+if TYPE_CHECKING:  # imported where used: a server's start needs none of the schemas (issue 18)
+    from gouache.web.schemas import RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +268,8 @@ async def _json_body(request: web.Request) -> Any:
 
 
 async def post_run(request: web.Request) -> web.Response:
+    from gouache.web.schemas import RunRequest
+
     state = request.app[STATE]
     try:
         body = RunRequest.model_validate(await _json_body(request))
@@ -532,7 +537,7 @@ async def extension_file(request: web.Request) -> web.StreamResponse:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     if "clientId" in request.query:  # ComfyUI's clients name themselves; gouache's editor never does
-        return await request.app[COMFY].relay.websocket(request)
+        return await request.app[COMFY].websocket(request)
     state = request.app[STATE]
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=state.limits.ws_message_bytes)
     await ws.prepare(request)
@@ -584,7 +589,7 @@ def create_app(engine: Engine, *, security: Security | None = None, limits: Limi
             await client.ws.close(code=1001, message=b"server shutting down")
         state.store.close()
 
-    comfy = ComfyApi(app)  # ComfyUI's routes beside ours (web/comfy, docs/api.md)
+    comfy = ComfyRoutes(app)  # ComfyUI's routes beside ours (web/comfy, docs/api.md), imported on first use
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
     app.router.add_get("/", index)
@@ -629,8 +634,19 @@ def favour_responsiveness() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
+async def _resume_collector(app: web.Application) -> None:
+    """Freeze what the start made (it lives as long as the server) and let the cyclic collector run again."""
+    gc.freeze()
+    gc.enable()
+
+
 def serve(args: Any, worker_factory: WorkerFactory | None = None) -> int:
-    """``gouache serve``: refuse unsafe settings, then serve until interrupted; returns an exit code."""
+    """``gouache serve``: refuse unsafe settings, then serve until interrupted; returns an exit code.
+
+    This process is the server: the cyclic collector is paused until the app has started (a collection
+    in the middle of the start walks what it made for nothing: about 10 ms of issue 18's start), then
+    what the start made is frozen out of its reach and collection resumes.
+    """
     host = args.host or "127.0.0.1"
     token = getattr(args, "token", None) or None
     if not is_loopback(host) and not token:
@@ -638,11 +654,13 @@ def serve(args: Any, worker_factory: WorkerFactory | None = None) -> int:
               "machine could run workflows and read your images. Pass --token SECRET, or bind 127.0.0.1.",
               file=sys.stderr)
         return 2
+    gc.disable()  # `gouache serve` pauses it already before importing this module (cli/main.py)
     engine = Engine(home=args.home, device=getattr(args, "device", None),
                     safe_mode=bool(getattr(args, "safe_mode", False)),
                     disk_cache=True)  # outputs survive a restart of the server (home/cache, disk_cache_bytes)
     security = Security(host, tuple(origin.rstrip("/") for origin in (args.allow_origin or [])), token)
     app = create_app(engine, security=security, worker_factory=worker_factory)
+    app.on_startup.append(_resume_collector)
     favour_responsiveness()
     shown = f"[{host}]" if ":" in host else host
     print(f"gouache: editor at http://{shown}:{args.port}/" + (f"?token={token}" if token else ""), file=sys.stderr)

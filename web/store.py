@@ -26,8 +26,6 @@ from typing import Any
 
 from gouache.engine import jsonio
 
-from gouache.web.schemas import run_error
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue order and pagination cursor
@@ -97,6 +95,10 @@ class RunStore:
         """Mark runs a previous process left ``running`` as interrupted; return their ids."""
         with self._transaction() as db:
             ids = [row["run_id"] for row in db.execute("SELECT run_id FROM runs WHERE status = 'running'")]
+            if not ids:  # the usual start: neither the schemas nor RunError's validator are needed (issue 18)
+                return ids
+            from gouache.web.schemas import run_error
+
             error = jsonio.dumps(run_error(RECOVERED_MESSAGE, "server_stopped"))
             db.execute("UPDATE runs SET status = 'interrupted', finished = ?, error = ? WHERE status = 'running'",
                        (time.time(), error))

@@ -16,7 +16,6 @@ from gouache.engine import Engine, Event, Problem, ValidWorkflow, WorkflowInvali
 from gouache.engine.events import EventData, QueuedData
 from gouache.engine.executor import RunResult, finished_event
 
-from gouache.web.schemas import CancelledData, run_error
 from gouache.web.store import Claimed, RunStore, StoredRunError
 
 log = logging.getLogger(__name__)
@@ -91,6 +90,8 @@ class Worker:
         ``None`` when the run is neither queued nor running.
         """
         if self.store.cancel_queued(run_id):
+            from gouache.web.schemas import CancelledData  # the schemas are imported on first use (issue 18)
+
             self._prepared.pop(run_id, None)
             self.emit(CancelledData, run_id=run_id)
             return "cancelled"
@@ -124,6 +125,8 @@ class Worker:
             self._execute(record)
 
     def _execute(self, claimed: Claimed) -> None:
+        from gouache.web.schemas import run_error  # the schemas are imported on first use (issue 18)
+
         run_id = claimed.run_id
         with self._lock:
             self._current = run_id

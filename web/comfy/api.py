@@ -1,4 +1,6 @@
-"""The routes of ComfyUI's API and the object that serves them (registered by ``create_app``)."""
+"""The object that serves ComfyUI's API: its handlers, named in :data:`gouache.web.comfy.ROUTES`.
+
+Imported on the API's first use (:class:`gouache.web.comfy.ComfyRoutes`), not at the server's start."""
 
 from __future__ import annotations
 
@@ -50,30 +52,13 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class ComfyApi:
-    """ComfyUI's routes on ``app``; :meth:`start` binds them to the server's state when it starts."""
+    """The handlers of ComfyUI's routes (:data:`gouache.web.comfy.ROUTES`); :meth:`start` binds them to the
+    server's state."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self) -> None:
         self.state: State | None = None
         self.prompts: PromptTable | None = None
         self.relay: Relay | None = None
-        app[COMFY] = self
-        get, post = app.router.add_get, app.router.add_post
-        post("/prompt", self.post_prompt)
-        get("/prompt", self.get_prompt)
-        get("/history", self.get_history)
-        get("/history/{prompt_id}", self.get_history_entry)
-        get("/queue", self.get_queue)
-        post("/queue", self.post_queue)
-        post("/interrupt", self.post_interrupt)
-        get("/view", self.get_view)
-        post("/upload/image", self.upload_image)
-        post("/upload/mask", self.upload_mask)
-        get("/object_info", self.get_object_info)
-        get("/object_info/{node_class}", self.get_object_info)
-        get("/system_stats", self.get_system_stats)
-        get("/embeddings", self.get_embeddings)
-        get("/models", self.get_model_folders)
-        get("/models/{folder}", self.get_models)
 
     def start(self, state: State, loop: asyncio.AbstractEventLoop) -> None:
         """Open the prompt table in the engine's home and start relaying events on ``loop``."""
@@ -320,9 +305,6 @@ class ComfyApi:
         if kind not in self._kinds():
             raise Refused(404, f"no model folder {jsonio.shorten(folder)}; there are {', '.join(self._kinds())}")
         return _json(await asyncio.to_thread(self.state.engine.models.names, kind))
-
-
-COMFY = web.AppKey("gouache-comfy", ComfyApi)
 
 
 def _memory(pages: str) -> int | None:
