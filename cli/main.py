@@ -252,18 +252,24 @@ def cmd_packs(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     _prepare_threads()
     refuse_missing_device(args.device)
+    # The server's modules and start make objects that live as long as it: the cyclic collector waits until
+    # the server has started (serve() resumes it then; issue 18), and runs again however this ends.
+    gc.disable()
     try:
-        from gouache.web.server import serve
-    except ImportError as error:
-        raise UsageError(f"the web server is not available in this installation: {error}") from None
-    if not args.ray:
-        given = [flag for flag, value in (("--workers", args.workers), ("--worker-threads", args.worker_threads),
-                                          ("--worker-gpus", args.worker_gpus), ("--worker-home", args.worker_home),
-                                          ("--retries", args.retries != 2)) if value]
-        if given:
-            raise UsageError(f"{', '.join(given)} go with --ray: gouache serve --ray local {given[0]} ...")
-        return serve(args)
-    return _serve_on_ray(args, serve)
+        try:
+            from gouache.web.server import serve
+        except ImportError as error:
+            raise UsageError(f"the web server is not available in this installation: {error}") from None
+        if not args.ray:
+            given = [flag for flag, value in (("--workers", args.workers), ("--worker-threads", args.worker_threads),
+                                              ("--worker-gpus", args.worker_gpus), ("--worker-home", args.worker_home),
+                                              ("--retries", args.retries != 2)) if value]
+            if given:
+                raise UsageError(f"{', '.join(given)} go with --ray: gouache serve --ray local {given[0]} ...")
+            return serve(args)
+        return _serve_on_ray(args, serve)
+    finally:
+        gc.enable()
 
 
 def _serve_on_ray(args: argparse.Namespace, serve: Any) -> int:
