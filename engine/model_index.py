@@ -18,6 +18,9 @@ class ModelEntry:
     name: str
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
+    describe_when_listed: bool = False
+    """A built-in model whose folder kind's ``describe`` adds to ``info`` when a listing describes, and only
+    then (``/api/nodes`` and validation need names, and describing the shipped LoRA reads its header)."""
 
     def to_json(self) -> dict[str, Any]:
         """The entry as ``gouache models --json`` prints it."""
@@ -75,7 +78,7 @@ class ModelIndex:
         folder = self.kinds.get(kind)
         if folder is None:
             raise KeyError(f"unknown model kind {kind!r}; known kinds: {', '.join(sorted(self.kinds))}")
-        entries = list(self._builtin_entries(folder))
+        entries = self._builtin_entries(folder, describe)
         seen = {entry.name for entry in entries}
         for directory in self.directories(kind):
             for entry in self._scan(folder, directory, describe):
@@ -128,13 +131,25 @@ class ModelIndex:
                     entries.append(self._entry(folder, directory, root_path / name, around, describe))
         return entries
 
-    def _builtin_entries(self, folder: ModelFolder) -> list[ModelEntry]:
+    def _builtin_entries(self, folder: ModelFolder, describe: bool) -> list[ModelEntry]:
         if folder.builtin is None:
             return []
         entries = self._builtin.get(folder.kind)
         if entries is None:  # shipped with the pack: they do not change while it is loaded
             entries = self._builtin[folder.kind] = list(folder.builtin())
-        return entries
+        if describe and any(entry.describe_when_listed for entry in entries):
+            entries = self._builtin[folder.kind] = [self._described_builtin(folder, entry) for entry in entries]
+        return list(entries)
+
+    @staticmethod
+    def _described_builtin(folder: ModelFolder, entry: ModelEntry) -> ModelEntry:
+        if not entry.describe_when_listed or folder.describe is None:
+            return entry
+        try:
+            info = {**folder.describe(entry.path), **entry.info}
+        except Exception as error:  # as for found files: a broken file must not hide the others
+            info = {"error": f"{type(error).__name__}: {error}", **entry.info}
+        return ModelEntry(entry.name, entry.path, info)
 
     def _entry(self, folder: ModelFolder, directory: Path, path: Path, around: list[Path],
                describe: bool = True) -> ModelEntry:

@@ -254,11 +254,12 @@ def builtin_checkpoints() -> list[ModelEntry]:
     return []
 
 
-def _builtin_file(name: str, describe: Any) -> list[ModelEntry]:
+def _builtin_file(name: str) -> list[ModelEntry]:
+    """A shipped file, described by its folder kind's ``describe`` when a listing describes."""
     path = weights_dir() / name
     if not path.is_file():
         return []
-    return [ModelEntry(name, path, {**describe(path), "builtin": True})]
+    return [ModelEntry(name, path, {"builtin": True}, describe_when_listed=True)]
 
 
 def builtin_controlnets() -> list[ModelEntry]:
@@ -278,7 +279,7 @@ def model_folders() -> list[ModelFolder]:
                     description=f"{' / '.join(f.label for f in FAMILIES.values())} checkpoints: "
                                 "single files or diffusers folders"),
         ModelFolder("loras", SAFETENSORS_SUFFIXES, describe=describe_lora,
-                    builtin=lambda: _builtin_file(TINY_LORA, describe_lora),
+                    builtin=lambda: _builtin_file(TINY_LORA),
                     description="LoRA files in kohya/A1111 or diffusers/peft layout"),
         ModelFolder("configs", (), directories=True, describe=describe_checkpoint,
                     description="Diffusers-style config folders (JSON only) for checkpoints whose sizes the "
@@ -296,7 +297,7 @@ def model_folders() -> list[ModelFolder]:
         ModelFolder("text_encoders", CHECKPOINT_SUFFIXES, describe=describe_file,
                     description="Text encoders alone (CLIP-L, CLIP-G, T5-XXL) in transformers' layout"),
         ModelFolder("upscale_models", (".pth", ".pt", ".safetensors"), describe=describe_file,
-                    builtin=lambda: _builtin_file(TINY_UPSCALER, describe_file),
+                    builtin=lambda: _builtin_file(TINY_UPSCALER),
                     description="Super-resolution models spandrel can load (ESRGAN, Real-ESRGAN, SwinIR, ...)"),
         ModelFolder("embeddings", CHECKPOINT_SUFFIXES, describe=describe_embedding,
                     description="Textual-inversion embeddings"),

@@ -156,6 +156,35 @@ def test_validation_reads_no_model_and_a_listing_describes_each_file_version_onc
     assert (problem.node, problem.code) == ("n0", "not_a_choice")
 
 
+def test_a_built_in_model_is_described_when_a_listing_describes_and_only_once(tmp_path):
+    """Built-in entries that ask for it get their kind's description on the first describing listing;
+    names (validation, /api/nodes) read nothing, as the shipped LoRA's header need not be read to start."""
+    from gouache.engine import ModelEntry, ModelFolder, hookimpl
+
+    shipped = tmp_path / "shipped.bin"
+    shipped.write_bytes(b"12")
+    described = []
+
+    def describe(path):
+        described.append(path.name)
+        return {"size": path.stat().st_size, "builtin": "overridden?"}
+
+    class Pack:
+        @hookimpl
+        def gouache_register_model_folders(self):
+            return [ModelFolder("stamps", (".bin",), describe=describe, builtin=lambda: [
+                ModelEntry("shipped", shipped, {"builtin": True}, describe_when_listed=True),
+                ModelEntry("fixed", shipped, {"builtin": True, "size": 0})])]
+
+    engine = Engine(packs={"pack": Pack()}, entry_points=False, home=tmp_path / "home")
+    assert engine.models.names("stamps") == ["shipped", "fixed"] and described == []
+    for _ in range(2):
+        listed = engine.models.as_json()["stamps"]
+        assert [(entry["name"], entry["size"], entry["builtin"]) for entry in listed] == [
+            ("shipped", 2, True), ("fixed", 0, True)]
+    assert described == ["shipped.bin"]
+
+
 def test_a_home_folder_kind_offers_files_of_the_base_directory_and_is_not_a_model(tmp_path):
     from gouache.engine import Input, ModelFolder, Node, Output, hookimpl
 
