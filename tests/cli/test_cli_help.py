@@ -60,3 +60,30 @@ def test_help_lists_the_exit_codes(capsys):
     text = capsys.readouterr().out
     assert "exit codes: 0 success; 2 the workflow or the arguments are invalid (nothing ran)" in text
     assert "1 a node failed at run time" in text
+
+
+def test_the_console_script_runs_the_cli_with_its_collector_paused_only_while_importing(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from importlib.metadata import entry_points
+
+    (script,) = [point for point in entry_points(group="console_scripts") if point.name == "gouache"]
+    assert script.value == "gouache.cli.start:main"
+    # Each collection notes whether the CLI's modules had finished importing when it ran.
+    probe = """
+import gc, json, sys
+from gouache.cli.start import main
+during = []
+def noted(phase, info):
+    if phase == "start":
+        during.append(not hasattr(sys.modules.get("gouache.cli.main"), "build_parser"))
+gc.callbacks.append(noted)
+sys.argv = ["gouache", "--home", sys.argv[1], "models", "--json"]
+code = main()
+print(json.dumps({"code": code, "while_importing": sum(during), "enabled": gc.isenabled()}))
+"""
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"code": 0, "while_importing": 0, "enabled": True}
