@@ -6,7 +6,7 @@ It imports no torch: everything here runs and is tested with toy nodes.
 from gouache.engine.api import Engine
 from gouache.engine.cache import CacheDevice, OutputCache, cache_device, cache_size
 from gouache.engine.disk_cache import Unstorable, register_codec
-from gouache.engine.context import Interrupted, RunContext
+from gouache.engine.context import Interrupted, RunContext, running_context
 from gouache.engine.events import Event
 from gouache.engine.executor import RunResult
 from gouache.engine.hookspecs import hookimpl
@@ -27,4 +27,5 @@ __all__ = [
     "ModelFolder", "Node", "NodeError", "NodeInfo", "Output", "OutputCache", "PackReport", "Problem",
     "Registry", "RunContext", "RunResult", "Settings", "SocketType", "ValidWorkflow", "WebExtension",
     "Unstorable", "Workflow", "WorkflowImporter", "WorkflowInvalid", "PngChunks", "cache_device", "cache_size", "hookimpl", "register_codec",
+    "running_context",
 ]

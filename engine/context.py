@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,18 @@ T = TypeVar("T")
 
 class Interrupted(Exception):
     """Raised inside a run when someone asked it to stop; the run ends as ``interrupted``."""
+
+
+_RUNNING: ContextVar[RunContext | None] = ContextVar("gouache_running_node", default=None)
+
+
+def running_context() -> RunContext | None:
+    """The context of the node running in this thread, ``None`` outside a node's ``run``.
+
+    For code deep inside a node's work that is handed no context (a model file's loader) to call
+    ``check_interrupt`` between long steps.
+    """
+    return _RUNNING.get()
 
 
 @dataclass

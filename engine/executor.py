@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gouache.engine.cache import OutputCache, node_key
-from gouache.engine.context import Interrupted, Resources, RunContext
+from gouache.engine.context import _RUNNING, Interrupted, Resources, RunContext
 from gouache.engine.events import (
     EventBus, FinishedData, InterruptedData, NodeCachedData, NodeErrorData, NodeFinishedData, NodeStartedData,
     StartedData,
@@ -135,7 +135,11 @@ class Executor:
                     continue
                 bus.emit(NodeStartedData, run_id=run_id, node=node_id, type=node_class.type_name)
                 node_started = time.perf_counter()
-                outputs = instance.run(ctx, **inputs)
+                running = _RUNNING.set(ctx)
+                try:
+                    outputs = instance.run(ctx, **inputs)
+                finally:
+                    _RUNNING.reset(running)
                 _check_outputs(node_class, outputs)
                 seconds = time.perf_counter() - node_started
                 values[node_id] = outputs

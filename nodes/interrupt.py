@@ -3,7 +3,8 @@
 A VAE decode of a large image or a whole-image upscale is one call that can take tens of seconds on
 a CPU. :func:`interruptible` asks ``check`` (a node's ``ctx.check_interrupt``) before every
 weight-bearing layer runs, so an interrupt lands within one layer; the layers themselves, and so
-the result, are untouched.
+the result, are untouched. Code handed no context (reading a model's files) calls
+:func:`check_running_node` between long steps: a model of several files stops between them.
 """
 
 from __future__ import annotations
@@ -34,3 +35,12 @@ def interruptible(modules: Iterable[Any], check: Callable[[], None] | None) -> I
     finally:
         for handle in handles:
             handle.remove()
+
+
+def check_running_node() -> None:
+    """Raise ``Interrupted`` if the node running in this thread has been asked to stop (no-op outside a run)."""
+    from gouache.engine import running_context
+
+    ctx = running_context()
+    if ctx is not None:
+        ctx.check_interrupt()

@@ -31,6 +31,10 @@ def read_state_dict(path: Path, cast_to: torch.dtype | None = None) -> dict[str,
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from gouache.nodes.interrupt import check_running_node
+
+    check_running_node()  # a model of several files stops between them when its run is interrupted
+
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")

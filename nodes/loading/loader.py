@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from gouache.nodes.families import Family, LatentFormat, TextEncoder
+from gouache.nodes.interrupt import check_running_node
 from gouache.nodes.model_settings import ModelSettingsError, module_choice, preview_format, read_settings
 
 from .detect import PREDICTION_TYPES, Detection, detect_checkpoint, detect_folder
@@ -146,6 +147,7 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> LoadedCheckpoint:
         return load_folder(folder, family)
 
     def part(name: str, load: Callable[[], nn.Module]) -> nn.Module:
+        check_running_node()  # each part is a file of its own: an interrupted run stops between them
         try:
             return _checked(load(), folder / name)
         except (OSError, ValueError, RuntimeError) as error:
