@@ -15,13 +15,21 @@ already put on them (``os.getloadavg``), at least one, and asks OpenMP to wait p
 apply this (``prepare_threads``); the Python API leaves the program's torch settings alone.
 ``OMP_NUM_THREADS`` or ``GOUACHE_THREADS=N`` choose the count; ``GOUACHE_THREADS=torch`` leaves
 torch's defaults alone.
+
+Waiting passively has a price when the work is small: each of a small model's many short operations then
+wakes a sleeping thread. On the idle 2-core machine the embedded model's 20 steps at 128 px took 0.95 s
+with two passive threads and 0.32 s with one (256 px: 0.34 against 0.17; 512 px, where each operation
+has more to do: 0.51 against 0.61). Spinning instead (OpenMP's default) matched one thread when idle but
+took 4.6-11 s under two CPU hogs. So where the policy chose more than one thread, a denoising loop whose
+steps are small (``SMALL_STEP_WORK``) runs on one (``threads_for``); one thread is also immune to load.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -99,6 +107,7 @@ def prepare_threads(environ: MutableMapping[str, str] | None = None) -> ThreadPl
     OpenMP threads wait, and ``OMP_NUM_THREADS`` to the plan's count unless one is set: torch reads
     both when it loads. Where torch is already loaded, only the count can still change.
     """
+    global _applied
     environ = os.environ if environ is None else environ
     plan = thread_plan(environ)
     if plan.source == "torch":
@@ -106,12 +115,47 @@ def prepare_threads(environ: MutableMapping[str, str] | None = None) -> ThreadPl
     if "torch" in sys.modules:
         if plan.threads is not None and plan.source != "OMP_NUM_THREADS":
             sys.modules["torch"].set_num_threads(plan.threads)
+        _applied = plan
         return plan
     if not any(name in environ for name in _WAIT_VARIABLES):
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
     if plan.threads is not None and "OMP_NUM_THREADS" not in environ:
         environ["OMP_NUM_THREADS"] = str(plan.threads)
-    return ThreadPlan(plan.threads, plan.source, plan.cores, plan.load, environ.get("OMP_WAIT_POLICY"))
+    _applied = ThreadPlan(plan.threads, plan.source, plan.cores, plan.load, environ.get("OMP_WAIT_POLICY"))
+    return _applied
+
+
+SMALL_STEP_WORK = 200_000
+"""Latent cells a denoiser step computes (batch included) times its first block's width, below which one
+thread is faster than several waiting passively (the module docstring's measurements: 98k ran 2x faster
+on one thread, 393k 1.2x faster on two)."""
+
+_applied: ThreadPlan | None = None
+"""The plan ``prepare_threads`` applied to this process (``None``: the Python API's own settings)."""
+
+
+@contextmanager
+def threads_for(step_work: int | None) -> Iterator[None]:
+    """Within the block, one intra-op thread when the steps are small and gouache's policy chose several
+    (``None``: the steps do not run on the CPU; nothing changes).
+
+    A count the user set (``GOUACHE_THREADS``, ``OMP_NUM_THREADS``) or a program's own torch settings are
+    left alone. The count is the calling thread's own (OpenMP keeps it per thread), so a server's worker
+    threads do not change each other's.
+    """
+    plan = _applied
+    if step_work is None or plan is None or plan.source != "policy" or (plan.threads or 1) <= 1 \
+            or step_work >= SMALL_STEP_WORK:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

@@ -202,8 +202,11 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
             prediction = uncond + settings.cfg * (cond - uncond)
         return prediction
 
+    step_work = init.shape[0] * (2 if guided else 1) * init.shape[-2] * init.shape[-1] * \
+        int(unet.config.block_out_channels[0])
+
     def running() -> Any:
-        return _running(manager, family, unet, model, ctx)
+        return _running(manager, family, unet, model, ctx, step_work if device.type == "cpu" else None)
 
     if comfy:
         from gouache.nodes.comfy_sampling import sample_comfy
@@ -265,15 +268,18 @@ def sample(manager: Any, ctx: Any, model: ModelHandle, positive: Conditioning, n
 
 
 @contextlib.contextmanager
-def _running(manager: Any, family: Any, unet: Any, model: ModelHandle, ctx: Any) -> Iterator[None]:
-    """While the loop runs: no autograd, the model's LoRA patches applied, interruption checked at every layer."""
+def _running(manager: Any, family: Any, unet: Any, model: ModelHandle, ctx: Any,
+             step_work: int | None) -> Iterator[None]:
+    """While the loop runs: no autograd, the model's LoRA patches applied, interruption checked at every layer,
+    and on the CPU (``step_work`` given) one thread for small steps (``devices.threads_for``)."""
     import torch
 
+    from gouache.nodes.devices import threads_for
     from gouache.nodes.interrupt import interruptible
     from gouache.nodes.lora import patched
 
     with torch.no_grad(), patched(manager, family.denoiser_slot, unet, model.patches), \
-            interruptible([unet], ctx.check_interrupt):
+            interruptible([unet], ctx.check_interrupt), threads_for(step_work):
         yield
 
 

@@ -147,3 +147,76 @@ def test_gouache_run_says_which_threads_it_computed_with(tmp_path, monkeypatch):
     threads = found["result"]["threads"]
     assert (threads["threads"], threads["source"], threads["wait_policy"]) == (1, "GOUACHE_THREADS", "PASSIVE")
     assert found["torch_threads"] == 1
+
+
+@pytest.fixture
+def policy_of_two_threads(monkeypatch):
+    """As if ``gouache run`` had applied the policy with two threads (the Python API applies none)."""
+    import torch
+
+    from gouache.nodes import devices
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(devices, "_applied", devices.ThreadPlan(2, "policy", 2, 0.0, "PASSIVE"))
+    yield devices
+    torch.set_num_threads(before)
+
+
+def test_small_steps_run_on_one_thread_and_the_count_comes_back(policy_of_two_threads):
+    import threading
+
+    import torch
+
+    devices = policy_of_two_threads
+    with devices.threads_for(devices.SMALL_STEP_WORK - 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    for large in (devices.SMALL_STEP_WORK, None):  # large steps, or steps off the CPU
+        with devices.threads_for(large):
+            assert torch.get_num_threads() == 2
+    # A server's worker threads: each has its own count (OpenMP keeps it per thread).
+    inside, leave = threading.Event(), threading.Event()
+    counts = []
+
+    def other() -> None:
+        with devices.threads_for(1):
+            counts.append(torch.get_num_threads())
+            inside.set()
+            leave.wait(30)
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    try:
+        assert inside.wait(30)
+        assert counts == [1] and torch.get_num_threads() == 2
+    finally:
+        leave.set()
+        worker.join(30)
+    assert torch.get_num_threads() == 2
+
+
+def test_a_thread_count_the_user_chose_is_kept_for_small_steps(policy_of_two_threads, monkeypatch):
+    import torch
+
+    devices = policy_of_two_threads
+    monkeypatch.setattr(devices, "_applied", devices.ThreadPlan(2, "GOUACHE_THREADS", 2, None, "PASSIVE"))
+    with devices.threads_for(1):
+        assert torch.get_num_threads() == 2
+
+
+def test_the_embedded_model_samples_on_one_thread_where_the_policy_chose_two(policy_of_two_threads, tmp_path):
+    import torch
+
+    from gouache.engine import Engine
+
+    seen: set[int] = set()
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(lambda *_: seen.add(torch.get_num_threads()))
+    try:
+        workflow = json.loads((ROOT / "workflows" / "text-to-image.json").read_text())
+        workflow["nodes"]["sampler"]["inputs"]["steps"] = 2
+        result = Engine(home=tmp_path).run(workflow, outputs=["sampler"])
+    finally:
+        hook.remove()
+    assert result.ok and 1 in seen  # the sampler's steps
+    assert torch.get_num_threads() == 2
