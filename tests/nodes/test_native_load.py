@@ -161,6 +161,40 @@ def test_the_embedded_render_matches_the_diffusers_loaded_one(tmp_path):
     assert difference.max() <= 2 / 255 and difference.mean() <= 1e-4
 
 
+@pytest.mark.slow
+def test_a_lora_and_a_controlnet_act_on_the_native_model_as_on_the_diffusers_loaded_one(tmp_path):
+    """The shipped outline LoRA and silhouette ControlNet, through their nodes, on both loads of gouache-tiny."""
+    home = tmp_path / "home"
+    _with_modules(EMBEDDED, home / "models" / "checkpoints" / "tiny-diffusers", "diffusers")
+    guided = json.loads((ROOT / "workflows" / "controlnet.json").read_text())
+    nodes = guided["nodes"]
+    checkpoint = next(name for name, node in nodes.items() if node["type"] == "CheckpointLoader")
+    nodes["lora"] = {"type": "LoraLoader", "inputs": {
+        "model": {"node": checkpoint, "output": "model"}, "clip": {"node": checkpoint, "output": "clip"},
+        "name": "gouache-tiny-outline.safetensors", "strength_model": 1.0, "strength_clip": 1.0}}
+    for name, node in nodes.items():
+        for key, value in node["inputs"].items():
+            if name != "lora" and isinstance(value, dict) and value.get("node") == checkpoint \
+                    and value["output"] in ("model", "clip"):
+                node["inputs"][key] = {"node": "lora", "output": value["output"]}
+    decode = next(name for name, node in nodes.items() if node["type"] == "VAEDecode")
+    sampler = next(name for name, node in nodes.items() if node["type"] == "Sampler")
+    nodes[sampler]["inputs"]["steps"] = 8
+    engine = Engine(home=home)
+    images = {}
+    for checkpoint_name in ("gouache-tiny", "tiny-diffusers"):
+        for strength in (1.0, 0.0):
+            nodes[checkpoint]["inputs"]["name"] = checkpoint_name
+            nodes["lora"]["inputs"]["strength_model"] = strength
+            result = engine.run(guided, outputs=[decode])
+            assert result.ok, result.error
+            images[checkpoint_name, strength] = np.asarray(result.outputs[decode]["image"], dtype=np.float64)
+    for strength in (1.0, 0.0):
+        difference = np.abs(images["gouache-tiny", strength] - images["tiny-diffusers", strength])
+        assert difference.max() <= 2 / 255, strength
+    assert np.abs(images["gouache-tiny", 1.0] - images["gouache-tiny", 0.0]).mean() > 0.01  # the LoRA acts
+
+
 RUN_AND_LIST = """
 import contextlib, io, json, sys
 from gouache.cli.main import main
