@@ -103,6 +103,16 @@ def test_an_sd1_checkpoint_that_asks_for_native_modules_gets_them(tmp_path, tiny
     assert type(native.denoiser).__module__ == "gouache.nodes.native.unet"
     reference = load_checkpoint(tiny_sd1.folder)
     _same_outputs(native, reference, "a (photo:1.2) of a cat, watercolour")
+    # A textual-inversion embedding goes in through the token embedding's hook on both.
+    from gouache.nodes.embeddings import Embedding
+
+    width = native.encoders[0].model.get_input_embeddings().weight.shape[1]
+    embedding = Embedding("style", (torch.randn(2, width, generator=torch.Generator().manual_seed(3)),))
+    with torch.no_grad():
+        ours, _ = encode(native, "a embedding:style cat", "cpu", embeddings={"style": embedding})
+        theirs, _ = encode(reference, "a embedding:style cat", "cpu", embeddings={"style": embedding})
+        plain, _ = encode(native, "a cat", "cpu")
+    assert (ours - theirs).abs().max() <= 1e-5 and (ours - plain).abs().max() > 1e-3
 
 
 def test_weights_that_fit_no_buildable_model_say_so(tmp_path, tiny_sd1):
