@@ -86,6 +86,11 @@ def test_the_embedded_model_loads_natively_and_computes_what_diffusers_computes(
         for key, value in theirs.state_dict().items():
             assert torch.equal(ours.state_dict()[key], value), f"{slot}.{key}"
     _same_outputs(native, reference)
+    from gouache.nodes.loading import diffusers_to_original
+
+    written = diffusers_to_original(native.denoiser, native.vae, native.encoders[0].model)
+    expected = diffusers_to_original(reference.denoiser, reference.vae, reference.encoders[0].model)
+    assert written.keys() == expected.keys() and all(torch.equal(written[k], v) for k, v in expected.items())
     # The folder the file is read with loads natively too, to the same weights.
     folder = load_checkpoint(EMBEDDED)
     assert type(folder.vae).__module__ == "gouache.nodes.native.vae"
