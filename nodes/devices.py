@@ -148,6 +148,13 @@ def threads_for(step_work: int | None) -> Iterator[None]:
             or step_work >= SMALL_STEP_WORK:
         yield
         return
+    with one_thread():
+        yield
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run a block on one torch intra-op thread (this thread's count), then restore the count."""
     import torch
 
     before = torch.get_num_threads()

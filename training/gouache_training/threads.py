@@ -8,8 +8,6 @@ count is re-chosen from measured step times instead of being fixed up front.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 
@@ -55,14 +53,3 @@ class ThreadGovernor:
     def reset_clock(self) -> None:
         """Forget the time spent outside training steps (evaluation, checkpoints)."""
         self._last = time.monotonic()
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run a block on one torch thread (the robust choice on a shared 2-core machine), then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

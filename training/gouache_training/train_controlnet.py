@@ -30,10 +30,11 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from gouache.nodes.devices import one_thread
+
 from . import WEIGHTS, data, evaluate
 from .loop import Budget, Loop, Run, Schedule, device, log
 from .models import make_scheduler
-from .threads import one_thread
 from .train_unet import EMPTY_CAPTION, MIN_SNR, OFFSET_NOISE, ema_update, tokenize
 from .train_vae import to_tensor
 

@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from gouache.nodes.devices import one_thread
+
 from . import data, evaluate
 from .loop import Budget, Loop, Run, Schedule, device, log
-from .threads import one_thread
 from .models import make_scheduler, make_text_encoder, make_unet
 from .pipeline import build_pipeline
 from .tokenizer import write_tokenizer

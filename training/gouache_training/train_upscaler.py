@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from spandrel import ModelLoader
 
-from .loop import Budget, Loop, Run, Schedule, device, log
+from .loop import Budget, Loop, Run, Schedule, device
 from .models import make_upscaler
 from .train_vae import held_out_images, training_images
 
