@@ -30,6 +30,17 @@ from .sizes import text_encoder_sizes, unet_sizes, vae_sizes
 
 __all__ = ["LoadedCheckpoint", "LoadedEncoder", "fingerprint", "load_checkpoint"]
 
+
+def _not_an_empty_fp32_warning(record: logging.LogRecord) -> bool:
+    """diffusers 0.42's ``ModelMixin.to`` warns "There are modules in UNet2DConditionModel that should be kept in
+    float32: []" on every dtype cast, the empty list included (``from_single_file`` casts each part, the model
+    manager casts to the device's dtypes); that variant says nothing. A warning that names modules still shows."""
+    return "should be kept in float32: []" not in record.getMessage()
+
+
+# On the logger itself, before diffusers makes it: whatever casts a diffusers model afterwards is covered.
+logging.getLogger("diffusers.models.modeling_utils").addFilter(_not_an_empty_fp32_warning)
+
 VAE_SLOT = "vae"
 
 
@@ -186,29 +197,9 @@ def _key_names(path: Path) -> list[str] | None:
         return None  # read_state_dict names what is wrong with the file
 
 
-class _EmptyFp32Warning(logging.Filter):
-    """Drops diffusers' warning about modules to keep in float32 when it names none.
-
-    ``from_single_file`` casts with ``to(torch_dtype)``, and diffusers 0.42's ``to`` warns "There are modules
-    in UNet2DConditionModel that should be kept in float32: []" on every such cast, an empty list included;
-    that variant says nothing and printed twice on every load. A warning that names modules still shows.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "should be kept in float32: []" not in record.getMessage()
-
-
-def _quiet_empty_fp32_warning() -> None:
-    logger = logging.getLogger("diffusers.models.modeling_utils")
-    if not any(isinstance(f, _EmptyFp32Warning) for f in logger.filters):
-        logger.addFilter(_EmptyFp32Warning())
-
-
 def _load_single_file(path: Path, config_dir: Path | None, dtype: torch.dtype) -> LoadedCheckpoint:
     import diffusers
     from diffusers import AutoencoderKL
-
-    _quiet_empty_fp32_warning()
 
     from .flow_models import detect_flow_family, load_single_file
 
