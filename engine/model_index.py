@@ -145,11 +145,7 @@ class ModelIndex:
     def _described_builtin(folder: ModelFolder, entry: ModelEntry) -> ModelEntry:
         if not entry.describe_when_listed or folder.describe is None:
             return entry
-        try:
-            info = {**folder.describe(entry.path), **entry.info}
-        except Exception as error:  # as for found files: a broken file must not hide the others
-            info = {"error": f"{type(error).__name__}: {error}", **entry.info}
-        return ModelEntry(entry.name, entry.path, info)
+        return ModelEntry(entry.name, entry.path, {**_describe(folder, entry.path), **entry.info})
 
     def _entry(self, folder: ModelFolder, directory: Path, path: Path, around: list[Path],
                describe: bool = True) -> ModelEntry:
@@ -162,12 +158,17 @@ class ModelIndex:
             if cached is not None and cached[0] == version:
                 info = dict(cached[1])
             else:
-                try:
-                    info = folder.describe(path)
-                except Exception as error:  # a broken file must not hide the others
-                    info = {"error": f"{type(error).__name__}: {error}"}
+                info = _describe(folder, path)
                 self._described[key] = (version, dict(info))
         return ModelEntry(path.relative_to(directory).as_posix(), path, info)
+
+
+def _describe(folder: ModelFolder, path: Path) -> dict[str, Any]:
+    """What ``folder``'s pack says of ``path``; a broken file is described by its error, never hides the others."""
+    try:
+        return folder.describe(path)  # type: ignore[misc]
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def _version(paths: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
