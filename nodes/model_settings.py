@@ -56,10 +56,12 @@ def read_settings(path: Path, config_dir: Path | None = None) -> dict[str, Any]:
         settings = json.loads(found.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelSettingsError(f"{found}: not a readable JSON settings file ({error})") from None
-    if not isinstance(settings, dict) or not set(settings) <= set(SETTINGS_KEYS):
-        unknown = sorted(set(settings) - set(SETTINGS_KEYS)) if isinstance(settings, dict) else []
-        raise ModelSettingsError(f"{found}: a settings file holds an object with {', '.join(map(repr, SETTINGS_KEYS))} "
-                                 "only" + (f"; unknown: {', '.join(map(repr, unknown))}" if unknown else ""))
+    expected = f"{found}: a settings file holds an object with {', '.join(map(repr, SETTINGS_KEYS))} only"
+    if not isinstance(settings, dict):
+        raise ModelSettingsError(expected)
+    unknown = sorted(set(settings) - set(SETTINGS_KEYS))
+    if unknown:
+        raise ModelSettingsError(f"{expected}; unknown: {', '.join(map(repr, unknown))}")
     if settings.get("modules", MODULE_CHOICES[0]) not in MODULE_CHOICES:
         raise ModelSettingsError(f"{found}: 'modules' is one of {', '.join(map(repr, MODULE_CHOICES))}, "
                                  f"not {settings['modules']!r}")
