@@ -643,9 +643,10 @@ async def _resume_collector(app: web.Application) -> None:
 def serve(args: Any, worker_factory: WorkerFactory | None = None) -> int:
     """``gouache serve``: refuse unsafe settings, then serve until interrupted; returns an exit code.
 
-    This process is the server: the cyclic collector is paused until the app has started (a collection
-    in the middle of the start walks what it made for nothing: about 10 ms of issue 18's start), then
-    what the start made is frozen out of its reach and collection resumes.
+    This process is the server: ``gouache serve`` pauses the cyclic collector before importing this module
+    (``cli/main.py``; a collection in the middle of the start walks what it made for nothing: about 10 ms of
+    issue 18's start); once the app has started, what the start made is frozen out of its reach and
+    collection resumes.
     """
     host = args.host or "127.0.0.1"
     token = getattr(args, "token", None) or None
@@ -654,7 +655,6 @@ def serve(args: Any, worker_factory: WorkerFactory | None = None) -> int:
               "machine could run workflows and read your images. Pass --token SECRET, or bind 127.0.0.1.",
               file=sys.stderr)
         return 2
-    gc.disable()  # `gouache serve` pauses it already before importing this module (cli/main.py)
     engine = Engine(home=args.home, device=getattr(args, "device", None),
                     safe_mode=bool(getattr(args, "safe_mode", False)),
                     disk_cache=True)  # outputs survive a restart of the server (home/cache, disk_cache_bytes)
