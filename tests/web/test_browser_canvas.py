@@ -70,6 +70,13 @@ def choose(ui, text: str) -> None:
     ui.page.locator(".litecontextmenu").last.locator(".litemenu-entry", has_text=text).first.click()
 
 
+def type_in_dialog(ui, text: str) -> None:
+    """Answer the canvas's open prompt (a title, a font size) with ``text`` and Enter."""
+    field = ui.page.locator(".graphdialog input")
+    field.fill(text)
+    field.press("Enter")
+
+
 def right_click(ui, at: list[float]) -> list[str]:
     ui.page.mouse.click(at[0], at[1], button="right")
     return menu_entries(ui)
@@ -136,9 +143,7 @@ def test_the_node_menu_sets_title_colour_collapse_modes_clone_and_remove(ui):
 
     right_click(ui, point(ui, noise))
     choose(ui, "Title")
-    field = ui.page.locator(".graphdialog input")
-    field.fill("Seed source")
-    field.press("Enter")
+    type_in_dialog(ui, "Seed source")
     assert exported(ui)["layout"][noise]["title"] == "Seed source"
 
     right_click(ui, point(ui, noise))
@@ -277,14 +282,10 @@ def test_groups_reroutes_and_titles_round_trip_through_save_reopen_and_export(ui
     right_click(ui, group_title_point(ui))
     choose(ui, "Edit Group")
     choose(ui, "Title")
-    field = ui.page.locator(".graphdialog input")
-    field.fill("Post-processing")
-    field.press("Enter")
+    type_in_dialog(ui, "Post-processing")
     right_click(ui, point(ui, "a"))
     choose(ui, "Title")
-    field = ui.page.locator(".graphdialog input")
-    field.fill("Base value")
-    field.press("Enter")
+    type_in_dialog(ui, "Base value")
 
     ui.page.once("dialog", lambda dialog: dialog.accept("organised"))
     ui.page.click("#save")
@@ -571,9 +572,7 @@ def test_the_other_menu_entries_do_what_they_say(ui, server):
     right_click(ui, group_title_point(ui))
     choose(ui, "Edit Group")
     choose(ui, "Font size")
-    field = ui.page.locator(".graphdialog input")
-    field.fill("30")
-    field.press("Enter")
+    type_in_dialog(ui, "30")
     assert exported(ui)["groups"][0]["font_size"] == 30
     right_click(ui, group_title_point(ui))
     choose(ui, "Edit Group")
