@@ -170,16 +170,9 @@ CONTROL_TOLERANCE = 8.0  # pixels between the render's and the control image's s
 
 
 @dataclass(frozen=True)
-class ControlCase:
-    """A held-out triple at a free position: the prompt names colours and shape, the silhouette says where."""
-
-    scene: data.Scene
-    seed: int
-
-    @property
-    def prompt(self) -> str:
-        """The evaluation phrasing, without a position word."""
-        return data.canonical_caption(self.scene)
+class ControlCase(Case):
+    """A held-out triple at a free position: the prompt names colours and shape (no position word reaches a
+    free position), the silhouette says where."""
 
     @property
     def control(self) -> np.ndarray:
